@@ -1,0 +1,91 @@
+"""Every Redis channel, stream and key name the mesh uses, in one place.
+
+Pub/sub is at-most-once, so every channel on the order path is *also* a Redis
+Stream of the same name, read through consumer groups (see ``ORDER_PATH_STREAMS``).
+Everything is PUBLISHed as well, so ``redis-cli PSUBSCRIBE '*'`` shows live traffic.
+
+Key naming: ``<area>:<thing>[:<id>]``.  Agent ids are ``<role>`` or
+``<role>:<SYMBOL>`` (compact symbol, e.g. ``strategy:ETHBTC``).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# --- channels named by the product brief -----------------------------------------
+MARKET_DATA: Final = "market_data"
+TRADING_EVENTS: Final = "trading_events"
+AGENT_STATUS: Final = "agent:status"
+AGENT_ERRORS: Final = "agent:errors"
+AGENT_BROADCAST: Final = "agent:broadcast"
+MODEL_METRICS: Final = "model_metrics"
+RETRAIN_STATUS: Final = "retrain_status"
+
+# --- pipeline channels ------------------------------------------------------------
+SIGNALS: Final = "signals"
+SIGNALS_APPROVED: Final = "signals:approved"  # compliance -> risk
+SIGNALS_REJECTED: Final = "signals:rejected"  # compliance or risk said no (with reason)
+ORDERS: Final = "orders"  # risk -> execution (SubmitOrder commands)
+RISK_ALERTS: Final = "risk_alerts"
+AUDIT: Final = "audit"
+AGENT_CONTROL: Final = "agent:control"
+DEAD_LETTER: Final = "dead_letter"
+
+#: Channels that are also Redis Streams read with consumer groups (at-least-once).
+ORDER_PATH_STREAMS: Final = (MARKET_DATA, SIGNALS, SIGNALS_APPROVED, ORDERS, TRADING_EVENTS)
+
+#: Streams kept for inspection (``XRANGE``) but not consumed through groups.
+HISTORY_STREAMS: Final = (SIGNALS_REJECTED, DEAD_LETTER, AUDIT, RISK_ALERTS)
+
+STREAMS: Final = ORDER_PATH_STREAMS + HISTORY_STREAMS
+
+ALL_CHANNELS: Final = (
+    MARKET_DATA,
+    TRADING_EVENTS,
+    AGENT_STATUS,
+    AGENT_ERRORS,
+    AGENT_BROADCAST,
+    MODEL_METRICS,
+    RETRAIN_STATUS,
+    SIGNALS,
+    SIGNALS_APPROVED,
+    SIGNALS_REJECTED,
+    ORDERS,
+    RISK_ALERTS,
+    AUDIT,
+    AGENT_CONTROL,
+    DEAD_LETTER,
+)
+
+# --- keys ------------------------------------------------------------------------
+HEALTH_KEY_PREFIX: Final = "agent:health:"
+#: Latched trading halt (kill switch / circuit breaker). JSON of ``HaltState``.
+HALT_KEY: Final = "mesh:halt"
+#: Replay cursor of the market_data agent (last published bar seq).
+REPLAY_CURSOR_KEY: Final = "market_data:cursor"
+#: Set by the market_data agent when a finite replay has published its last bar.
+REPLAY_DONE_KEY: Final = "market_data:done"
+#: Latest portfolio state published by the execution agent (JSON ``PortfolioState``).
+PORTFOLIO_KEY: Final = "execution:portfolio"
+#: Paper venue book (JSON), owned by the paper venue adapter.
+PAPER_VENUE_KEY: Final = "venue:paper:book"
+
+
+def health_key(agent_id: str) -> str:
+    """Return the TTL key that holds ``agent_id``'s last heartbeat."""
+    return f"{HEALTH_KEY_PREFIX}{agent_id}"
+
+
+def state_key(agent_id: str) -> str:
+    """Return the key holding an agent's durable working state (JSON)."""
+    return f"agent:state:{agent_id}"
+
+
+def decisions_key(agent_id: str) -> str:
+    """Return the hash ``message id -> emitted output`` used for idempotent redelivery."""
+    return f"agent:decisions:{agent_id}"
+
+
+def compact_symbol(symbol: str) -> str:
+    """``'ETH/BTC'`` -> ``'ETHBTC'`` (also accepts ``ETH-BTC``, ``ETH_BTC``, ``ETHBTC``)."""
+    return symbol.replace("/", "").replace("-", "").replace("_", "").upper()

@@ -1,0 +1,445 @@
+"""The one typed schema for everything on the wire.
+
+Every message carries ``id`` (unique), ``ts`` (ns since the Unix epoch, UTC),
+``source`` (agent id), ``correlation_id`` (the signal it descends from, carried
+signal -> approval -> order -> fill) and a ``type`` tag.  Commands are imperatives
+(``SubmitOrder``), events are past tense (``OrderFilled``).
+
+Serialization is JSON (orjson), so ``redis-cli`` shows readable payloads.
+:func:`decode` raises :class:`DecodeError` for anything that is not a valid message;
+agents send such payloads to the dead-letter channel and keep running.
+
+Units: prices in quote currency per base unit, quantities in base units,
+notional and cash in quote currency, times in ns since epoch (UTC).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from enum import StrEnum
+from typing import Annotated, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+#: Largest payload an agent accepts; bigger ones are dead-lettered unread.
+MAX_PAYLOAD_BYTES = 64 * 1024
+
+
+def now_ns() -> int:
+    """Wall-clock time in ns since the Unix epoch (UTC)."""
+    return time.time_ns()
+
+
+def new_id() -> str:
+    """A random unique message id (32 hex chars)."""
+    return uuid.uuid4().hex
+
+
+def stable_id(*parts: object) -> str:
+    """Deterministic 32-hex id from ``parts`` (SHA-256 prefix).
+
+    Used so that a redelivered input produces the *same* output id, which makes
+    every consumer idempotent by message id.
+    """
+    raw = "|".join(str(p) for p in parts).encode()
+    return hashlib.sha256(raw).hexdigest()[:32]
+
+
+class Side(StrEnum):
+    """Order or signal side."""
+
+    BUY = "BUY"
+    SELL = "SELL"
+
+    @property
+    def sign(self) -> int:
+        """+1 for BUY, -1 for SELL."""
+        return 1 if self is Side.BUY else -1
+
+    def opposite(self) -> Side:
+        """The other side."""
+        return Side.SELL if self is Side.BUY else Side.BUY
+
+
+class OrderStatus(StrEnum):
+    """Life cycle of an order.  UNKNOWN = sent but outcome not known (timeout)."""
+
+    NEW = "NEW"  # intent persisted, not yet acknowledged by the venue
+    ACCEPTED = "ACCEPTED"
+    PARTIALLY_FILLED = "PARTIALLY_FILLED"
+    FILLED = "FILLED"
+    CANCELLED = "CANCELLED"
+    REJECTED = "REJECTED"
+    UNKNOWN = "UNKNOWN"
+
+
+class AgentState(StrEnum):
+    """Agent life-cycle states (DESIGN.md)."""
+
+    STARTING = "starting"
+    RUNNING = "running"
+    DEGRADED = "degraded"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    FAULTED = "faulted"
+
+
+class ExitReason(StrEnum):
+    """Why a fill happened."""
+
+    ENTRY = "entry"
+    SIGNAL = "signal"  # closed by an opposite signal
+    STOP_LOSS = "stop_loss"
+    TAKE_PROFIT = "take_profit"
+    FLATTEN = "flatten"  # kill switch / end of replay
+
+
+class Message(BaseModel):
+    """Common envelope fields of every message."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(default_factory=new_id, min_length=1, max_length=128)
+    ts: int = Field(default_factory=now_ns, ge=0)
+    source: str = Field(min_length=1, max_length=128)
+    correlation_id: str = Field(default="", max_length=128)
+
+    def to_json(self) -> bytes:
+        """Serialize to JSON bytes."""
+        return orjson.dumps(self.model_dump(mode="json"))
+
+
+Price = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+Qty = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+
+
+# ------------------------------------------------------------------ market data
+class BarClosed(Message):
+    """One OHLCV candle, published when it closes.
+
+    ``seq`` is the replay's global sequence number (strictly increasing across all
+    symbols); downstream agents use it to order work deterministically.
+    ``open_time`` is the bar's open time in ns (UTC).
+    """
+
+    type: Literal["bar_closed"] = "bar_closed"
+    symbol: str = Field(min_length=1, max_length=32)
+    timeframe: str = "5m"
+    open_time: int = Field(ge=0)
+    open: Price
+    high: Price
+    low: Price
+    close: Price
+    volume: Qty
+    seq: int = Field(ge=0)
+
+
+# ------------------------------------------------------------------ pipeline
+class SignalGenerated(Message):
+    """A strategy wants to trade.  ``correlation_id == id`` (the chain starts here).
+
+    ``entry_price`` is the reference price (last close); ``stop_loss`` and
+    ``take_profit`` are absolute prices.  ``bar_seq``/``bar_time`` identify the bar
+    the signal was computed on.
+    """
+
+    type: Literal["signal_generated"] = "signal_generated"
+    symbol: str = Field(min_length=1, max_length=32)
+    side: Side
+    confidence: float = Field(ge=0.0, le=1.0)
+    entry_price: Price
+    stop_loss: Price
+    take_profit: Price
+    reason: str = Field(max_length=500)
+    strategy: str = Field(min_length=1, max_length=64)
+    params: dict[str, float | int | str | bool] = Field(default_factory=dict)
+    bar_seq: int = Field(ge=0)
+    bar_time: int = Field(ge=0)
+
+
+class ComplianceDecided(Message):
+    """Compliance approved (on ``signals:approved``) or rejected (``signals:rejected``)."""
+
+    type: Literal["compliance_decided"] = "compliance_decided"
+    approved: bool
+    rule: str = Field(max_length=64)  # rule that decided ("ok" when approved)
+    reason: str = Field(max_length=500)
+    signal: SignalGenerated
+
+
+class RiskDecided(Message):
+    """Risk's decision on an approved signal; rejections go to ``signals:rejected``.
+
+    ``quantity`` in base units, ``notional`` in quote currency (0 when rejected).
+    """
+
+    type: Literal["risk_decided"] = "risk_decided"
+    approved: bool
+    rule: str = Field(max_length=64)
+    reason: str = Field(max_length=500)
+    signal: SignalGenerated
+    quantity: Qty = 0.0
+    notional: Qty = 0.0
+    equity: Finite = 0.0
+
+
+class SubmitOrder(Message):
+    """Command to execution: place a market order.
+
+    ``client_order_id`` is derived deterministically from the signal id.
+    ``reduce_only`` orders only close an existing position; ``stop_loss`` and
+    ``take_profit`` (absolute prices) attach a bracket to the resulting position.
+    """
+
+    type: Literal["submit_order"] = "submit_order"
+    client_order_id: str = Field(min_length=1, max_length=64)
+    symbol: str = Field(min_length=1, max_length=32)
+    side: Side
+    quantity: Annotated[float, Field(gt=0, allow_inf_nan=False)]
+    order_type: Literal["MARKET"] = "MARKET"
+    reduce_only: bool = False
+    stop_loss: Price | None = None
+    take_profit: Price | None = None
+    signal_id: str = Field(min_length=1, max_length=64)
+    bar_seq: int = Field(ge=0)
+
+
+class CancelAllOrders(Message):
+    """Command to execution: cancel every open order (kill switch)."""
+
+    type: Literal["cancel_all_orders"] = "cancel_all_orders"
+    reason: str = Field(max_length=500)
+
+
+# ------------------------------------------------------------------ trading events
+class OrderAccepted(Message):
+    """The venue accepted an order."""
+
+    type: Literal["order_accepted"] = "order_accepted"
+    client_order_id: str
+    venue_order_id: str
+    symbol: str
+    side: Side
+    quantity: Qty
+
+
+class OrderRejected(Message):
+    """The venue or execution refused an order (reason given)."""
+
+    type: Literal["order_rejected"] = "order_rejected"
+    client_order_id: str
+    symbol: str
+    reason: str = Field(max_length=500)
+
+
+class OrderCancelled(Message):
+    """An open order was cancelled."""
+
+    type: Literal["order_cancelled"] = "order_cancelled"
+    client_order_id: str
+    symbol: str
+    reason: str = Field(max_length=500)
+
+
+class OrderFilled(Message):
+    """A (possibly partial) fill.
+
+    ``price`` in quote per base, ``quantity`` in base units, ``fee`` in quote currency,
+    ``realized_pnl`` in quote currency: gross P&L of the quantity this fill closed,
+    before fees (0 for a fill that only opens or adds); net = sum(realized) - sum(fee).
+    """
+
+    type: Literal["order_filled"] = "order_filled"
+    fill_id: str
+    client_order_id: str
+    symbol: str
+    side: Side
+    quantity: Qty
+    price: Price
+    fee: Qty
+    realized_pnl: Finite = 0.0
+    exit_reason: ExitReason = ExitReason.ENTRY
+    bar_seq: int = Field(ge=0)
+    fill_time: int = Field(ge=0)
+
+
+class PositionChanged(Message):
+    """Position after a fill.  ``quantity`` signed (base units), ``avg_price`` quote/base."""
+
+    type: Literal["position_changed"] = "position_changed"
+    symbol: str
+    quantity: Finite
+    avg_price: Qty
+    realized_pnl: Finite
+
+
+class PortfolioMarked(Message):
+    """Mark-to-market equity after a bar (quote currency)."""
+
+    type: Literal["portfolio_marked"] = "portfolio_marked"
+    bar_seq: int = Field(ge=0)
+    bar_time: int = Field(ge=0)
+    cash: Finite
+    equity: Finite
+    exposure: Qty
+    positions: dict[str, float] = Field(default_factory=dict)
+
+
+# ------------------------------------------------------------------ agent plane
+class AgentHeartbeat(Message):
+    """Published every second on ``agent:status`` and kept in ``agent:health:<id>``."""
+
+    type: Literal["agent_heartbeat"] = "agent_heartbeat"
+    agent_id: str
+    role: str
+    state: AgentState
+    pid: int
+    started_at: int
+    messages_in: int = 0
+    messages_out: int = 0
+    errors: int = 0
+    dead_letters: int = 0
+    last_message_at: int = 0
+    last_error: str = ""
+
+
+class AgentErrorRaised(Message):
+    """An agent caught an error (published on ``agent:errors``)."""
+
+    type: Literal["agent_error_raised"] = "agent_error_raised"
+    agent_id: str
+    error: str = Field(max_length=2000)
+    fatal: bool = False
+
+
+class DeadLettered(Message):
+    """A payload an agent could not decode or validate, with the reason."""
+
+    type: Literal["dead_lettered"] = "dead_lettered"
+    agent_id: str
+    channel: str
+    reason: str = Field(max_length=2000)
+    payload: str = Field(max_length=4096)  # truncated raw payload
+
+
+class CircuitBreakerTripped(Message):
+    """Risk latched HALTED (daily drawdown limit, kill switch, ...)."""
+
+    type: Literal["circuit_breaker_tripped"] = "circuit_breaker_tripped"
+    reason: str
+    drawdown: Finite = 0.0
+    limit: Finite = 0.0
+
+
+class AuditRecorded(Message):
+    """A decision written to the audit log."""
+
+    type: Literal["audit_recorded"] = "audit_recorded"
+    actor: str
+    action: str
+    decision: str
+    reason: str = Field(max_length=1000)
+    subject_id: str = ""
+
+
+class AgentCommand(Message):
+    """Control command to one agent (``target`` agent id or ``*``)."""
+
+    type: Literal["agent_command"] = "agent_command"
+    target: str
+    command: Literal["stop", "pause", "resume", "flatten"]
+
+
+class ReplayFinished(Message):
+    """market_data finished a finite replay (on ``agent:broadcast``)."""
+
+    type: Literal["replay_finished"] = "replay_finished"
+    bars: int
+    last_seq: int
+
+
+AnyMessage = Annotated[
+    BarClosed
+    | SignalGenerated
+    | ComplianceDecided
+    | RiskDecided
+    | SubmitOrder
+    | CancelAllOrders
+    | OrderAccepted
+    | OrderRejected
+    | OrderCancelled
+    | OrderFilled
+    | PositionChanged
+    | PortfolioMarked
+    | AgentHeartbeat
+    | AgentErrorRaised
+    | DeadLettered
+    | CircuitBreakerTripped
+    | AuditRecorded
+    | AgentCommand
+    | ReplayFinished,
+    Field(discriminator="type"),
+]
+
+_ADAPTER: TypeAdapter[AnyMessage] = TypeAdapter(AnyMessage)
+
+
+class DecodeError(ValueError):
+    """A payload is not a valid message; ``str(err)`` says why."""
+
+
+def decode(raw: bytes | str) -> AnyMessage:
+    """Parse and validate one wire payload.
+
+    Parameters
+    ----------
+    raw
+        JSON bytes/str as published on a channel or stored in a stream entry.
+
+    Returns
+    -------
+    AnyMessage
+        The concrete message model selected by its ``type`` tag.
+
+    Raises
+    ------
+    DecodeError
+        Oversized payload, invalid JSON, unknown ``type`` or a field that fails
+        validation; the message names the problem.
+    """
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8", errors="replace")
+    if len(raw) > MAX_PAYLOAD_BYTES:
+        raise DecodeError(f"payload of {len(raw)} bytes exceeds {MAX_PAYLOAD_BYTES}")
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise DecodeError(f"invalid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise DecodeError(f"expected a JSON object, got {type(data).__name__}")
+    try:
+        return _ADAPTER.validate_python(data)
+    except ValidationError as exc:
+        errs = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5]
+        )
+        raise DecodeError(f"invalid message: {errs}") from None
+
+
+def encode(msg: Message) -> bytes:
+    """Serialize a message to JSON bytes (same as ``msg.to_json()``)."""
+    return msg.to_json()
+
+
+def client_order_id_for(signal_id: str, leg: str = "o") -> str:
+    """Deterministic client order id for the order born from ``signal_id``.
+
+    ``leg`` distinguishes several orders from one signal (``"o"`` the order itself,
+    ``"c"`` a close of the opposite position).  Format ``tm-<leg>-<24 hex>`` (at most
+    30 chars: fits every venue's limit, e.g. Binance 36).
+    """
+    return f"tm-{leg}-{stable_id('coid', signal_id, leg)[:24]}"

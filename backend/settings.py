@@ -1,0 +1,189 @@
+"""Mesh configuration: pydantic-settings from a TOML file and the environment.
+
+Precedence (highest first): constructor arguments, environment variables
+(``TRADINGMESH_`` prefix, ``__`` between nested names, e.g.
+``TRADINGMESH_RISK__MIN_CONFIDENCE=0.8``), the TOML file named by
+``TRADINGMESH_CONFIG`` (default ``config/tradingmesh.toml`` if present), defaults.
+``REDIS_URL`` and ``DATABASE_URL`` are also read without the prefix.
+
+A bad value raises :class:`ConfigError` naming the field.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, BaseModel, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from backend.channels import compact_symbol
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the field and the problem."""
+
+
+class StrategyConfig(BaseModel):
+    """Which strategy a symbol's strategy agent runs, and its parameters."""
+
+    name: str = "sma_cross"
+    params: dict[str, float | int | str | bool] = Field(default_factory=dict)
+
+
+class ComplianceConfig(BaseModel):
+    """Compliance rules (pure functions in ``backend.rules.compliance``)."""
+
+    max_trades_per_day: int = Field(default=40, ge=0)
+    max_notional_per_day: float = Field(default=50.0, ge=0)  # quote currency
+    trading_hours_utc: tuple[int, int] = (0, 24)  # [start, end) hours; (0, 24) = 24/7
+    restricted_symbols: list[str] = Field(default_factory=list)
+    duplicate_window_s: float = Field(default=300.0, ge=0)
+
+
+class RiskConfig(BaseModel):
+    """Risk limits (pure functions in ``backend.rules.risk``)."""
+
+    risk_per_trade: float = Field(default=0.01, gt=0, le=1)  # fraction of equity
+    max_position_pct: float = Field(default=0.25, gt=0, le=10)  # notional / equity
+    max_symbol_exposure_pct: float = Field(default=0.25, gt=0, le=10)
+    max_total_exposure_pct: float = Field(default=1.0, gt=0, le=10)
+    min_confidence: float = Field(default=0.85, ge=0, le=1)
+    daily_drawdown_limit: float = Field(default=0.02, gt=0, le=1)
+    allow_short: bool = False
+    #: How long risk/compliance wait for the portfolio state of a signal's bar
+    #: (seconds).  ``0`` waits forever (deterministic replay).
+    portfolio_wait_s: float = Field(default=0.0, ge=0)
+
+
+class PaperConfig(BaseModel):
+    """Paper venue: one account in one quote currency."""
+
+    initial_cash: float = Field(default=1.0, gt=0)
+    quote_currency: str = "BTC"
+    fee_rate: float = Field(default=0.001, ge=0, lt=0.1)  # fraction of notional, per side
+    slippage_bps: float = Field(default=2.0, ge=0, lt=1000)
+
+
+class OrchestratorConfig(BaseModel):
+    """Supervision parameters."""
+
+    heartbeat_interval_s: float = Field(default=1.0, gt=0)
+    heartbeat_ttl_s: float = Field(default=5.0, gt=0)
+    restart_backoff_base_s: float = Field(default=0.5, gt=0)
+    restart_backoff_max_s: float = Field(default=30.0, gt=0)
+    max_restarts: int = Field(default=5, ge=1)
+    restart_window_s: float = Field(default=120.0, gt=0)
+    shutdown_grace_s: float = Field(default=10.0, gt=0)
+    start_timeout_s: float = Field(default=60.0, gt=0)
+
+
+class Settings(BaseSettings):
+    """All configuration of one mesh."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TRADINGMESH_",
+        env_nested_delimiter="__",
+        extra="forbid",
+    )
+
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0",
+        validation_alias=AliasChoices("REDIS_URL", "TRADINGMESH_REDIS_URL", "redis_url"),
+    )
+    database_url: str = Field(
+        default="",
+        validation_alias=AliasChoices("DATABASE_URL", "TRADINGMESH_DATABASE_URL", "database_url"),
+    )
+    var_dir: Path = ROOT / "var"
+    data_dir: Path = ROOT / "data" / "sample"
+    symbols: list[str] = Field(default_factory=lambda: ["ETH/BTC", "LTC/BTC", "ADA/BTC", "DASH/BTC"])
+    timeframe: str = "5m"
+    #: "max" (as fast as the mesh takes it, with back-pressure) or a real-time multiple.
+    replay_speed: Literal["max"] | float = "max"
+    #: Stop after this many bars per symbol (0 = all).
+    replay_limit: int = Field(default=0, ge=0)
+    default_strategy: StrategyConfig = Field(default_factory=StrategyConfig)
+    strategies: dict[str, StrategyConfig] = Field(default_factory=dict)  # per compact symbol
+    compliance: ComplianceConfig = Field(default_factory=ComplianceConfig)
+    risk: RiskConfig = Field(default_factory=RiskConfig)
+    paper: PaperConfig = Field(default_factory=PaperConfig)
+    orchestrator: OrchestratorConfig = Field(default_factory=OrchestratorConfig)
+    stream_maxlen: int = Field(default=200_000, ge=1000)
+    log_level: str = "INFO"
+
+    @field_validator("symbols")
+    @classmethod
+    def _symbols(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("at least one symbol is required")
+        for s in v:
+            if "/" not in s:
+                raise ValueError(f"symbol {s!r} must be BASE/QUOTE, e.g. ETH/BTC")
+        quotes = {s.split("/")[1] for s in v}
+        if len(quotes) > 1:
+            raise ValueError(f"all symbols must share one quote currency, got {sorted(quotes)}")
+        return v
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = config_path()
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    # ---------------------------------------------------------------- helpers
+    def strategy_for(self, symbol: str) -> StrategyConfig:
+        """The strategy configured for ``symbol`` (any symbol form), else the default."""
+        return self.strategies.get(compact_symbol(symbol), self.default_strategy)
+
+    def db_url(self) -> str:
+        """SQLAlchemy URL: ``DATABASE_URL`` or a SQLite file under ``var_dir``."""
+        return self.database_url or f"sqlite:///{self.var_dir / 'tradingmesh.db'}"
+
+
+def config_path() -> Path | None:
+    """The TOML config file in force, or ``None``.
+
+    Raises
+    ------
+    ConfigError
+        ``TRADINGMESH_CONFIG`` names a file that does not exist.
+    """
+    env = os.environ.get("TRADINGMESH_CONFIG")
+    if env:
+        p = Path(env)
+        if not p.is_file():
+            raise ConfigError(f"TRADINGMESH_CONFIG={env}: no such file")
+        return p
+    default = ROOT / "config" / "tradingmesh.toml"
+    return default if default.is_file() else None
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build :class:`Settings`; raise :class:`ConfigError` with a readable message."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = [
+            f"  {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        ]
+        raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from None
+    except (OSError, ValueError) as exc:  # TOML syntax errors, unreadable file
+        raise ConfigError(f"invalid configuration: {exc}") from None
