@@ -277,8 +277,23 @@ class PositionChanged(Message):
     realized_pnl: Finite
 
 
+class PositionSnapshot(BaseModel):
+    """One position inside a :class:`PortfolioMarked`: signed base units, quote prices."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    quantity: Finite
+    avg_price: Qty
+    mark: Qty
+
+
 class PortfolioMarked(Message):
-    """Mark-to-market equity after a bar (quote currency)."""
+    """Mark-to-market account state after the execution agent processed bar ``bar_seq``.
+
+    ``cash``, ``equity`` (cash + positions at marks), ``exposure`` (sum of
+    ``|qty * mark|``), ``day_start_equity`` (equity at the start of the UTC day
+    ``day`` = ``bar_time // 86_400e9``) and ``traded_notional_today`` are in quote currency.
+    """
 
     type: Literal["portfolio_marked"] = "portfolio_marked"
     bar_seq: int = Field(ge=0)
@@ -286,7 +301,10 @@ class PortfolioMarked(Message):
     cash: Finite
     equity: Finite
     exposure: Qty
-    positions: dict[str, float] = Field(default_factory=dict)
+    day: int = Field(ge=0)
+    day_start_equity: Finite
+    traded_notional_today: Qty = 0.0
+    positions: dict[str, PositionSnapshot] = Field(default_factory=dict)
 
 
 # ------------------------------------------------------------------ agent plane

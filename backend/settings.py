@@ -158,6 +158,13 @@ class Settings(BaseSettings):
         return self.database_url or f"sqlite:///{self.var_dir / 'tradingmesh.db'}"
 
 
+def write_resolved(settings: Settings, path: Path) -> Path:
+    """Write ``settings`` as the JSON file agents load through ``TRADINGMESH_SETTINGS_FILE``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(settings.model_dump_json(indent=2))
+    return path
+
+
 def config_path() -> Path | None:
     """The TOML config file in force, or ``None``.
 
@@ -176,9 +183,21 @@ def config_path() -> Path | None:
     return default if default.is_file() else None
 
 
+#: Env var naming a JSON file of fully resolved settings.  The orchestrator writes one
+#: per mesh so that every agent process runs with exactly the same configuration.
+SETTINGS_FILE_ENV = "TRADINGMESH_SETTINGS_FILE"
+
+
 def load_settings(**overrides: object) -> Settings:
-    """Build :class:`Settings`; raise :class:`ConfigError` with a readable message."""
+    """Build :class:`Settings`; raise :class:`ConfigError` with a readable message.
+
+    When ``TRADINGMESH_SETTINGS_FILE`` is set (agent processes started by the
+    orchestrator) the resolved settings are read from that JSON file instead.
+    """
+    resolved = os.environ.get(SETTINGS_FILE_ENV)
     try:
+        if resolved and not overrides:
+            return Settings.model_validate_json(Path(resolved).read_bytes())
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         lines = [

@@ -1,0 +1,338 @@
+"""The shared ``Agent`` base class: life cycle, heartbeat, dispatch, dead letters.
+
+An agent is one OS process with one asyncio loop and one ``redis.asyncio`` pool.
+Life cycle: starting -> running -> (degraded) -> stopping -> stopped; faulted on an
+unhandled error.  Every ``heartbeat_interval_s`` it writes ``agent:health:<id>`` (TTL
+``heartbeat_ttl_s``) and publishes an :class:`AgentHeartbeat` on ``agent:status``.
+
+Dispatch: the agent reads its input streams through its consumer group (group name =
+agent id), decodes each entry and calls :meth:`Agent.handle` with a MULTI/EXEC pipeline;
+the base adds the ``XACK`` to that pipeline and executes it, so outputs and the ack are
+atomic.  Undecodable payloads go to ``dead_letter`` (and are acked); a handler that
+raises is retried up to ``MAX_ATTEMPTS`` times, then the entry is dead-lettered.
+
+SIGTERM/SIGINT: stop reading, finish the batch in hand, publish the final state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections import Counter
+
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from backend import channels, topology
+from backend.bus import Bus, Delivery
+from backend.messages import (
+    AgentErrorRaised,
+    AgentHeartbeat,
+    AgentState,
+    AnyMessage,
+    DecodeError,
+    Message,
+    decode,
+    now_ns,
+)
+from backend.settings import Settings
+
+MAX_ATTEMPTS = 3
+REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+
+
+class Agent:
+    """Base class of every agent process.
+
+    Subclasses set ``role``, override :meth:`setup` (load state), :meth:`handle`
+    (one input message) and optionally :meth:`main` (agents that produce rather
+    than consume, like market_data) and :meth:`stream_priority`.
+
+    Parameters
+    ----------
+    settings
+        Resolved mesh settings.
+    agent_id
+        Unique id (``role`` or ``role:SYMBOL``); also the consumer group name.
+    """
+
+    role = "agent"
+
+    def __init__(self, settings: Settings, agent_id: str | None = None) -> None:
+        self.settings = settings
+        self.agent_id = agent_id or self.role
+        self.log = logging.getLogger(f"agent.{self.agent_id}")
+        self.state = AgentState.STARTING
+        self.started_at = now_ns()
+        self.messages_in = 0
+        self.messages_out = 0
+        self.errors = 0
+        self.dead_letters = 0
+        self.last_message_at = 0
+        self.last_error = ""
+        self.redis: Redis | None = None
+        self.bus: Bus | None = None
+        self.inputs: list[str] = topology.inputs_of(self.agent_id, settings)
+        self._stop = asyncio.Event()
+        self._attempts: Counter[str] = Counter()
+
+    # ------------------------------------------------------------------ hooks
+    async def setup(self) -> None:
+        """Load durable state; called once Redis is reachable, before reading."""
+
+    async def teardown(self) -> None:
+        """Release resources (flush buffers); called on the way out."""
+
+    async def handle(self, delivery: Delivery, msg: AnyMessage, pipe: Pipeline) -> None:
+        """Process one input message, staging outputs in ``pipe`` (MULTI/EXEC)."""
+        raise NotImplementedError
+
+    async def main(self) -> None:
+        """Main loop: by default consume :attr:`inputs` until stopped."""
+        await self.consume_forever()
+
+    def after_commit(self) -> None:
+        """Called after the transaction of one input executed (commit in-memory state)."""
+
+    def stream_priority(self, stream: str) -> int:
+        """Lower is handled first within one batch (default: input order)."""
+        return self.inputs.index(stream) if stream in self.inputs else len(self.inputs)
+
+    # ------------------------------------------------------------------ helpers
+    def emit(self, pipe: Pipeline, channel: str, msg: Message) -> None:
+        """Stage ``msg`` on ``channel`` in the current transaction."""
+        assert self.bus is not None
+        self.bus.stage(pipe, channel, msg)
+        self.messages_out += 1
+
+    async def load_state(self) -> bytes | None:
+        """The agent's durable working state (JSON bytes) or ``None``."""
+        assert self.redis is not None
+        return await self.redis.get(channels.state_key(self.agent_id))
+
+    def stage_state(self, pipe: Pipeline, blob: bytes | str) -> None:
+        """Save the agent's working state in the current transaction."""
+        pipe.set(channels.state_key(self.agent_id), blob)
+
+    def _seen_keys(self) -> tuple[str, str]:
+        day = int(time.time() // 86_400)
+        base = f"agent:seen:{self.agent_id}:"
+        return base + str(day), base + str(day - 1)
+
+    async def already_handled(self, message_id: str) -> bool:
+        """True if a message with this id was handled before (idempotent consumer)."""
+        assert self.redis is not None
+        today, yesterday = self._seen_keys()
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.sismember(today, message_id)
+        pipe.sismember(yesterday, message_id)
+        return any(await pipe.execute())
+
+    def stage_handled(self, pipe: Pipeline, message_id: str) -> None:
+        """Mark ``message_id`` handled in the current transaction (kept two days)."""
+        today, _ = self._seen_keys()
+        pipe.sadd(today, message_id)
+        pipe.expire(today, 3 * 86_400)
+
+    @property
+    def stopping(self) -> bool:
+        """True once a stop was requested."""
+        return self._stop.is_set()
+
+    def request_stop(self) -> None:
+        """Ask the agent to stop after the batch in hand."""
+        self._stop.set()
+
+    async def wait_stop(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s for a stop request; True if one came."""
+        try:
+            await asyncio.wait_for(self._stop.wait(), timeout)
+            return True
+        except TimeoutError:
+            return False
+
+    async def report_error(self, error: str, fatal: bool = False) -> None:
+        """Count, log and publish an error on ``agent:errors`` (best effort)."""
+        self.errors += 1
+        self.last_error = error[:500]
+        self.log.error("%s", error)
+        if self.bus is not None:
+            with contextlib.suppress(*REDIS_ERRORS):
+                msg = AgentErrorRaised(
+                    source=self.agent_id, agent_id=self.agent_id, error=error[:2000], fatal=fatal
+                )
+                await self.bus.publish(channels.AGENT_ERRORS, msg)
+
+    # ------------------------------------------------------------------ life cycle
+    async def run(self) -> int:
+        """Run until stopped; returns the process exit code (0 clean, 1 faulted)."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, self.request_stop)
+        self.redis = Redis.from_url(
+            self.settings.redis_url, socket_timeout=30, socket_connect_timeout=5,
+            health_check_interval=15,
+        )
+        self.bus = Bus(self.redis, self.agent_id, self.settings.stream_maxlen)
+        heartbeat = asyncio.create_task(self._heartbeat_loop())
+        code = 0
+        try:
+            await self._connect()
+            for stream in self.inputs:
+                await self.bus.ensure_group(stream, self.agent_id)
+            await self.setup()
+            self.state = AgentState.RUNNING
+            await self._beat()
+            await self.main()
+        except asyncio.CancelledError:
+            pass
+        except Exception as exc:  # noqa: BLE001 - last-resort: report, mark faulted
+            self.state = AgentState.FAULTED
+            await self.report_error(f"fatal: {type(exc).__name__}: {exc}", fatal=True)
+            self.log.exception("agent faulted")
+            code = 1
+        finally:
+            if self.state is not AgentState.FAULTED:
+                self.state = AgentState.STOPPING
+            with contextlib.suppress(Exception):
+                await self._beat()
+            with contextlib.suppress(Exception):
+                await self.teardown()
+            if self.state is not AgentState.FAULTED:
+                self.state = AgentState.STOPPED
+            heartbeat.cancel()
+            with contextlib.suppress(BaseException):
+                await heartbeat
+            with contextlib.suppress(Exception):
+                await self._beat()
+            with contextlib.suppress(Exception):
+                await self.redis.aclose()
+        return code
+
+    async def _connect(self) -> None:
+        delay = 0.1
+        while not self.stopping:
+            try:
+                await self.redis.ping()  # type: ignore[union-attr]
+                return
+            except REDIS_ERRORS as exc:
+                self.log.warning("redis not reachable (%s); retrying in %.1fs", exc, delay)
+                await self.wait_stop(delay)
+                delay = min(delay * 2, 5.0)
+        raise asyncio.CancelledError
+
+    def heartbeat(self) -> AgentHeartbeat:
+        """The agent's current health record."""
+        return AgentHeartbeat(
+            source=self.agent_id,
+            agent_id=self.agent_id,
+            role=self.role,
+            state=self.state,
+            pid=os.getpid(),
+            started_at=self.started_at,
+            messages_in=self.messages_in,
+            messages_out=self.messages_out,
+            errors=self.errors,
+            dead_letters=self.dead_letters,
+            last_message_at=self.last_message_at,
+            last_error=self.last_error,
+        )
+
+    async def _beat(self) -> None:
+        assert self.redis is not None and self.bus is not None
+        hb = self.heartbeat()
+        ttl_ms = int(self.settings.orchestrator.heartbeat_ttl_s * 1000)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.set(channels.health_key(self.agent_id), hb.to_json(), px=ttl_ms)
+        pipe.publish(channels.AGENT_STATUS, hb.to_json())
+        pipe.hincrby("stats:messages", channels.AGENT_STATUS, 1)
+        await pipe.execute()
+
+    async def _heartbeat_loop(self) -> None:
+        interval = self.settings.orchestrator.heartbeat_interval_s
+        while True:
+            try:
+                await self._beat()
+            except REDIS_ERRORS:
+                pass
+            await asyncio.sleep(interval)
+
+    # ------------------------------------------------------------------ consuming
+    async def consume_forever(self) -> None:
+        """Read and dispatch input batches until stopped, riding out Redis outages."""
+        assert self.bus is not None
+        delay = 0.1
+        while not self.stopping:
+            try:
+                batch = await self.bus.read(self.inputs, self.agent_id)
+                if self.state is AgentState.DEGRADED:
+                    self.state = AgentState.RUNNING
+                    self.log.info("redis back; resuming")
+                delay = 0.1
+            except REDIS_ERRORS as exc:
+                self.state = AgentState.DEGRADED
+                self.log.warning("redis read failed (%s); retrying in %.1fs", exc, delay)
+                await self.wait_stop(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            batch.sort(key=lambda d: self.stream_priority(d.stream))
+            for delivery in batch:
+                await self.dispatch(delivery)
+
+    async def dispatch(self, delivery: Delivery) -> None:
+        """Decode, handle and acknowledge one delivery (dead-letter on bad input)."""
+        assert self.bus is not None and self.redis is not None
+        self.messages_in += 1
+        self.last_message_at = now_ns()
+        try:
+            msg = decode(delivery.raw)
+        except DecodeError as exc:
+            await self._dead_letter(delivery, str(exc))
+            return
+        while True:
+            try:
+                pipe = self.redis.pipeline(transaction=True)
+                await self.handle(delivery, msg, pipe)
+                self.bus.stage_ack(pipe, delivery.stream, self.agent_id, delivery.entry_id)
+                await pipe.execute()
+                self.after_commit()
+                self._attempts.pop(delivery.entry_id, None)
+                return
+            except REDIS_ERRORS as exc:
+                # Not the message's fault: wait for Redis and try the same message again.
+                self.state = AgentState.DEGRADED
+                self.log.warning("redis error while handling %s: %s", delivery.entry_id, exc)
+                if await self.wait_stop(0.5):
+                    return  # stays pending; redelivered after restart
+            except Exception as exc:  # noqa: BLE001 - handler bug or bad content
+                self._attempts[delivery.entry_id] += 1
+                n = self._attempts[delivery.entry_id]
+                await self.report_error(
+                    f"handling {delivery.stream} {delivery.entry_id} failed "
+                    f"(attempt {n}/{MAX_ATTEMPTS}): {type(exc).__name__}: {exc}"
+                )
+                if n >= MAX_ATTEMPTS:
+                    self._attempts.pop(delivery.entry_id, None)
+                    await self._dead_letter(
+                        delivery, f"handler failed {n} times: {type(exc).__name__}: {exc}"
+                    )
+                    return
+
+    async def _dead_letter(self, delivery: Delivery, reason: str) -> None:
+        assert self.bus is not None and self.redis is not None
+        self.dead_letters += 1
+        self.log.warning("dead-letter %s %s: %s", delivery.stream, delivery.entry_id, reason)
+        await self.bus.dead_letter(delivery.stream, delivery.raw, reason)
+        await self.redis.xack(delivery.stream, self.agent_id, delivery.entry_id)
+
+
+def monotonic() -> float:
+    """Monotonic seconds (for deadlines)."""
+    return time.monotonic()

@@ -1,0 +1,106 @@
+"""market_data agent: replays the configured symbols' candles onto ``market_data``.
+
+Bars of all symbols are published one at a time in (open time, symbol) order, each
+with a global ``seq``.  At ``replay_speed = "max"`` the next bar is released only when
+every consumer group on the order path has read and acknowledged everything
+(back-pressure: as fast as the mesh takes it, never dropping a bar, and the same
+order of events on every run).  At a numeric speed N the replay sleeps
+``(t_next - t_prev) / N`` between bars.
+
+The replay cursor (last published ``seq``) is written in the same transaction as each
+bar, so a restarted agent resumes with the next bar: nothing is skipped or repeated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from agents.base import Agent
+from backend import channels, topology
+from backend.bus import pipeline_caught_up
+from backend.marketdata import load_dir, merge_bars
+from backend.messages import BarClosed, ReplayFinished, stable_id
+
+
+class MarketDataAgent(Agent):
+    """Publishes ``BarClosed`` messages from the sample (or any) CSV data."""
+
+    role = "market_data"
+
+    async def main(self) -> None:
+        """Replay to the end (or until stopped), then idle with heartbeats."""
+        assert self.redis is not None and self.bus is not None
+        s = self.settings
+        candles = load_dir(s.data_dir, s.symbols, s.timeframe)
+        order = list(merge_bars(candles))
+        if s.replay_limit:
+            taken: dict[str, int] = {}
+            kept = []
+            for item in order:
+                n = taken.get(item[1], 0)
+                if n < s.replay_limit:
+                    kept.append(item)
+                    taken[item[1]] = n + 1
+            order = kept
+        cursor = int(await self.redis.get(channels.REPLAY_CURSOR_KEY) or 0)
+        groups = topology.consumer_groups(s)
+        self.log.info(
+            "replaying %d bars of %s at speed %s from seq %d",
+            len(order), ",".join(s.symbols), s.replay_speed, cursor + 1,
+        )
+        prev_time: int | None = None
+        published = 0
+        for seq, (t, symbol, i) in enumerate(order, start=1):
+            if seq <= cursor:
+                prev_time = t
+                continue
+            if self.stopping:
+                return
+            if s.replay_speed == "max":
+                if not await self._wait_quiescent(groups):
+                    return
+            elif prev_time is not None and t > prev_time:
+                if await self.wait_stop((t - prev_time) / 1e9 / float(s.replay_speed)):
+                    return
+            prev_time = t
+            c = candles[symbol]
+            bar_id = stable_id("bar", symbol, int(c.time[i]))
+            bar = BarClosed(
+                id=bar_id,
+                source=self.agent_id,
+                correlation_id=bar_id,
+                symbol=symbol,
+                timeframe=s.timeframe,
+                open_time=int(c.time[i]),
+                open=float(c.open[i]),
+                high=float(c.high[i]),
+                low=float(c.low[i]),
+                close=float(c.close[i]),
+                volume=float(c.volume[i]),
+                seq=seq,
+            )
+            pipe = self.redis.pipeline(transaction=True)
+            self.emit(pipe, channels.MARKET_DATA, bar)
+            pipe.set(channels.REPLAY_CURSOR_KEY, seq)
+            await pipe.execute()
+            published += 1
+        last_seq = len(order)
+        if s.replay_speed == "max":
+            await self._wait_quiescent(groups)
+        if not await self.redis.exists(channels.REPLAY_DONE_KEY):
+            await self.redis.set(channels.REPLAY_DONE_KEY, last_seq)
+            done = ReplayFinished(source=self.agent_id, bars=last_seq, last_seq=last_seq)
+            await self.bus.publish(channels.AGENT_BROADCAST, done)
+        self.log.info("replay finished: %d bars (%d this run)", last_seq, published)
+        await self._stop.wait()
+
+    async def _wait_quiescent(self, groups: dict[str, list[str]]) -> bool:
+        """Poll until the order path is idle; False if a stop came first."""
+        assert self.redis is not None
+        delay = 0.0002
+        while not self.stopping:
+            if await pipeline_caught_up(self.redis, groups):
+                return True
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.01)
+        return False

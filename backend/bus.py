@@ -1,0 +1,235 @@
+"""The Redis message bus: PUBLISH on every channel, Streams + consumer groups on the order path.
+
+Writing
+    :meth:`Bus.stage` adds a message to a Redis pipeline: ``PUBLISH`` on its channel,
+    ``XADD`` (capped with ``MAXLEN ~``) when the channel is also a stream, and a counter
+    in ``stats:messages``.  Agents stage all outputs of one input *plus* the ``XACK`` of
+    that input in one ``MULTI/EXEC`` transaction, so an effect and its acknowledgement
+    are atomic (a crash before EXEC redelivers the input, a crash after it loses nothing).
+
+Reading
+    :meth:`Bus.read` uses ``XREADGROUP``: first the consumer's own pending entries
+    (``0``: what it read but did not acknowledge before a crash), then new ones (``>``).
+    :meth:`Bus.claim_stale` takes over entries another consumer of the group left
+    pending (``XAUTOCLAIM``).
+
+Entries hold one field, ``data``: the JSON payload (``redis-cli XRANGE orders - +``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import orjson
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+from redis.exceptions import ResponseError
+
+from backend import channels
+from backend.messages import DeadLettered, Message
+
+STATS_KEY = "stats:messages"
+DATA_FIELD = b"data"
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One stream entry handed to a consumer.
+
+    Attributes
+    ----------
+    stream
+        Stream (= channel) name.
+    entry_id
+        Redis stream entry id (``"<ms>-<n>"``).
+    raw
+        The payload bytes (``b""`` if the entry had no ``data`` field).
+    """
+
+    stream: str
+    entry_id: str
+    raw: bytes
+
+
+def _s(v: bytes | str) -> str:
+    return v.decode() if isinstance(v, bytes) else v
+
+
+class Bus:
+    """Publish and consume mesh messages over one ``redis.asyncio`` connection pool.
+
+    Parameters
+    ----------
+    redis
+        A ``redis.asyncio.Redis`` client (``decode_responses=False``).
+    agent_id
+        Id of the owning agent; used as consumer name and ``source`` of dead letters.
+    maxlen
+        Approximate cap of every stream (``XADD MAXLEN ~``).
+    """
+
+    def __init__(self, redis: Redis, agent_id: str, maxlen: int = 200_000) -> None:
+        self.redis = redis
+        self.agent_id = agent_id
+        self.maxlen = maxlen
+        self._pending_done: set[tuple[str, str]] = set()
+
+    # ------------------------------------------------------------------ writing
+    def stage(self, pipe: Pipeline, channel: str, msg: Message) -> None:
+        """Queue ``msg`` on ``channel`` in ``pipe`` (PUBLISH, XADD if a stream, count)."""
+        data = msg.to_json()
+        if channel in channels.STREAMS:
+            pipe.xadd(channel, {DATA_FIELD: data}, maxlen=self.maxlen, approximate=True)
+        pipe.publish(channel, data)
+        pipe.hincrby(STATS_KEY, channel, 1)
+
+    def stage_ack(self, pipe: Pipeline, stream: str, group: str, entry_id: str) -> None:
+        """Queue the ``XACK`` of one entry in ``pipe``."""
+        pipe.xack(stream, group, entry_id)
+
+    async def publish(self, channel: str, msg: Message) -> None:
+        """Publish one message now (its own transaction)."""
+        pipe = self.redis.pipeline(transaction=True)
+        self.stage(pipe, channel, msg)
+        await pipe.execute()
+
+    async def dead_letter(self, channel: str, raw: bytes, reason: str) -> DeadLettered:
+        """Record an undecodable payload on the dead-letter channel and return the record."""
+        text = raw[:4000].decode("utf-8", errors="replace")
+        msg = DeadLettered(
+            source=self.agent_id,
+            agent_id=self.agent_id,
+            channel=channel,
+            reason=reason[:2000],
+            payload=text,
+        )
+        await self.publish(channels.DEAD_LETTER, msg)
+        return msg
+
+    # ------------------------------------------------------------------ groups
+    async def ensure_group(self, stream: str, group: str, start_id: str = "0") -> None:
+        """Create consumer group ``group`` on ``stream`` (and the stream) if missing.
+
+        ``start_id="0"`` makes a new group read the stream from its beginning, so
+        messages published before the consumer first started are not missed.
+        """
+        try:
+            await self.redis.xgroup_create(stream, group, id=start_id, mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def read(
+        self,
+        streams: list[str],
+        group: str,
+        count: int = 200,
+        block_ms: int = 500,
+    ) -> list[Delivery]:
+        """Read the next batch for this consumer from ``streams`` through ``group``.
+
+        Own pending entries (read before but never acknowledged, e.g. before a crash)
+        are returned first, stream by stream; then new entries, blocking up to
+        ``block_ms``.  Returns ``[]`` on timeout.
+        """
+        pending = {s: "0" for s in streams if (s, group) not in self._pending_done}
+        if pending:
+            resp = await self.redis.xreadgroup(group, self.agent_id, pending, count=count)
+            out = self._deliveries(resp)
+            got = {d.stream for d in out}
+            for s in pending:
+                if s not in got:
+                    self._pending_done.add((s, group))
+            if out:
+                return out
+        resp = await self.redis.xreadgroup(
+            group, self.agent_id, {s: ">" for s in streams}, count=count, block=block_ms
+        )
+        return self._deliveries(resp)
+
+    async def claim_stale(
+        self, stream: str, group: str, min_idle_ms: int = 30_000, count: int = 100
+    ) -> list[Delivery]:
+        """Take over entries other consumers of ``group`` left pending for ``min_idle_ms``."""
+        resp = await self.redis.xautoclaim(
+            stream, group, self.agent_id, min_idle_time=min_idle_ms, start_id="0-0", count=count
+        )
+        entries = resp[1] if resp else []
+        return [
+            Delivery(stream, _s(eid), (fields or {}).get(DATA_FIELD, b""))
+            for eid, fields in entries
+            if eid is not None
+        ]
+
+    @staticmethod
+    def _deliveries(resp: object) -> list[Delivery]:
+        out: list[Delivery] = []
+        if not resp:
+            return out
+        items = resp.items() if isinstance(resp, dict) else resp
+        for stream, entries in items:  # type: ignore[union-attr]
+            name = _s(stream)
+            for eid, fields in entries:
+                out.append(Delivery(name, _s(eid), (fields or {}).get(DATA_FIELD, b"")))
+        return out
+
+    # ------------------------------------------------------------------ inspection
+    async def group_caught_up(self, stream: str, groups: list[str] | None = None) -> bool:
+        """True when every (or each named) group on ``stream`` has read and acked all entries.
+
+        Uses ``last-delivered-id == last-generated-id`` and ``pending == 0`` (robust to
+        trimming, unlike ``lag``).  A named group that does not exist yet is not caught up.
+        """
+        try:
+            info = await self.redis.xinfo_stream(stream)
+            groups_info = await self.redis.xinfo_groups(stream)
+        except ResponseError:
+            return groups is None or not groups
+        last = _s(info["last-generated-id"])
+        seen = {}
+        for g in groups_info:
+            seen[_s(g["name"])] = (_s(g["last-delivered-id"]), int(g["pending"]))
+        names = groups if groups is not None else list(seen)
+        for name in names:
+            if name not in seen:
+                return False
+            delivered, pending = seen[name]
+            if delivered != last or pending:
+                return False
+        return True
+
+    async def message_counts(self) -> dict[str, int]:
+        """Messages published per channel since the stats were last reset."""
+        raw = await self.redis.hgetall(STATS_KEY)
+        return {_s(k): int(v) for k, v in raw.items()}
+
+
+def dumps(obj: object) -> bytes:
+    """orjson dump helper for state blobs kept in Redis keys."""
+    return orjson.dumps(obj)
+
+
+async def pipeline_caught_up(redis: Redis, groups: dict[str, list[str]]) -> bool:
+    """True when every named group on every stream has read and acked everything.
+
+    ``groups`` maps stream -> group names, in pipeline order.  All streams are
+    inspected in one MULTI/EXEC, so the answer is a consistent snapshot: if it is True,
+    no message is in flight anywhere on the order path.  A missing stream or group
+    counts as not caught up.
+    """
+    pipe = redis.pipeline(transaction=True)
+    for stream in groups:
+        pipe.xinfo_stream(stream)
+        pipe.xinfo_groups(stream)
+    try:
+        res = await pipe.execute()
+    except ResponseError:
+        return False
+    for i, (_stream, names) in enumerate(groups.items()):
+        last = _s(res[2 * i]["last-generated-id"])
+        seen = {_s(g["name"]): g for g in res[2 * i + 1]}
+        for name in names:
+            g = seen.get(name)
+            if g is None or int(g["pending"]) or _s(g["last-delivered-id"]) != last:
+                return False
+    return True

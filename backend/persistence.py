@@ -1,0 +1,485 @@
+"""Durable state of the mesh: signals, decisions, orders, fills, positions, equity, audit.
+
+SQLAlchemy Core (no ORM).  The default database is a SQLite file (WAL) that several
+OS processes write concurrently, each agent its own tables; PostgreSQL works through
+the same code when the URL is ``postgresql://...``.
+
+Concurrency rules (SQLite):
+
+* every connection gets ``journal_mode=WAL``, ``synchronous=NORMAL``,
+  ``busy_timeout=30000`` (ms) and ``foreign_keys=ON``;
+* every write runs in a short ``BEGIN IMMEDIATE`` transaction, so a writer waits
+  (up to the busy timeout) for the write lock up front instead of failing with
+  ``SQLITE_BUSY`` when it upgrades a read snapshot;
+* there are no foreign keys between tables on purpose: agents record their rows in
+  whatever order the bus delivers them (a fill may be written before its signal).
+
+Every ``record_*`` method is idempotent (insert-or-ignore on the primary key), so an
+at-least-once consumer can call it again on redelivery.  Engines must not cross a
+``fork``: each process calls :func:`make_engine` itself.
+
+Units: prices in quote currency per base unit, quantities in base units, notional,
+cash, fees and P&L in quote currency (``Float``: paper money), times in ns since the
+Unix epoch (UTC, ``BigInteger``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.pool import StaticPool
+
+from backend.messages import (
+    AuditRecorded,
+    ComplianceDecided,
+    OrderFilled,
+    OrderStatus,
+    PortfolioMarked,
+    PositionChanged,
+    RiskDecided,
+    SignalGenerated,
+    SubmitOrder,
+    now_ns,
+    stable_id,
+)
+
+metadata = sa.MetaData()
+C, F, NS = sa.Column, sa.Float, sa.BigInteger  # short aliases, deleted after the tables
+ID, SYM, SIDE = sa.String(128), sa.String(32), sa.String(8)
+
+signals = sa.Table(
+    "signals", metadata,
+    C("id", ID, primary_key=True), C("correlation_id", ID, index=True),  # == id
+    C("ts", NS, nullable=False), C("symbol", SYM, nullable=False, index=True),
+    C("side", SIDE, nullable=False), C("confidence", F), C("entry_price", F),
+    C("stop_loss", F), C("take_profit", F), C("strategy", sa.String(64)), C("params", sa.JSON),
+    C("reason", sa.Text), C("bar_seq", NS), C("bar_time", NS), C("source", ID),
+)
+decisions = sa.Table(
+    "decisions", metadata,
+    C("id", ID, primary_key=True),  # the decision message id
+    C("signal_id", ID, nullable=False, index=True), C("correlation_id", ID, index=True),
+    C("stage", sa.String(16), nullable=False),  # "compliance" | "risk"
+    C("approved", sa.Boolean, nullable=False), C("rule", sa.String(64)), C("reason", sa.Text),
+    C("quantity", F), C("notional", F),  # base units, quote currency (risk stage only)
+    C("ts", NS, nullable=False), C("source", ID),
+)
+orders = sa.Table(
+    "orders", metadata,
+    C("client_order_id", sa.String(64), primary_key=True), C("signal_id", ID, index=True),
+    C("correlation_id", ID, index=True), C("symbol", SYM, nullable=False, index=True),
+    C("side", SIDE, nullable=False), C("quantity", F, nullable=False),
+    C("reduce_only", sa.Boolean, nullable=False), C("stop_loss", F), C("take_profit", F),
+    C("status", sa.String(24), nullable=False, index=True), C("venue_order_id", ID),
+    C("reason", sa.Text), C("created_ts", NS, nullable=False),
+    C("updated_ts", NS, nullable=False), C("bar_seq", NS),
+)
+fills = sa.Table(
+    "fills", metadata,
+    C("fill_id", ID, primary_key=True), C("client_order_id", sa.String(64), index=True),
+    C("correlation_id", ID, index=True), C("symbol", SYM, nullable=False, index=True),
+    C("side", SIDE, nullable=False), C("quantity", F, nullable=False),
+    C("price", F, nullable=False), C("fee", F, nullable=False),
+    C("realized_pnl", F, nullable=False), C("exit_reason", sa.String(24)),
+    C("bar_seq", NS), C("fill_time", NS), C("ts", NS, nullable=False),
+)
+positions = sa.Table(
+    "positions", metadata,
+    C("symbol", SYM, primary_key=True), C("quantity", F, nullable=False),  # signed
+    C("avg_price", F, nullable=False), C("realized_pnl", F, nullable=False),
+    C("updated_ts", NS, nullable=False),
+)
+equity = sa.Table(
+    "equity", metadata,
+    C("bar_seq", NS, primary_key=True, autoincrement=False),
+    C("bar_time", NS, nullable=False, index=True), C("cash", F, nullable=False),
+    C("equity", F, nullable=False),
+    C("exposure", F, nullable=False),  # gross notional, quote currency
+    C("positions", sa.JSON),  # {symbol: {quantity, avg_price, mark}} at this bar
+)
+audit = sa.Table(
+    "audit", metadata,
+    C("id", ID, primary_key=True), C("ts", NS, nullable=False, index=True),
+    C("actor", ID, nullable=False), C("action", sa.String(64), nullable=False),
+    C("decision", sa.String(64), nullable=False), C("reason", sa.Text),
+    C("subject_id", ID, index=True),  # signal or client order id
+    C("correlation_id", ID, index=True),
+)
+del C, F, NS, ID, SYM, SIDE
+
+#: Order status ranks: a stale event never moves an order back to a lower rank.
+_STATUS_RANK = {
+    OrderStatus.NEW: 0, OrderStatus.UNKNOWN: 0, OrderStatus.ACCEPTED: 1,
+    OrderStatus.PARTIALLY_FILLED: 2, OrderStatus.FILLED: 3,
+    OrderStatus.CANCELLED: 3, OrderStatus.REJECTED: 3,
+}
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    """Create an engine; for SQLite create the file's folder and set the pragmas.
+
+    Parameters
+    ----------
+    url
+        SQLAlchemy URL, e.g. ``sqlite:///var/tradingmesh.db`` or
+        ``postgresql+psycopg://user@host/db``.
+    **kwargs
+        Passed to :func:`sqlalchemy.create_engine`.
+
+    Returns
+    -------
+    Engine
+        For SQLite: WAL, ``synchronous=NORMAL``, ``busy_timeout=30000`` ms and
+        ``foreign_keys=ON`` on every connection; transactions begin explicitly
+        (``BEGIN``, or ``BEGIN IMMEDIATE`` with the ``sqlite_immediate`` execution
+        option that :class:`Store` uses for writes).
+    """
+    u = make_url(url)
+    if u.get_backend_name() != "sqlite":
+        kwargs.setdefault("pool_pre_ping", True)
+        return sa.create_engine(u, **kwargs)
+    db = u.database or ""
+    if db in ("", ":memory:") or db.startswith("file::memory:"):
+        kwargs.setdefault("poolclass", StaticPool)
+        kwargs.setdefault("connect_args", {"check_same_thread": False})
+    else:
+        Path(db).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(u, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # let SQLAlchemy emit BEGIN itself
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        immediate = conn.get_execution_options().get("sqlite_immediate", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+def create_all(engine: Engine) -> None:
+    """Create the tables and indexes that do not exist yet (idempotent).
+
+    Safe when several processes call it at once: on SQLite the check-and-create
+    runs under the write lock; elsewhere a lost race is retried once.
+    """
+    for attempt in range(2):
+        try:
+            with engine.connect() as conn:
+                conn = conn.execution_options(sqlite_immediate=True)
+                with conn.begin():
+                    metadata.create_all(conn, checkfirst=True)
+            return
+        except sa.exc.DBAPIError:
+            if attempt:
+                raise
+
+
+def _insert(conn: Connection, table: sa.Table) -> Any:
+    """Dialect-specific INSERT that supports ``ON CONFLICT``."""
+    name = conn.dialect.name
+    if name == "sqlite":
+        return sqlite.insert(table)
+    if name == "postgresql":
+        return postgresql.insert(table)
+    raise NotImplementedError(f"unsupported database dialect {name!r}")
+
+
+class Store:
+    """Small, explicit, idempotent reads and writes over one engine.
+
+    Parameters
+    ----------
+    engine
+        An :class:`~sqlalchemy.engine.Engine` or a URL for :func:`make_engine`.
+    create
+        Run :func:`create_all` first (default ``True``).
+    """
+
+    def __init__(self, engine: Engine | str, *, create: bool = True) -> None:
+        self.engine = make_engine(engine) if isinstance(engine, str) else engine
+        if create:
+            create_all(self.engine)
+
+    def close(self) -> None:
+        """Dispose of the engine's connection pool."""
+        self.engine.dispose()
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(sqlite_immediate=True)
+            with conn.begin():
+                yield conn
+
+    def _insert_ignore(self, table: sa.Table, row: dict[str, Any]) -> bool:
+        with self._write() as conn:
+            stmt = _insert(conn, table).values(**row).on_conflict_do_nothing()
+            return conn.execute(stmt).rowcount == 1
+
+    def _select(
+        self, table: sa.Table, limit: int | None = None, *conds: Any, **eq: Any,
+    ) -> list[dict[str, Any]]:
+        """Rows of ``table`` matching ``conds`` and ``column == value`` for non-None
+        ``eq`` values, in the table's natural order; ``limit`` keeps the last N."""
+        order = [table.c[k] for k in _ORDER[table.name]]
+        stmt = sa.select(table).where(
+            *conds, *[table.c[k] == v for k, v in eq.items() if v is not None])
+        if limit is None:
+            stmt = stmt.order_by(*order)
+        else:
+            stmt = stmt.order_by(*[c.desc() for c in order]).limit(limit)
+        with self.engine.connect() as conn:
+            out = [dict(r._mapping) for r in conn.execute(stmt)]
+        return out if limit is None else out[::-1]
+
+    # ------------------------------------------------------------ writes
+    def record_signal(self, msg: SignalGenerated) -> bool:
+        """Insert a signal; ``False`` if its id is already stored."""
+        return self._insert_ignore(signals, {
+            "id": msg.id, "correlation_id": msg.correlation_id or msg.id, "ts": msg.ts,
+            "symbol": msg.symbol, "side": str(msg.side), "confidence": msg.confidence,
+            "entry_price": msg.entry_price, "stop_loss": msg.stop_loss,
+            "take_profit": msg.take_profit, "strategy": msg.strategy,
+            "params": dict(msg.params), "reason": msg.reason, "bar_seq": msg.bar_seq,
+            "bar_time": msg.bar_time, "source": msg.source,
+        })
+
+    def record_decision(
+        self, msg: ComplianceDecided | RiskDecided,
+        stage: Literal["compliance", "risk"] | None = None,
+    ) -> bool:
+        """Insert a compliance or risk decision (id = the decision message id).
+
+        ``stage`` defaults to the message type.  ``quantity``/``notional`` are only
+        stored for the risk stage.  Returns ``False`` if already stored.
+        """
+        is_risk = isinstance(msg, RiskDecided)
+        stage = stage or ("risk" if is_risk else "compliance")
+        return self._insert_ignore(decisions, {
+            "id": msg.id, "signal_id": msg.signal.id,
+            "correlation_id": msg.correlation_id or msg.signal.id, "stage": stage,
+            "approved": msg.approved, "rule": msg.rule, "reason": msg.reason,
+            "quantity": msg.quantity if is_risk else None,
+            "notional": msg.notional if is_risk else None,
+            "ts": msg.ts, "source": msg.source,
+        })
+
+    def record_audit(
+        self, actor: str, action: str, decision: str, reason: str = "", subject_id: str = "",
+        correlation_id: str = "", *, audit_id: str | None = None, ts: int | None = None,
+    ) -> bool:
+        """Insert an audit entry; ``False`` if ``audit_id`` is already stored.
+
+        Without ``audit_id`` the id is derived from the content (actor, action,
+        decision, reason, subject, correlation and ``ts`` if given), so recording
+        the same decision again on redelivery is a no-op.  ``ts`` in ns, default now.
+        """
+        if audit_id is None:
+            audit_id = stable_id("audit", actor, action, decision, reason, subject_id,
+                                 correlation_id, ts if ts is not None else "")
+        return self._insert_ignore(audit, {
+            "id": audit_id, "ts": now_ns() if ts is None else ts, "actor": actor,
+            "action": action, "decision": decision, "reason": reason,
+            "subject_id": subject_id, "correlation_id": correlation_id,
+        })
+
+    def record_audit_event(self, msg: AuditRecorded) -> bool:
+        """Insert an :class:`AuditRecorded` message (id = message id)."""
+        return self.record_audit(
+            msg.actor, msg.action, msg.decision, msg.reason, msg.subject_id,
+            msg.correlation_id, audit_id=msg.id, ts=msg.ts,
+        )
+
+    def record_order_intent(self, msg: SubmitOrder) -> bool:
+        """Persist an order before it is sent (status ``NEW``).
+
+        Returns ``True`` if newly inserted, ``False`` if the client order id already
+        existed (the order was already handled: do not send it blindly again).
+        """
+        return self._insert_ignore(orders, {
+            "client_order_id": msg.client_order_id, "signal_id": msg.signal_id,
+            "correlation_id": msg.correlation_id or msg.signal_id, "symbol": msg.symbol,
+            "side": str(msg.side), "quantity": msg.quantity, "reduce_only": msg.reduce_only,
+            "stop_loss": msg.stop_loss, "take_profit": msg.take_profit,
+            "status": str(OrderStatus.NEW), "venue_order_id": None, "reason": "",
+            "created_ts": msg.ts, "updated_ts": msg.ts, "bar_seq": msg.bar_seq,
+        })
+
+    def update_order_status(
+        self,
+        client_order_id: str,
+        status: OrderStatus | str,
+        venue_order_id: str | None = None,
+        reason: str = "",
+        *,
+        ts: int | None = None,
+        force: bool = False,
+    ) -> bool:
+        """Set an order's status (and venue id / reason when given).
+
+        Statuses only move forward (``NEW``/``UNKNOWN`` < ``ACCEPTED`` <
+        ``PARTIALLY_FILLED`` < terminal), so a stale redelivered event is ignored;
+        ``force=True`` overrides that (reconciliation with the venue).  Returns
+        ``True`` if a row changed, ``False`` if the order is unknown or the update
+        was stale.  ``ts`` (ns, default now) becomes ``updated_ts``.
+        """
+        status = OrderStatus(status)
+        values: dict[str, Any] = {"status": str(status),
+                                  "updated_ts": now_ns() if ts is None else ts}
+        if venue_order_id is not None:
+            values["venue_order_id"] = venue_order_id
+        if reason:
+            values["reason"] = reason
+        stmt = orders.update().where(orders.c.client_order_id == client_order_id)
+        if not force:
+            rank = _STATUS_RANK[status]
+            allowed = [str(s) for s, r in _STATUS_RANK.items() if r <= rank]
+            stmt = stmt.where(orders.c.status.in_(allowed))
+        with self._write() as conn:
+            return conn.execute(stmt.values(**values)).rowcount == 1
+
+    def record_fill(self, msg: OrderFilled) -> bool:
+        """Insert a fill; ``False`` if its ``fill_id`` is already stored.
+
+        An empty ``correlation_id`` is taken from the stored order, if any.
+        """
+        row = msg.model_dump(exclude={"id", "source", "type"})
+        row["side"], row["exit_reason"] = str(msg.side), str(msg.exit_reason)
+        with self._write() as conn:
+            if not row["correlation_id"]:
+                q = sa.select(orders.c.correlation_id).where(
+                    orders.c.client_order_id == msg.client_order_id)
+                row["correlation_id"] = conn.execute(q).scalar() or ""
+            stmt = _insert(conn, fills).values(**row).on_conflict_do_nothing()
+            return conn.execute(stmt).rowcount == 1
+
+    def upsert_position(self, msg: PositionChanged) -> bool:
+        """Insert or replace a symbol's position, unless the stored one is newer.
+
+        Returns ``True`` if the row was written, ``False`` for a stale update.
+        """
+        row = {"symbol": msg.symbol, "quantity": msg.quantity, "avg_price": msg.avg_price,
+               "realized_pnl": msg.realized_pnl, "updated_ts": msg.ts}
+        with self._write() as conn:
+            ins = _insert(conn, positions).values(**row)
+            stmt = ins.on_conflict_do_update(
+                index_elements=[positions.c.symbol],
+                set_={k: ins.excluded[k] for k in row if k != "symbol"},
+                where=positions.c.updated_ts <= ins.excluded.updated_ts,
+            )
+            return conn.execute(stmt).rowcount == 1
+
+    def record_equity_many(self, marks: Sequence[PortfolioMarked], chunk: int = 500) -> int:
+        """Insert equity marks in batches, ignoring bar seqs already stored.
+
+        Returns the number of new rows.
+        """
+        rows = [{"bar_seq": m.bar_seq, "bar_time": m.bar_time, "cash": m.cash,
+                 "equity": m.equity, "exposure": m.exposure,
+                 "positions": {k: v.model_dump() for k, v in m.positions.items()}}
+                for m in marks]
+        n = 0
+        for i in range(0, len(rows), chunk):
+            with self._write() as conn:
+                stmt = _insert(conn, equity).values(rows[i:i + chunk]).on_conflict_do_nothing()
+                n += max(conn.execute(stmt).rowcount, 0)
+        return n
+
+    # ------------------------------------------------------------ reads
+    def get_order(self, client_order_id: str) -> dict[str, Any] | None:
+        """The stored order as a dict, or ``None``."""
+        rows = self._select(orders, None, client_order_id=client_order_id)
+        return rows[0] if rows else None
+
+    def fills(self, symbol: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        """Fills in execution order (bar seq, fill time, ts); ``limit`` keeps the last N."""
+        return self._select(fills, limit, symbol=symbol)
+
+    def orders(
+        self, status: OrderStatus | str | None = None, symbol: str | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Orders by creation time, optionally filtered by status and symbol."""
+        st = None if status is None else str(OrderStatus(status))
+        return self._select(orders, limit, status=st, symbol=symbol)
+
+    def orders_by_status(self) -> dict[str, int]:
+        """Number of orders per status."""
+        stmt = sa.select(orders.c.status, sa.func.count()).group_by(orders.c.status)
+        with self.engine.connect() as conn:
+            return {s: int(n) for s, n in conn.execute(stmt)}
+
+    def positions(self) -> list[dict[str, Any]]:
+        """Current position per symbol (signed quantity, base units)."""
+        return self._select(positions)
+
+    def equity_curve(self) -> pd.DataFrame:
+        """Equity marks by bar seq.
+
+        Columns ``bar_seq, bar_time, cash, equity, exposure, positions`` (the last a
+        dict ``symbol -> {quantity, avg_price, mark}`` of the open positions).
+        """
+        return pd.DataFrame(self._select(equity), columns=[c.name for c in equity.columns])
+
+    def signals(self, symbol: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        """Signals by time, optionally for one symbol; ``limit`` keeps the last N."""
+        return self._select(signals, limit, symbol=symbol)
+
+    def decisions(
+        self, signal_id: str | None = None, limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Compliance and risk decisions by time, optionally for one signal."""
+        return self._select(decisions, limit, signal_id=signal_id)
+
+    def audit(
+        self, correlation_id: str | None = None, limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Audit entries by time, optionally for one correlation id."""
+        return self._select(audit, limit, correlation_id=correlation_id)
+
+    def trace(self, correlation_id: str) -> dict[str, Any]:
+        """Everything descended from one signal, joined by ``correlation_id``.
+
+        Returns
+        -------
+        dict
+            ``{"correlation_id", "signal": dict | None, "decisions": [...],
+            "orders": [...], "fills": [...], "audit": [...]}``, each list in time order.
+        """
+        cid = correlation_id
+        sig = self._select(signals, None, sa.or_(signals.c.id == cid,
+                                                 signals.c.correlation_id == cid))
+        return {
+            "correlation_id": cid,
+            "signal": sig[0] if sig else None,
+            "decisions": self._select(decisions, None, sa.or_(
+                decisions.c.correlation_id == cid, decisions.c.signal_id == cid)),
+            "orders": self._select(orders, None, sa.or_(
+                orders.c.correlation_id == cid, orders.c.signal_id == cid)),
+            "fills": self._select(fills, None, correlation_id=cid),
+            "audit": self._select(audit, None, correlation_id=cid),
+        }
+
+
+#: Natural order of each table's rows (oldest first).
+_ORDER = {
+    "signals": ("ts", "id"), "decisions": ("ts", "id"),
+    "orders": ("created_ts", "client_order_id"), "fills": ("bar_seq", "fill_time", "ts"),
+    "positions": ("symbol",), "equity": ("bar_seq",), "audit": ("ts", "id"),
+}

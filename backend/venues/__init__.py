@@ -1,0 +1,1 @@
+"""Venue adapters: one interface (``backend.venues.base.Venue``), several venues."""

@@ -1,0 +1,208 @@
+"""Bring a whole mesh up (Redis, database, agents) and take it down again.
+
+Used by ``tradingmesh up`` (run until Ctrl-C/SIGTERM) and ``tradingmesh run`` (replay
+the data to its end, then report).  A ``run`` gets its own directory under
+``var/runs/<UTC stamp>`` with a private redis-server (unless ``REDIS_URL`` is set), a
+fresh SQLite database, the resolved settings and one log file per agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from redis.asyncio import Redis
+
+from backend import channels, topology
+from backend.bus import Bus, pipeline_caught_up
+from backend.persistence import Store, make_engine
+from backend.redisproc import EmbeddedRedis, RedisServer
+from backend.report import Report, build_report
+from backend.settings import SETTINGS_FILE_ENV, Settings, write_resolved
+from orchestrator.supervisor import Supervisor
+
+log = logging.getLogger("orchestrator")
+
+
+class MeshError(RuntimeError):
+    """The mesh could not start or finish; the message says why."""
+
+
+@dataclass
+class MeshHandle:
+    """A running mesh: its settings, supervisor and Redis (if we started it)."""
+
+    settings: Settings
+    supervisor: Supervisor
+    redis_proc: RedisServer | EmbeddedRedis | None
+    run_dir: Path
+
+
+def new_run_dir(var_dir: Path) -> Path:
+    """``var/runs/<YYYYmmddTHHMMSSZ>`` (suffixed if taken)."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    d = var_dir / "runs" / stamp
+    n = 1
+    while d.exists():
+        n += 1
+        d = var_dir / "runs" / f"{stamp}-{n}"
+    d.mkdir(parents=True)
+    return d
+
+
+def _start_redis(settings: Settings, run_dir: Path, fresh: bool) -> tuple[str, object | None]:
+    url = os.environ.get("REDIS_URL") or os.environ.get("TRADINGMESH_REDIS_URL")
+    if url:
+        return url, None
+    import shutil
+
+    if shutil.which("redis-server"):
+        data = run_dir / "redis" if fresh else settings.var_dir / "redis"
+        server = RedisServer(data, appendonly=True).start()
+        return server.url, server
+    log.warning(
+        "redis-server not found: using the embedded in-process stand-in (fakeredis). "
+        "Fine for a demo, not for production: install redis-server or set REDIS_URL."
+    )
+    emb = EmbeddedRedis()
+    return emb.url, emb
+
+
+async def start_mesh(
+    settings: Settings, run_dir: Path, *, fresh: bool, reset: bool = False
+) -> MeshHandle:
+    """Start Redis (if needed) and every agent; return once all report ``running``.
+
+    Parameters
+    ----------
+    fresh
+        A replay run: Redis data and database under ``run_dir``; an existing Redis
+        (``REDIS_URL``) must be empty unless ``reset``.
+    reset
+        FLUSHDB the external Redis first (only with ``fresh``).
+
+    Raises
+    ------
+    MeshError
+        Redis unreachable, not empty, or an agent did not come up (log tail included).
+    """
+    url, proc = _start_redis(settings, run_dir, fresh)
+    db_url = settings.database_url or (
+        f"sqlite:///{run_dir / 'tradingmesh.db'}" if fresh
+        else f"sqlite:///{settings.var_dir / 'tradingmesh.db'}"
+    )
+    settings = settings.model_copy(update={"redis_url": url, "database_url": db_url})
+    r = Redis.from_url(url)
+    try:
+        await r.ping()
+        if fresh:
+            if reset:
+                await r.flushdb()
+            elif await r.dbsize():
+                raise MeshError(
+                    f"Redis at {url.split('@')[-1]} is not empty; a replay run needs an empty "
+                    "database (use --reset to flush it, or unset REDIS_URL to get a private one)"
+                )
+    except (ConnectionError, OSError) as exc:
+        raise MeshError(f"Redis at {url.split('@')[-1]} is not reachable: {exc}") from None
+    finally:
+        await r.aclose()
+    Store(make_engine(db_url))  # create the tables once, before agents race to
+    settings_file = write_resolved(settings, run_dir / "settings.json")
+    env = dict(os.environ)
+    env[SETTINGS_FILE_ENV] = str(settings_file)
+    env["REDIS_URL"] = url
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    sup = Supervisor(settings, topology.agent_specs(settings), env, run_dir / "logs")
+    sup.start_all()
+    handle = MeshHandle(settings, sup, proc, run_dir)  # type: ignore[arg-type]
+    if not await sup.wait_running(settings.orchestrator.start_timeout_s):
+        beats = await sup.health()
+        missing = [a for a, hb in beats.items() if hb is None or hb.state.value != "running"]
+        tails = "\n".join(_log_tail(run_dir / "logs", a) for a in missing)
+        await stop_mesh(handle)
+        raise MeshError(f"agents did not reach 'running': {missing}\n{tails}")
+    return handle
+
+
+def _log_tail(log_dir: Path, agent_id: str, lines: int = 15) -> str:
+    p = log_dir / f"{agent_id.replace(':', '_')}.log"
+    if not p.exists():
+        return f"--- {agent_id}: no log"
+    text = p.read_text(errors="replace").splitlines()[-lines:]
+    return f"--- {agent_id} ({p}):\n" + "\n".join(text)
+
+
+async def stop_mesh(handle: MeshHandle) -> dict[str, int | None]:
+    """Stop every agent (upstream first), then the Redis we started."""
+    codes = await handle.supervisor.stop_all()
+    if handle.redis_proc is not None:
+        handle.redis_proc.stop()
+    return codes
+
+
+async def wait_replay_done(handle: MeshHandle, progress=None) -> None:  # noqa: ANN001
+    """Supervise until the replay published its last bar and the order path is idle.
+
+    Raises
+    ------
+    MeshError
+        An agent was given up on (restart limit) before the replay finished.
+    """
+    sup = handle.supervisor
+    r = Redis.from_url(handle.settings.redis_url)
+    groups = topology.consumer_groups(handle.settings)
+    last_progress = 0.0
+    try:
+        while True:
+            await sup.check_once()
+            gone = [a for a, m in sup.agents.items() if m.gave_up]
+            if gone:
+                raise MeshError(f"gave up on {gone} (restart limit); see {handle.run_dir}/logs")
+            if await r.exists(channels.REPLAY_DONE_KEY) and await pipeline_caught_up(r, groups):
+                return
+            if progress is not None and time.monotonic() - last_progress > 2.0:
+                last_progress = time.monotonic()
+                cursor = int(await r.get(channels.REPLAY_CURSOR_KEY) or 0)
+                await progress(cursor)
+            await asyncio.sleep(0.1)
+    finally:
+        await r.aclose()
+
+
+async def collect_report(handle: MeshHandle, wall_time_s: float) -> Report:
+    """Build the run's report from the database and the bus counters."""
+    s = handle.settings
+    store = Store(make_engine(s.db_url()))
+    r = Redis.from_url(s.redis_url)
+    try:
+        counts = await Bus(r, "orchestrator").message_counts()
+        bars = int(await r.get(channels.REPLAY_CURSOR_KEY) or 0)
+    finally:
+        await r.aclose()
+    return build_report(
+        store.fills(),
+        store.equity_curve(),
+        s.paper.initial_cash,
+        extra={
+            "messages_per_channel": counts,
+            "orders_by_status": store.orders_by_status(),
+            "wall_time_s": wall_time_s,
+            "bars": bars,
+        },
+    )
+
+
+def install_stop_signals(stop: asyncio.Event) -> None:
+    """Set ``stop`` on SIGINT/SIGTERM."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)

@@ -1,0 +1,247 @@
+"""The supervisor: spawns every agent as its own OS process and keeps it alive.
+
+* An agent is **dead** when its process exits, **hung** when its heartbeat key
+  (``agent:health:<id>``, TTL ``heartbeat_ttl_s``) expired or never appeared within
+  ``start_timeout_s``.  A hung agent is killed (SIGKILL: a stopped process cannot do
+  harm when it wakes) and, like a dead one, restarted.
+* Restarts use exponential backoff (``restart_backoff_base_s * 2**k``, capped).  After
+  ``max_restarts`` restarts within ``restart_window_s`` the supervisor gives up on the
+  agent; giving up on the execution agent latches HALTED (``mesh:halt``).
+* :meth:`Supervisor.stop_all` stops upstream first (market data, strategies, then
+  compliance, risk, execution) with SIGTERM, then SIGKILLs what is left after the
+  grace period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+from redis.asyncio import Redis
+
+from backend import channels
+from backend.messages import AgentHeartbeat, AgentState, AuditRecorded, decode, now_ns
+from backend.settings import Settings
+from backend.topology import AgentSpec
+
+log = logging.getLogger("orchestrator")
+
+
+@dataclass
+class Managed:
+    """Supervision record of one agent."""
+
+    spec: AgentSpec
+    proc: subprocess.Popen[bytes] | None = None
+    started_mono: float = 0.0
+    restarts: deque[float] = field(default_factory=deque)
+    total_restarts: int = 0
+    next_start_mono: float | None = None
+    gave_up: bool = False
+    stopped_by_operator: bool = False
+    last_exit: int | None = None
+    seen_heartbeat: bool = False
+
+    @property
+    def pid(self) -> int | None:
+        """OS pid of the running process, if any."""
+        return self.proc.pid if self.proc is not None and self.proc.poll() is None else None
+
+
+class Supervisor:
+    """Spawn, watch, restart and stop the agents of one mesh.
+
+    Parameters
+    ----------
+    settings
+        Resolved settings (restart policy under ``settings.orchestrator``).
+    specs
+        The agents to run (:func:`backend.topology.agent_specs`).
+    env
+        Environment for the agent processes (must hold ``TRADINGMESH_SETTINGS_FILE``).
+    log_dir
+        One ``<agent id>.log`` per agent is appended there.
+    """
+
+    def __init__(
+        self, settings: Settings, specs: list[AgentSpec], env: dict[str, str], log_dir: Path
+    ) -> None:
+        self.settings = settings
+        self.cfg = settings.orchestrator
+        self.env = env
+        self.log_dir = log_dir
+        self.agents: dict[str, Managed] = {s.agent_id: Managed(s) for s in specs}
+        self.redis = Redis.from_url(settings.redis_url, socket_timeout=10)
+        self._stopping = False
+
+    # ------------------------------------------------------------------ processes
+    def spawn(self, m: Managed) -> None:
+        """Start the agent's process (its output appended to its log file)."""
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        logf = open(self.log_dir / f"{m.spec.agent_id.replace(':', '_')}.log", "ab")  # noqa: SIM115
+        cmd = [sys.executable, "-m", "agents.run", *m.spec.argv()]
+        m.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            cmd, env=self.env, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        logf.close()
+        m.started_mono = time.monotonic()
+        m.next_start_mono = None
+        m.seen_heartbeat = False
+        log.info("spawned %s (pid %d)", m.spec.agent_id, m.proc.pid)
+
+    def start_all(self) -> None:
+        """Spawn every agent."""
+        for m in self.agents.values():
+            self.spawn(m)
+
+    def kill(self, m: Managed, sig: int = signal.SIGKILL) -> None:
+        """Send ``sig`` to the agent's process (no error if already gone)."""
+        if m.proc is not None and m.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(m.proc.pid, sig)
+
+    # ------------------------------------------------------------------ watching
+    async def health(self) -> dict[str, AgentHeartbeat | None]:
+        """Last heartbeat of every agent (None when the key expired or never existed)."""
+        keys = [channels.health_key(a) for a in self.agents]
+        try:
+            raws = await self.redis.mget(keys)
+        except (ConnectionError, OSError, Exception):  # noqa: BLE001 - redis down
+            return dict.fromkeys(self.agents)
+        out: dict[str, AgentHeartbeat | None] = {}
+        for agent_id, raw in zip(self.agents, raws, strict=True):
+            hb = None
+            if raw:
+                with contextlib.suppress(ValueError):
+                    msg = decode(raw)
+                    hb = msg if isinstance(msg, AgentHeartbeat) else None
+            out[agent_id] = hb
+        return out
+
+    async def check_once(self) -> None:
+        """One supervision pass: detect dead/hung agents, restart when due."""
+        now = time.monotonic()
+        beats = await self.health()
+        for agent_id, m in self.agents.items():
+            if m.gave_up or m.stopped_by_operator:
+                continue
+            if m.next_start_mono is not None:
+                if now >= m.next_start_mono:
+                    self.spawn(m)
+                continue
+            hb = beats.get(agent_id)
+            alive = m.proc is not None and m.proc.poll() is None
+            if hb is not None and hb.pid == (m.proc.pid if m.proc else -1):
+                m.seen_heartbeat = True
+            if not alive:
+                m.last_exit = m.proc.returncode if m.proc is not None else None
+                await self._failed(m, f"process exited with code {m.last_exit}")
+            elif hb is None and not m.seen_heartbeat and now - m.started_mono > self.cfg.start_timeout_s:
+                self.kill(m)
+                await self._failed(m, f"no heartbeat within {self.cfg.start_timeout_s}s of start")
+            elif hb is None and m.seen_heartbeat:
+                self.kill(m)
+                await self._failed(m, f"heartbeat expired (> {self.cfg.heartbeat_ttl_s}s): hung")
+
+    async def _failed(self, m: Managed, why: str) -> None:
+        if self._stopping:
+            return
+        now = time.monotonic()
+        while m.restarts and now - m.restarts[0] > self.cfg.restart_window_s:
+            m.restarts.popleft()
+        if len(m.restarts) >= self.cfg.max_restarts:
+            m.gave_up = True
+            log.error(
+                "%s: %s; %d restarts in %.0fs: giving up",
+                m.spec.agent_id, why, len(m.restarts), self.cfg.restart_window_s,
+            )
+            if m.spec.role == "execution":
+                await self.latch_halt(f"execution agent gave up after {len(m.restarts)} restarts: {why}")
+            return
+        delay = min(self.cfg.restart_backoff_base_s * 2 ** len(m.restarts), self.cfg.restart_backoff_max_s)
+        m.restarts.append(now)
+        m.total_restarts += 1
+        m.next_start_mono = now + delay
+        log.warning("%s: %s; restart #%d in %.2fs", m.spec.agent_id, why, m.total_restarts, delay)
+
+    async def latch_halt(self, reason: str) -> None:
+        """Latch HALTED in Redis and audit it (best effort if Redis is down)."""
+        with contextlib.suppress(Exception):
+            await self.redis.set(channels.HALT_KEY, orjson.dumps({
+                "halted": True, "by": "orchestrator", "reason": reason, "ts": now_ns(),
+            }))
+            audit = AuditRecorded(source="orchestrator", actor="orchestrator", action="halt",
+                                  decision="halted", reason=reason)
+            await self.redis.publish(channels.AUDIT, audit.to_json())
+        log.critical("HALTED: %s", reason)
+
+    async def watch(self, stop: asyncio.Event, interval: float = 0.25) -> None:
+        """Supervise until ``stop`` is set."""
+        while not stop.is_set():
+            await self.check_once()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval)
+
+    async def wait_running(self, timeout: float) -> bool:
+        """Wait until every agent reports ``running``; False on timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            await self.check_once()
+            beats = await self.health()
+            if all(hb is not None and hb.state is AgentState.RUNNING for hb in beats.values()):
+                return True
+            await asyncio.sleep(0.1)
+        return False
+
+    # ------------------------------------------------------------------ stopping
+    async def stop_all(self, grace: float | None = None) -> dict[str, int | None]:
+        """SIGTERM upstream-first, wait up to ``grace`` s, SIGKILL the rest; exit codes."""
+        self._stopping = True
+        grace = self.cfg.shutdown_grace_s if grace is None else grace
+        deadline = time.monotonic() + grace
+        for m in self.agents.values():  # specs are in pipeline order
+            self.kill(m, signal.SIGTERM)
+            per_agent = time.monotonic() + min(2.0, max(0.0, deadline - time.monotonic()))
+            while m.proc is not None and m.proc.poll() is None and time.monotonic() < per_agent:
+                await asyncio.sleep(0.02)
+        while time.monotonic() < deadline and any(
+            m.proc is not None and m.proc.poll() is None for m in self.agents.values()
+        ):
+            await asyncio.sleep(0.05)
+        codes: dict[str, int | None] = {}
+        for agent_id, m in self.agents.items():
+            if m.proc is not None and m.proc.poll() is None:
+                log.warning("%s did not stop within %.1fs: SIGKILL", agent_id, grace)
+                self.kill(m)
+                m.proc.wait(5)
+            codes[agent_id] = m.proc.returncode if m.proc is not None else None
+        with contextlib.suppress(Exception):
+            await self.redis.aclose()
+        return codes
+
+    def rows(self, beats: dict[str, AgentHeartbeat | None]) -> list[dict[str, object]]:
+        """A status row per agent (for the CLI table)."""
+        out = []
+        for agent_id, m in self.agents.items():
+            hb = beats.get(agent_id)
+            out.append({
+                "agent": agent_id,
+                "state": "gave up" if m.gave_up else (hb.state.value if hb else "no heartbeat"),
+                "pid": m.pid,
+                "restarts": m.total_restarts,
+                "in": hb.messages_in if hb else 0,
+                "out": hb.messages_out if hb else 0,
+                "errors": hb.errors if hb else 0,
+                "dead_letters": hb.dead_letters if hb else 0,
+            })
+        return out
