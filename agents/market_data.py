@@ -102,5 +102,5 @@ class MarketDataAgent(Agent):
             if await pipeline_caught_up(self.redis, groups):
                 return True
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.01)
+            delay = min(delay * 2, 0.001)
         return False

@@ -38,6 +38,10 @@ __all__ = [
 ]
 
 
+#: Largest windows x length for which :func:`rolling_mean` uses ``np.add.accumulate``.
+_ACCUMULATE_MAX = 200_000
+
+
 def _f64(x: ArrayLike) -> np.ndarray:
     a = np.ascontiguousarray(x, dtype=np.float64)
     if a.ndim != 1:
@@ -93,9 +97,14 @@ def rolling_mean(x: ArrayLike, n: int) -> np.ndarray:
     m = a.size - n + 1
     if m <= 0:
         return out
-    acc = a[:m].copy()
-    for k in range(1, n):
-        acc += a[k : k + m]
+    if m * n <= _ACCUMULATE_MAX:  # few windows: one call, no Python loop
+        windows = np.lib.stride_tricks.sliding_window_view(a, n)
+        acc = np.add.accumulate(windows, axis=1)[:, -1]
+    else:  # many windows: n vectorised adds over all windows at once
+        acc = a[:m].copy()
+        for k in range(1, n):
+            acc += a[k : k + m]
+    # Both branches add x[i-n+1], x[i-n+2], ..., x[i] left to right: identical bits.
     out[n - 1 :] = acc / n
     return out
 

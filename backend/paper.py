@@ -278,7 +278,7 @@ def _execute(
         new_q, avg, fresh = s * rest, price, True
     else:  # reduce or close
         new_q = q + s * closed
-        if False:
+        if abs(new_q) <= _REL_EPS * abs(q):
             new_q = 0.0
         avg, fresh = (old.avg_price if new_q else 0.0), False
     if new_q == 0.0:

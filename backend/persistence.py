@@ -359,8 +359,8 @@ class Store:
 
         An empty ``correlation_id`` is taken from the stored order, if any.
         """
-        row = msg.model_dump(exclude={"id", "source", "type"})
-        row["side"], row["exit_reason"] = str(msg.side), str(msg.exit_reason)
+        dump = msg.model_dump(mode="json")
+        row = {c.name: dump[c.name] for c in fills.columns}
         with self._write() as conn:
             if not row["correlation_id"]:
                 q = sa.select(orders.c.correlation_id).where(
