@@ -29,7 +29,7 @@ from redis.asyncio.client import Pipeline
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from backend import channels, topology
+from backend import channels, failpoints, topology
 from backend.bus import Bus, Delivery
 from backend.messages import (
     AgentErrorRaised,
@@ -258,10 +258,8 @@ class Agent:
     async def _heartbeat_loop(self) -> None:
         interval = self.settings.orchestrator.heartbeat_interval_s
         while True:
-            try:
+            with contextlib.suppress(*REDIS_ERRORS):
                 await self._beat()
-            except REDIS_ERRORS:
-                pass
             await asyncio.sleep(interval)
 
     # ------------------------------------------------------------------ consuming
@@ -301,6 +299,7 @@ class Agent:
                 pipe = self.redis.pipeline(transaction=True)
                 await self.handle(delivery, msg, pipe)
                 self.bus.stage_ack(pipe, delivery.stream, self.agent_id, delivery.entry_id)
+                failpoints.hit(self.agent_id, "before_ack", delivery.stream)
                 await pipe.execute()
                 self.after_commit()
                 self._attempts.pop(delivery.entry_id, None)

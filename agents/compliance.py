@@ -87,7 +87,8 @@ class ComplianceAgent(PortfolioFollower, Agent):
         )
         await asyncio.to_thread(self._persist, msg, out, audit)
         self._pending_rules = new_rules
-        self.emit(pipe, channels.SIGNALS_APPROVED if out.approved else channels.SIGNALS_REJECTED, out)
+        target = channels.SIGNALS_APPROVED if out.approved else channels.SIGNALS_REJECTED
+        self.emit(pipe, target, out)
         self.emit(pipe, channels.AUDIT, audit)
         self.stage_handled(pipe, msg.id)
         self.stage_state(pipe, self._state_blob(new_rules))

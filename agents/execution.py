@@ -74,8 +74,15 @@ class ExecutionAgent(Agent):
                 continue
             status = await self.venue.order_status(row["client_order_id"])
             if status is None:
-                # Intent persisted but never reached the venue: the SubmitOrder is still
-                # pending in the stream (it was not acked) and will be handled again.
+                # Intent persisted but the venue never saw the order (we crashed before
+                # the venue call took effect).  Its SubmitOrder is still pending in the
+                # stream (not acked) and will be handled again: back to NEW until then.
+                if row["status"] != OrderStatus.NEW.value:
+                    await asyncio.to_thread(functools.partial(
+                        self.store.update_order_status, row["client_order_id"],
+                        OrderStatus.NEW, None, "not at venue after restart", force=True,
+                    ))
+                    fixed += 1
                 continue
             if status != row["status"]:
                 await asyncio.to_thread(functools.partial(

@@ -59,9 +59,12 @@ class MarketDataAgent(Agent):
             if s.replay_speed == "max":
                 if not await self._wait_quiescent(groups):
                     return
-            elif prev_time is not None and t > prev_time:
-                if await self.wait_stop((t - prev_time) / 1e9 / float(s.replay_speed)):
-                    return
+            elif (
+                prev_time is not None
+                and t > prev_time
+                and await self.wait_stop((t - prev_time) / 1e9 / float(s.replay_speed))
+            ):
+                return
             prev_time = t
             c = candles[symbol]
             bar_id = stable_id("bar", symbol, int(c.time[i]))

@@ -9,11 +9,10 @@ in every run and in the backtester.
 
 from __future__ import annotations
 
+from agents.base import Agent, monotonic
 from backend import channels
 from backend.messages import PortfolioMarked, SignalGenerated
 from backend.rules.risk import PortfolioView, PositionView
-
-from agents.base import Agent, monotonic
 
 
 class PortfolioFollower(Agent):

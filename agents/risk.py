@@ -66,9 +66,12 @@ class RiskAgent(PortfolioFollower, Agent):
         """Marks drive the breaker; approved signals become orders or rejections."""
         if isinstance(msg, PortfolioMarked):
             await self._on_mark(msg, pipe)
-        elif isinstance(msg, ComplianceDecided) and msg.approved:
-            if not await self.already_handled(msg.id):
-                await self._on_approved(msg, pipe)
+        elif (
+            isinstance(msg, ComplianceDecided)
+            and msg.approved
+            and not await self.already_handled(msg.id)
+        ):
+            await self._on_approved(msg, pipe)
 
     async def _on_mark(self, mark: PortfolioMarked, pipe: Pipeline) -> None:
         self.mark = mark

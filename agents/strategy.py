@@ -66,7 +66,7 @@ class StrategyAgent(Agent):
         start, n = "-", 0
         while True:
             entries = await self.redis.xrange(channels.MARKET_DATA, start, end, count=WARMUP_CHUNK)
-            for eid, fields in entries:
+            for _eid, fields in entries:
                 msg = decode(fields[b"data"])
                 if isinstance(msg, BarClosed) and msg.symbol == self.symbol:
                     self.runner.append(msg.open_time, msg.open, msg.high, msg.low, msg.close,

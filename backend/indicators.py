@@ -28,6 +28,7 @@ __all__ = [
     "atr",
     "atr_sma",
     "ema",
+    "lag",
     "momentum",
     "roc",
     "rolling_mean",
@@ -36,10 +37,6 @@ __all__ = [
     "true_range",
     "volume_sma",
 ]
-
-
-#: Largest windows x length for which :func:`rolling_mean` uses ``np.add.accumulate``.
-_ACCUMULATE_MAX = 200_000
 
 
 def _f64(x: ArrayLike) -> np.ndarray:
@@ -53,6 +50,19 @@ def _period(n: int, low: int = 1) -> int:
     if int(n) != n or n < low:
         raise ValueError(f"period must be an integer >= {low}, got {n!r}")
     return int(n)
+
+
+def lag(x: ArrayLike, k: int = 1) -> np.ndarray:
+    """The value ``k`` bars earlier, ``out[i] = x[i-k]``; NaN for the first ``k`` bars.
+
+    Shape ``(m,)`` float64, same units as ``x``.
+    """
+    a = _f64(x)
+    k = _period(k, 0)
+    out = np.full(a.shape, np.nan)
+    if k < a.size:
+        out[k:] = a[: a.size - k]
+    return out
 
 
 def sma(x: ArrayLike, n: int) -> np.ndarray:
@@ -97,14 +107,9 @@ def rolling_mean(x: ArrayLike, n: int) -> np.ndarray:
     m = a.size - n + 1
     if m <= 0:
         return out
-    if m * n <= _ACCUMULATE_MAX:  # few windows: one call, no Python loop
-        windows = np.lib.stride_tricks.sliding_window_view(a, n)
-        acc = np.add.accumulate(windows, axis=1)[:, -1]
-    else:  # many windows: n vectorised adds over all windows at once
-        acc = a[:m].copy()
-        for k in range(1, n):
-            acc += a[k : k + m]
-    # Both branches add x[i-n+1], x[i-n+2], ..., x[i] left to right: identical bits.
+    acc = a[:m].copy()
+    for k in range(1, n):  # x[i-n+1] + x[i-n+2] + ... + x[i], left to right
+        acc += a[k : k + m]
     out[n - 1 :] = acc / n
     return out
 

@@ -37,16 +37,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = [
-    "COLUMNS",
-    "Candles",
-    "DataError",
-    "load_candles",
-    "load_dir",
-    "merge_bars",
-    "parse_timestamp",
-    "symbol_from_filename",
-]
+__all__ = ["COLUMNS", "Candles", "DataError", "load_candles", "load_dir", "merge_bars"]
+__all__ += ["parse_timestamp", "symbol_from_filename"]
 
 #: Required columns, in canonical order.
 COLUMNS: tuple[str, ...] = ("timestamp", "open", "high", "low", "close", "volume")
@@ -99,15 +91,7 @@ class Candles:
     def slice(self, start: int | None = None, stop: int | None = None) -> Candles:
         """Bars ``[start:stop]`` as a new :class:`Candles` (array views, no copy)."""
         s = slice(start, stop)
-        return Candles(
-            self.symbol,
-            self.time[s],
-            self.open[s],
-            self.high[s],
-            self.low[s],
-            self.close[s],
-            self.volume[s],
-        )
+        return Candles(self.symbol, self.time[s], *(getattr(self, k)[s] for k in COLUMNS[1:]))
 
     def to_frame(self) -> pd.DataFrame:
         """A DataFrame with columns ``open, high, low, close, volume``.
@@ -116,16 +100,7 @@ class Candles:
         holding the bar open times (``frame.index.asi8`` gives the int64 ns).
         """
         index = pd.DatetimeIndex(pd.to_datetime(self.time, unit="ns", utc=True), name="time")
-        return pd.DataFrame(
-            {
-                "open": self.open,
-                "high": self.high,
-                "low": self.low,
-                "close": self.close,
-                "volume": self.volume,
-            },
-            index=index,
-        )
+        return pd.DataFrame({k: getattr(self, k) for k in COLUMNS[1:]}, index=index)
 
 
 # ------------------------------------------------------------------ parsing helpers
@@ -157,7 +132,7 @@ def _normalise_symbol(symbol: str) -> str:
     return s
 
 
-def _epoch_to_ns(value: Decimal | int) -> int:
+def _epoch_to_ns(value: Decimal) -> int:
     """Epoch number -> ns; unit by magnitude (s < 1e11 <= ms < 1e14 <= us < 1e17 <= ns)."""
     mag = abs(value)
     if mag < 10**11:
@@ -168,7 +143,7 @@ def _epoch_to_ns(value: Decimal | int) -> int:
         scale = 1_000
     else:
         scale = 1
-    return int((value * scale).to_integral_value()) if isinstance(value, Decimal) else value * scale
+    return int((value * scale).to_integral_value())
 
 
 def parse_timestamp(text: str) -> int:
@@ -186,20 +161,11 @@ def parse_timestamp(text: str) -> int:
     Returns
     -------
     int
-        ns since 1970-01-01T00:00:00Z.
-
-    Raises
-    ------
-    ValueError
-        Not a recognisable timestamp.
+        ns since 1970-01-01T00:00:00Z; ValueError if not a recognisable timestamp.
     """
     s = text.strip()
     if not s:
         raise ValueError("empty timestamp")
-    try:
-        return _epoch_to_ns(int(s))
-    except ValueError:
-        pass
     if _NUMBER.match(s):
         try:
             return _epoch_to_ns(Decimal(s))
@@ -262,10 +228,9 @@ def load_candles(path: Path | str, symbol: str | None = None) -> Candles:
     Raises
     ------
     DataError
-        Missing or empty file, missing columns, a bad cell (not a number, NaN,
-        infinite, unparsable timestamp), non-positive price, negative volume,
-        inconsistent high/low, duplicate or decreasing timestamp.  The message names
-        the file, the line (header = line 1) and the column.
+        Missing/empty file, missing column, bad cell (not a number, NaN, infinite,
+        bad timestamp), price <= 0, volume < 0, high/low inconsistent with open/close,
+        duplicate or decreasing time; naming the file, line (header = 1) and column.
     """
     path = Path(path)
     sym = _normalise_symbol(symbol) if symbol is not None else symbol_from_filename(path)
@@ -298,8 +263,9 @@ def load_candles(path: Path | str, symbol: str | None = None) -> Candles:
     _validate(path, t, arrays, np.asarray(lines))
     for a in (t, *arrays.values()):
         a.setflags(write=False)
-    return Candles(sym, t, arrays["open"], arrays["high"], arrays["low"], arrays["close"],
-                   arrays["volume"])
+    return Candles(
+        sym, t, arrays["open"], arrays["high"], arrays["low"], arrays["close"], arrays["volume"]
+    )
 
 
 def _parse_columns(
@@ -347,9 +313,7 @@ def _column_indices(path: Path, header: list[str], line: int) -> dict[str, int]:
     missing = [c for c in COLUMNS if c not in header]
     if missing:
         names = ", ".join(repr(c) for c in missing)
-        raise DataError(
-            f"{path} line {line}: missing column(s) {names} (header has {header})"
-        )
+        raise DataError(f"{path} line {line}: missing column(s) {names} (header has {header})")
     for c in COLUMNS:
         if header.count(c) > 1:
             raise DataError(f"{path} line {line}, column {c!r}: appears more than once")
@@ -366,8 +330,7 @@ def _validate(path: Path, t: np.ndarray, a: dict[str, np.ndarray], lines: np.nda
         (h < np.maximum(o, c), "high", "high below max(open, close)"),
         (lo > np.minimum(o, c), "low", "low above min(open, close)"),
     ]
-    dt = np.diff(t)
-    checks.append((np.concatenate([[False], dt <= 0]), "timestamp", "time"))
+    checks.append((np.r_[False, np.diff(t) <= 0], "timestamp", "time"))
     best: tuple[int, int] | None = None  # (row, check number)
     for k, (mask, _, _) in enumerate(checks):
         bad = np.flatnonzero(mask)
@@ -377,19 +340,19 @@ def _validate(path: Path, t: np.ndarray, a: dict[str, np.ndarray], lines: np.nda
         return
     i, k = best
     _, col, what = checks[k]
-    row = {name: float(arr[i]) for name, arr in a.items()}
     if col == "timestamp":
         prev = f"line {lines[i - 1]}, {_fmt_time(int(t[i - 1]))}"
         if t[i] == t[i - 1]:
             msg = f"duplicate timestamp {_fmt_time(int(t[i]))} (same as {prev})"
         else:
-            msg = (f"timestamp {_fmt_time(int(t[i]))} is not after the previous row's "
-                   f"({prev}); rows must be sorted by time ascending")
-    elif what == "non-positive price" or what == "negative volume":
-        msg = f"{what} {row[col]!r}"
+            msg = (
+                f"timestamp {_fmt_time(int(t[i]))} is not after the previous row's "
+                f"({prev}); rows must be sorted by time ascending"
+            )
+    elif k < 5:  # non-positive price, negative volume
+        msg = f"{what} {float(a[col][i])!r}"
     else:
-        msg = (f"{what} (open={row['open']!r}, high={row['high']!r}, low={row['low']!r}, "
-               f"close={row['close']!r})")
+        msg = f"{what} (" + ", ".join(f"{n}={float(a[n][i])!r}" for n in _PRICE_COLS) + ")"
     raise DataError(f"{path} line {lines[i]}, column {col!r}: {msg}")
 
 
@@ -413,26 +376,18 @@ def load_dir(
     -------
     dict of str to Candles
         Keyed by ``BASE/QUOTE``; in the order of ``symbols``, else sorted by symbol.
-
-    Raises
-    ------
-    DataError
-        The directory does not exist, an expected file is missing (named), no file
-        matches, or a file is invalid.
+        DataError if the directory does not exist, an expected file is missing (the
+        message names it), no file matches, or a file is invalid.
     """
     d = Path(dir)
     if not d.is_dir():
         raise DataError(f"{d}: not a directory")
     if symbols is None:
-        files = sorted(d.glob(f"*_*-{timeframe}.csv"))
-        files = [f for f in files if _FILE_RE.match(f.stem)]
+        files = [f for f in d.glob(f"*_*-{timeframe}.csv") if _FILE_RE.match(f.stem)]
         if not files:
             raise DataError(f"{d}: no BASE_QUOTE-{timeframe}.csv files")
-        out = {}
-        for f in files:
-            c = load_candles(f)
-            out[c.symbol] = c
-        return dict(sorted(out.items()))
+        loaded = [load_candles(f) for f in files]
+        return {c.symbol: c for c in sorted(loaded, key=lambda c: c.symbol)}
     out = {}
     for s in symbols:
         sym = _normalise_symbol(s)

@@ -37,6 +37,8 @@ from typing import Any, Self
 from urllib.parse import quote
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +146,8 @@ class RedisServer:
         return self.proc is not None and self.proc.poll() is None
 
     def client(self, **kwargs: Any) -> redis.Redis:
-        """A synchronous client for this server (caller closes it)."""
+        """A synchronous client for this server (caller closes it); no retries by default."""
+        kwargs.setdefault("retry", Retry(NoBackoff(), 0))
         return redis.Redis(host=self.host, port=self.port, password=self.password, **kwargs)
 
     # ------------------------------------------------------------------ life cycle
@@ -455,7 +458,9 @@ def _stop(args: argparse.Namespace) -> int:
         print(f"no {var / URL_FILE}: nothing to stop", file=sys.stderr)
         return 0
     try:
-        with redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=2) as c:
+        with redis.Redis.from_url(
+            url, socket_timeout=10, socket_connect_timeout=2, retry=Retry(NoBackoff(), 0)
+        ) as c:
             c.shutdown(nosave=True)
     except redis.exceptions.ConnectionError:
         pass  # closed by the shutdown, or already gone

@@ -105,7 +105,9 @@ class Settings(BaseSettings):
     )
     var_dir: Path = ROOT / "var"
     data_dir: Path = ROOT / "data" / "sample"
-    symbols: list[str] = Field(default_factory=lambda: ["ETH/BTC", "LTC/BTC", "ADA/BTC", "DASH/BTC"])
+    symbols: list[str] = Field(
+        default_factory=lambda: ["ETH/BTC", "LTC/BTC", "ADA/BTC", "DASH/BTC"]
+    )
     timeframe: str = "5m"
     #: "max" (as fast as the mesh takes it, with back-pressure) or a real-time multiple.
     replay_speed: Literal["max"] | float = "max"

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
 import time
@@ -112,10 +113,8 @@ async def _up(s: Settings) -> int:
         if time.monotonic() - last > 15:
             last = time.monotonic()
             console.print(_status_table(await handle.supervisor.health(), handle))
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 0.25)
-        except TimeoutError:
-            pass
     console.print("stopping agents ...")
     codes = await stop_mesh(handle)
     console.print(f"stopped: {codes}")

@@ -146,7 +146,11 @@ class Supervisor:
             if not alive:
                 m.last_exit = m.proc.returncode if m.proc is not None else None
                 await self._failed(m, f"process exited with code {m.last_exit}")
-            elif hb is None and not m.seen_heartbeat and now - m.started_mono > self.cfg.start_timeout_s:
+            elif (
+                hb is None
+                and not m.seen_heartbeat
+                and now - m.started_mono > self.cfg.start_timeout_s
+            ):
                 self.kill(m)
                 await self._failed(m, f"no heartbeat within {self.cfg.start_timeout_s}s of start")
             elif hb is None and m.seen_heartbeat:
@@ -166,9 +170,13 @@ class Supervisor:
                 m.spec.agent_id, why, len(m.restarts), self.cfg.restart_window_s,
             )
             if m.spec.role == "execution":
-                await self.latch_halt(f"execution agent gave up after {len(m.restarts)} restarts: {why}")
+                await self.latch_halt(
+                    f"execution agent gave up after {len(m.restarts)} restarts: {why}"
+                )
             return
-        delay = min(self.cfg.restart_backoff_base_s * 2 ** len(m.restarts), self.cfg.restart_backoff_max_s)
+        delay = min(
+            self.cfg.restart_backoff_base_s * 2 ** len(m.restarts), self.cfg.restart_backoff_max_s
+        )
         m.restarts.append(now)
         m.total_restarts += 1
         m.next_start_mono = now + delay

@@ -65,3 +65,12 @@ def redis_url(redis_server: RedisServer) -> str:
 def fake_redis() -> fakeredis.aioredis.FakeRedis:
     """An async fakeredis client with a private in-memory server (unit tests)."""
     return fakeredis.aioredis.FakeRedis(server=fakeredis.FakeServer())
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # tests/unit/test_x.py and tests/integration/test_x.py share basenames and the test dirs
+    # have no __init__.py: the default "prepend" import mode would refuse the second one.
+    # importlib mode names modules by path.  (Better: `addopts = "--import-mode=importlib"`
+    # in pyproject's [tool.pytest.ini_options]; then this hook is a no-op.)
+    if config.option.importmode == "prepend":
+        config.option.importmode = "importlib"

@@ -242,8 +242,9 @@ class Strategy(ABC):
         return out
 
     @classmethod
-    def check_params(cls, params: dict[str, int | float]) -> None:  # noqa: B027
+    def check_params(cls, params: dict[str, int | float]) -> None:
         """Cross-parameter constraints (e.g. fast < slow); raise ValueError.  Default: none."""
+        return None
 
     # ------------------------------------------------------------ signals
     @abstractmethod
@@ -296,7 +297,9 @@ def finish(
     with np.errstate(invalid="ignore"):
         ok = np.isfinite(confidence) & np.isfinite(atr) & (atr > 0)
     side[~ok] = 0
-    stop, target = bracket(side, close, atr, float(params["stop_atr"]), float(params["reward_risk"]))
+    stop, target = bracket(
+        side, close, atr, float(params["stop_atr"]), float(params["reward_risk"])
+    )
     with np.errstate(invalid="ignore"):
         bad = (side != 0) & ~((stop > 0) & (target > 0))
     side[bad] = 0

@@ -92,7 +92,7 @@ class Momentum(Strategy):
         slow = ind.rolling_mean(close, n_slow)
         atr = ind.atr_sma(bars.high, bars.low, close, atr_n)
         with np.errstate(invalid="ignore", divide="ignore"):
-            prev = np.concatenate([[np.nan], mom[:-1]])
+            prev = ind.lag(mom)
             vol_ok = volume > factor * avg_vol
             buy = (mom > thr) & (prev <= thr) & vol_ok & (fast > slow)
             sell = (mom < -thr) & (prev >= -thr) & vol_ok & (fast < slow)

@@ -20,7 +20,7 @@ Two features, each relative to its own typical magnitude over the last
 
 ``confidence = logistic(A * ln k + B * t - C)`` with ``A = 2.5, B = 1, C = 0.5``
 (constants chosen so that ~15-30% of crossings on the sample data reach 0.85:
-a crossing ~1.7x sharper than usual with a flat slow MA, or a typical one with
+a crossing ~2.4x sharper than usual with a flat slow MA, or a typical one with
 the slow MA sloping ~2.2x its usual rate the same way).
 """
 
@@ -38,13 +38,6 @@ __all__ = ["SmaCross"]
 
 NORM_WINDOW = 100
 _A, _B, _C = 2.5, 1.0, 0.5
-
-
-def _lag(x: np.ndarray) -> np.ndarray:
-    out = np.empty_like(x)
-    out[0] = np.nan
-    out[1:] = x[:-1]
-    return out
 
 
 class SmaCross(Strategy):
@@ -82,13 +75,13 @@ class SmaCross(Strategy):
         atr = ind.atr_sma(bars.high, bars.low, close, atr_n)
         with np.errstate(invalid="ignore", divide="ignore"):
             d = fast - slow
-            d_prev = _lag(d)
+            d_prev = ind.lag(d)
             buy = (d > 0) & (d_prev <= 0)
             sell = (d < 0) & (d_prev >= 0)
             side = buy.astype(np.int8) - sell.astype(np.int8)
             dd = np.abs(d - d_prev)
             strength = dd / ind.rolling_mean(dd, NORM_WINDOW)
-            ds = slow - _lag(slow)
+            ds = slow - ind.lag(slow)
             trend = np.clip(side * ds / ind.rolling_mean(np.abs(ds), NORM_WINDOW), -3.0, 3.0)
             conf = logistic(_A * np.log(strength) + _B * trend - _C)
 

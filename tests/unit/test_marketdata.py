@@ -90,8 +90,12 @@ def test_merge_bars_global_order():
     assert len(order) == sum(len(c) for c in data.values())
     keys = [(t, s) for t, s, _ in order]
     assert keys == sorted(keys)
-    assert order[:4] == [(T0, "ADA/BTC", 0), (T0, "DASH/BTC", 0), (T0, "ETH/BTC", 0),
-                         (T0, "LTC/BTC", 0)]
+    assert order[:4] == [
+        (T0, "ADA/BTC", 0),
+        (T0, "DASH/BTC", 0),
+        (T0, "ETH/BTC", 0),
+        (T0, "LTC/BTC", 0),
+    ]
     for sym, c in data.items():
         idx = [r for _, s, r in order if s == sym]
         assert idx == list(range(len(c)))
@@ -101,12 +105,16 @@ def test_merge_bars_global_order():
 
 def test_merge_bars_with_gaps(tmp_path):
     a = write(tmp_path, HEADER + "0,1,1,1,1,1\n600,1,1,1,1,1\n", "AAA_BTC-5m.csv")
-    b = write(tmp_path, HEADER + "300,1,1,1,1,1\n600,1,1,1,1,1\n900,1,1,1,1,1\n",
-              "BBB_BTC-5m.csv")
+    b = write(tmp_path, HEADER + "300,1,1,1,1,1\n600,1,1,1,1,1\n900,1,1,1,1,1\n", "BBB_BTC-5m.csv")
     order = merge_bars([load_candles(b), load_candles(a)])
     s = 10**9
-    assert order == [(0, "AAA/BTC", 0), (300 * s, "BBB/BTC", 0), (600 * s, "AAA/BTC", 1),
-                     (600 * s, "BBB/BTC", 1), (900 * s, "BBB/BTC", 2)]
+    assert order == [
+        (0, "AAA/BTC", 0),
+        (300 * s, "BBB/BTC", 0),
+        (600 * s, "AAA/BTC", 1),
+        (600 * s, "BBB/BTC", 1),
+        (900 * s, "BBB/BTC", 2),
+    ]
     assert merge_bars({}) == []
 
 
@@ -217,8 +225,11 @@ def test_error_line_counts_blank_lines(tmp_path):
 
 
 def test_earliest_bad_line_reported(tmp_path):
-    body = (GOOD + "2018-01-10T05:00:00Z,1.0,1.2,0.9,1.1,-5\n"
-            + "2018-01-10T05:05:00Z,1.0,0.5,0.9,1.1,10\n")
+    body = (
+        GOOD
+        + "2018-01-10T05:00:00Z,1.0,1.2,0.9,1.1,-5\n"
+        + "2018-01-10T05:05:00Z,1.0,0.5,0.9,1.1,10\n"
+    )
     p = write(tmp_path, HEADER + body)
     with pytest.raises(DataError, match=r"line 3, column 'volume'"):
         load_candles(p)

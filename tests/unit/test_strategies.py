@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backend.marketdata import Candles, load_candles, load_dir
+from backend.marketdata import Candles, load_dir
 from backend.strategies import (
     STRATEGIES,
     Momentum,
@@ -208,8 +208,9 @@ def test_frame_invariants(eth, name):
     np.testing.assert_allclose(reward, 2.0 * risk, rtol=1e-9)
     pts = f.points()
     assert [p.index for p in pts] == ix.tolist()
-    assert all(p.reason and p.price == eth.close[p.index] and p.time == eth.time[p.index]
-               for p in pts)
+    assert all(
+        p.reason and p.price == eth.close[p.index] and p.time == eth.time[p.index] for p in pts
+    )
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -233,16 +234,23 @@ def test_no_look_ahead(eth, name):
     rng = np.random.default_rng(7)
     for t in (150, 1234, 3001, len(eth) - 2):
         part = s.generate(eth.slice(0, t + 1))
-        for a, b in ((part.side, full.side), (part.confidence, full.confidence),
-                     (part.stop_loss, full.stop_loss), (part.take_profit, full.take_profit)):
+        for a, b in (
+            (part.side, full.side),
+            (part.confidence, full.confidence),
+            (part.stop_loss, full.stop_loss),
+            (part.take_profit, full.take_profit),
+        ):
             np.testing.assert_array_equal(a, b[: t + 1])
         # scrambling the future does not change the past either
         k = len(eth) - t - 1
         noise = rng.uniform(0.9, 1.1, k)
         fut = Candles(
-            eth.symbol, eth.time,
-            *(np.r_[a[: t + 1], a[t + 1 :] * noise] for a in (eth.open, eth.high, eth.low,
-                                                              eth.close, eth.volume)),
+            eth.symbol,
+            eth.time,
+            *(
+                np.r_[a[: t + 1], a[t + 1 :] * noise]
+                for a in (eth.open, eth.high, eth.low, eth.close, eth.volume)
+            ),
         )
         other = s.generate(fut)
         np.testing.assert_array_equal(other.side[: t + 1], full.side[: t + 1])
@@ -262,7 +270,12 @@ def test_memory_is_warmup_bars(eth, name):
         assert p is not None
         q = full.point(i)
         assert (p.side, p.confidence, p.stop_loss, p.take_profit, p.reason) == (
-            q.side, q.confidence, q.stop_loss, q.take_profit, q.reason)
+            q.side,
+            q.confidence,
+            q.stop_loss,
+            q.take_profit,
+            q.reason,
+        )
     assert not s.generate(eth.slice(0, w - 1)).side.any()
 
 
@@ -270,8 +283,7 @@ def test_memory_is_warmup_bars(eth, name):
 def feed(runner: StrategyRunner, c: Candles):
     out = []
     for i in range(len(c)):
-        p = runner.on_bar(int(c.time[i]), c.open[i], c.high[i], c.low[i], c.close[i],
-                          c.volume[i])
+        p = runner.on_bar(int(c.time[i]), c.open[i], c.high[i], c.low[i], c.close[i], c.volume[i])
         if p is not None:
             out.append(p)
     return out
@@ -291,14 +303,13 @@ def test_runner_with_trimmed_history_equals_generate(eth, name):
     s = get_strategy(name)
     params = {"atr_period": 20}
     expect = s.generate(eth, params).points()
-    r = StrategyRunner(s, params, max_history=s.warmup(params) + 5,
-                       eval_window=s.warmup(params))
+    r = StrategyRunner(s, params, max_history=s.warmup(params) + 5, eval_window=s.warmup(params))
     got = feed(r, eth)
     assert got == expect
     assert len(r) == r.max_history and r.bars_seen == len(eth)
     h = r.history()
-    assert np.array_equal(h.close, eth.close[-len(r):])
-    assert np.array_equal(h.time, eth.time[-len(r):])
+    assert np.array_equal(h.close, eth.close[-len(r) :])
+    assert np.array_equal(h.time, eth.time[-len(r) :])
 
 
 def test_runner_validation(eth):
@@ -313,3 +324,10 @@ def test_runner_validation(eth):
     assert r.on_bar(100, 1.0, 1.1, 0.9, 1.0, 5.0) is None
     with pytest.raises(ValueError, match="not after"):
         r.on_bar(100, 1.0, 1.1, 0.9, 1.0, 5.0)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("n", [0, 1, 2, 50])
+def test_short_series_give_no_signals(name, n):
+    f = get_strategy(name).generate(candles(np.linspace(1.0, 2.0, n)))
+    assert len(f) == n and not f.side.any() and f.points() == []

@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# shellcheck disable=SC2317  # cleanup and on_signal are run by traps
+# Set up and start the trading mesh.
+#
+#   scripts/launch.sh                 # = up: start the orchestrator and every agent
+#   scripts/launch.sh up [args...]    # tradingmesh up [args...]
+#   scripts/launch.sh run [args...]   # tradingmesh run [--data DIR] [--speed max|N] [--report FILE]
+#   scripts/launch.sh CMD [args...]   # any other tradingmesh command
+#
+# Redis: REDIS_URL if set; else a private redis-server on a free port (data in var/redis,
+# stopped when this script ends); else tradingmesh's embedded stand-in (with a warning).
+# `run` (a replay) starts its private redis-server with empty data (--fresh); `up` keeps
+# var/redis's append-only file, so a latched kill switch survives a relaunch.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+say() { printf '[launch] %s\n' "$*"; }
+
+cmd="up"
+if [[ $# -gt 0 && "$1" != -* ]]; then
+    cmd="$1"
+    shift
+fi
+
+say "setup (scripts/setup.sh)"
+bash "$ROOT/scripts/setup.sh"
+TM="$ROOT/.venv/bin/tradingmesh"
+PY="$ROOT/.venv/bin/python"
+
+redis_pid=""
+child_pid=""
+stopping=0
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    if [[ -n "$child_pid" ]] && kill -0 "$child_pid" 2>/dev/null; then
+        say "stopping tradingmesh (pid $child_pid)"
+        kill -TERM "$child_pid" 2>/dev/null || true
+        wait "$child_pid" 2>/dev/null || true
+    fi
+    if [[ -n "$redis_pid" ]] && kill -0 "$redis_pid" 2>/dev/null; then
+        say "stopping redis-server (serve pid $redis_pid)"
+        kill -TERM "$redis_pid" 2>/dev/null || true
+        wait "$redis_pid" 2>/dev/null || true
+    fi
+    exit "$rc"
+}
+
+on_signal() { # forward to tradingmesh as SIGTERM; the third signal kills it
+    local sig=$1
+    if [[ -z "$child_pid" ]]; then
+        exit 130
+    fi
+    stopping=$((stopping + 1))
+    if [[ $stopping -ge 3 ]]; then
+        say "$sig a third time: killing tradingmesh (pid $child_pid); its agents may be left running"
+        kill -KILL "$child_pid" 2>/dev/null || true
+    else
+        say "$sig: asking tradingmesh to shut down (SIGTERM to pid $child_pid; 3 times to kill)"
+        kill -TERM "$child_pid" 2>/dev/null || true
+    fi
+}
+trap cleanup EXIT
+trap 'on_signal INT' INT
+trap 'on_signal TERM' TERM
+
+if [[ -n "${REDIS_URL:-}" ]]; then
+    say "redis: REDIS_URL=$REDIS_URL (from the environment)"
+elif command -v redis-server >/dev/null 2>&1; then
+    var="$ROOT/var/redis"
+    mkdir -p "$var"
+    out="$var/serve.out"
+    rm -f "$out"
+    fresh=()
+    [[ "$cmd" == run ]] && fresh=(--fresh)
+    say "redis: starting a private redis-server (data and log in var/redis)"
+    # Started in the background, so it ignores the terminal's Ctrl-C: it is stopped last,
+    # after tradingmesh has shut down.  --watch-pid: it also stops if this script is killed.
+    "$PY" -m backend.redisproc serve --var "$var" --watch-pid $$ ${fresh[@]+"${fresh[@]}"} \
+        >"$out" 2>>"$var/serve.log" &
+    redis_pid=$!
+    url=""
+    for _ in $(seq 1 300); do # up to 30 s
+        if [[ -s "$out" ]]; then
+            IFS= read -r line <"$out" || true
+            if [[ "$line" == REDIS_URL=* ]]; then
+                url="${line#REDIS_URL=}"
+                break
+            fi
+        fi
+        kill -0 "$redis_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if [[ -z "$url" ]]; then
+        say "ERROR: redis-server did not start; see var/redis/serve.log and var/redis/redis.log:"
+        tail -n 20 "$var/serve.log" >&2 || true
+        exit 1
+    fi
+    export REDIS_URL="$url"
+    say "redis: REDIS_URL=$REDIS_URL (redis-server pid $(cat "$var/redis.pid" 2>/dev/null || echo '?'))"
+else
+    say "redis: no redis-server and no REDIS_URL: tradingmesh will use its embedded stand-in"
+fi
+
+if [[ -n "${REDIS_URL:-}" ]]; then
+    say "watch the traffic: redis-cli -u $REDIS_URL PSUBSCRIBE '*'"
+    say "order history:     redis-cli -u $REDIS_URL XRANGE orders - +"
+fi
+say "starting: tradingmesh $cmd $*  (Ctrl-C to stop)"
+"$TM" "$cmd" "$@" &
+child_pid=$!
+# `wait` returns early when a trapped signal arrives: wait again until tradingmesh is gone.
+rc=0
+while :; do
+    wait "$child_pid" && rc=0 || rc=$?
+    kill -0 "$child_pid" 2>/dev/null || break
+done
+child_pid=""
+say "tradingmesh exited with code $rc"
+exit "$rc"

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Lint and test: scripts/setup.sh (with redis-server and, where apt can, chromium for the
+# browser tests), then `ruff check .` and `pytest -q [args...]`.
+#
+#   scripts/test.sh                       # everything
+#   scripts/test.sh tests/unit -k bus     # pytest arguments pass through
+#
+# Exit code: pytest's (5, "no tests collected", counts as a failure); 1 if pytest passed
+# but ruff found problems.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+say() { printf '[test] %s\n' "$*"; }
+
+TM_WITH_CHROMIUM=1 bash "$ROOT/scripts/setup.sh"
+
+say "ruff check ."
+ruff_rc=0
+"$ROOT/.venv/bin/ruff" check . || ruff_rc=$?
+[[ $ruff_rc == 0 ]] || say "ruff found problems (exit $ruff_rc)"
+
+say "pytest -q $*"
+pytest_rc=0
+"$ROOT/.venv/bin/pytest" -q "$@" || pytest_rc=$?
+
+if [[ $pytest_rc == 5 ]]; then
+    say "FAILED: pytest collected no tests (exit 5)"
+    exit 5
+elif [[ $pytest_rc != 0 ]]; then
+    say "FAILED: pytest exit $pytest_rc"
+    exit "$pytest_rc"
+elif [[ $ruff_rc != 0 ]]; then
+    say "FAILED: tests passed but ruff check failed"
+    exit 1
+fi
+say "OK"

@@ -1,0 +1,96 @@
+"""Wire schema: every message round-trips; bad payloads are rejected with a reason."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from backend import messages as m
+from backend.messages import DecodeError, Side, decode
+
+SIG = m.SignalGenerated(
+    source="strategy:ETHBTC", symbol="ETH/BTC", side=Side.BUY, confidence=0.9,
+    entry_price=0.1, stop_loss=0.09, take_profit=0.12, reason="cross", strategy="sma_cross",
+    params={"fast": 10, "slow": 30}, bar_seq=7, bar_time=1_515_560_100_000_000_000,
+)
+
+SAMPLES: list[m.Message] = [
+    m.BarClosed(source="md", symbol="ETH/BTC", open_time=1, open=1, high=2, low=0.5, close=1.5,
+                volume=3, seq=1),
+    SIG,
+    m.ComplianceDecided(source="c", approved=True, rule="ok", reason="fine", signal=SIG),
+    m.RiskDecided(source="r", approved=False, rule="min_confidence", reason="low", signal=SIG),
+    m.SubmitOrder(source="r", client_order_id="tm-o-1", symbol="ETH/BTC", side=Side.SELL,
+                  quantity=1.5, signal_id=SIG.id, bar_seq=7, stop_loss=0.2),
+    m.CancelAllOrders(source="o", reason="kill switch"),
+    m.OrderAccepted(source="v", client_order_id="c", venue_order_id="v", symbol="ETH/BTC",
+                    side=Side.BUY, quantity=1),
+    m.OrderRejected(source="v", client_order_id="c", symbol="ETH/BTC", reason="no"),
+    m.OrderCancelled(source="v", client_order_id="c", symbol="ETH/BTC", reason="ks"),
+    m.OrderFilled(source="v", fill_id="f", client_order_id="c", symbol="ETH/BTC",
+                  side=Side.BUY, quantity=1, price=0.1, fee=0.0001, bar_seq=8, fill_time=5),
+    m.PositionChanged(source="v", symbol="ETH/BTC", quantity=-1, avg_price=0.1,
+                      realized_pnl=0.0),
+    m.PortfolioMarked(source="v", bar_seq=8, bar_time=5, cash=1, equity=1.1, exposure=0.1,
+                      day=0, day_start_equity=1,
+                      positions={"ETH/BTC": m.PositionSnapshot(quantity=1, avg_price=0.1,
+                                                               mark=0.11)}),
+    m.AgentHeartbeat(source="a", agent_id="a", role="risk", state=m.AgentState.RUNNING, pid=1,
+                     started_at=1),
+    m.AgentErrorRaised(source="a", agent_id="a", error="boom"),
+    m.DeadLettered(source="a", agent_id="a", channel="orders", reason="bad", payload="{"),
+    m.CircuitBreakerTripped(source="risk", reason="dd", drawdown=0.02, limit=0.02),
+    m.AuditRecorded(source="c", actor="c", action="x", decision="approved", reason="r"),
+    m.AgentCommand(source="o", target="*", command="stop"),
+    m.ReplayFinished(source="md", bars=10, last_seq=10),
+]
+
+
+@pytest.mark.parametrize("msg", SAMPLES, ids=lambda x: type(x).__name__)
+def test_every_message_round_trips(msg: m.Message) -> None:
+    raw = msg.to_json()
+    assert orjson.loads(raw)["type"]  # readable JSON with its type tag
+    back = decode(raw)
+    assert type(back) is type(msg)
+    assert back == msg
+
+
+def test_all_message_types_are_covered() -> None:
+    union_members = m.AnyMessage.__origin__.__args__  # type: ignore[attr-defined]
+    assert {type(s) for s in SAMPLES} == set(union_members)
+
+
+@pytest.mark.parametrize(
+    ("raw", "fragment"),
+    [
+        (b"not json", "invalid JSON"),
+        (b"[1,2]", "expected a JSON object"),
+        (b'{"type": "nope", "source": "x"}', "invalid message"),
+        (b'{"source": "x"}', "invalid message"),
+        (orjson.dumps({**orjson.loads(SIG.to_json()), "confidence": 1.5}), "confidence"),
+        (orjson.dumps({**orjson.loads(SIG.to_json()), "entry_price": -1}), "entry_price"),
+        (orjson.dumps({**orjson.loads(SIG.to_json()), "side": "HOLD"}), "side"),
+        (orjson.dumps({**orjson.loads(SIG.to_json()), "surprise": 1}), "surprise"),
+        (orjson.dumps({**orjson.loads(SIG.to_json()), "bar_seq": "seven"}), "bar_seq"),
+        (b'{"type":"bar_closed","source":"x","symbol":"A/B","open_time":1,"open":NaN}',
+         "invalid JSON"),
+        (b"x" * (m.MAX_PAYLOAD_BYTES + 1), "exceeds"),
+    ],
+)
+def test_bad_payloads_are_rejected_with_reason(raw: bytes, fragment: str) -> None:
+    with pytest.raises(DecodeError) as err:
+        decode(raw)
+    assert fragment in str(err.value)
+
+
+def test_client_order_id_is_deterministic_and_short() -> None:
+    a = m.client_order_id_for(SIG.id)
+    assert a == m.client_order_id_for(SIG.id)
+    assert a != m.client_order_id_for(SIG.id, leg="c")
+    assert a != m.client_order_id_for("another")
+    assert len(a) <= 36 and a.startswith("tm-o-")
+
+
+def test_stable_id_depends_on_every_part() -> None:
+    assert m.stable_id("a", 1) == m.stable_id("a", 1)
+    assert m.stable_id("a", 1) != m.stable_id("a", 2)
