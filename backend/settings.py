@@ -122,6 +122,11 @@ class Settings(BaseSettings):
     stream_maxlen: int = Field(default=200_000, ge=1000)
     log_level: str = "INFO"
 
+    @field_validator("var_dir", "data_dir")
+    @classmethod
+    def _absolute(cls, v: Path) -> Path:
+        return Path(v).expanduser().resolve()
+
     @field_validator("symbols")
     @classmethod
     def _symbols(cls, v: list[str]) -> list[str]:
