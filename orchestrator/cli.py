@@ -36,7 +36,7 @@ from orchestrator.mesh import (
 )
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 120)
 err = Console(stderr=True)
 
 
@@ -231,6 +231,21 @@ def status() -> None:
         console.print("no agent heartbeats (is the mesh running? is REDIS_URL right?)")
         raise typer.Exit(1)
     console.print(_status_table(beats))
+
+
+@app.command()
+def strategies() -> None:
+    """List the registered strategies and their declared, tunable parameters."""
+    from backend.strategies import STRATEGIES
+
+    t = Table(title="strategies")
+    for col in ("name", "parameter", "kind", "range", "default", "meaning"):
+        t.add_column(col)
+    for name, cls in STRATEGIES.items():
+        for i, p in enumerate(cls.params):
+            t.add_row(name if i == 0 else "", p.name, p.kind, f"{p.low} .. {p.high}",
+                      str(p.default), p.doc)
+    console.print(t)
 
 
 @app.command()
