@@ -80,6 +80,9 @@ def _check_data(settings: Settings) -> None:
 def up(
     speed: str = typer.Option("300", help="Replay speed: 'max' or N x real time."),
     data: Path | None = typer.Option(None, help="Directory of BASE_QUOTE-5m.csv files."),
+    external_agents: bool = typer.Option(
+        False, help="Agents are started by someone else (docker compose): only watch them."
+    ),
 ) -> None:
     """Start the orchestrator and every agent; keep them running until Ctrl-C / SIGTERM."""
     overrides: dict[str, object] = {"replay_speed": _speed(speed)}
@@ -87,9 +90,28 @@ def up(
         overrides["data_dir"] = data
     s = _settings(**overrides)
     _logging(s.log_level)
+    if external_agents:
+        raise typer.Exit(asyncio.run(_watch_external(s)))
     _check_data(s)
     code = asyncio.run(_up(s))
     raise typer.Exit(code)
+
+
+async def _watch_external(s: Settings) -> int:
+    """Report the heartbeats of agents run elsewhere (compose restarts them) until stopped."""
+    from backend.topology import agent_specs
+    from orchestrator.supervisor import Supervisor
+
+    sup = Supervisor(s, agent_specs(s), {}, s.var_dir / "logs")  # never spawns here
+    stop = asyncio.Event()
+    install_stop_signals(stop)
+    console.print(f"watching {len(sup.agents)} external agents on {s.redis_url.split('@')[-1]}")
+    while not stop.is_set():
+        console.print(_status_table(await sup.health()))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 15)
+    await sup.redis.aclose()
+    return 0
 
 
 async def _up(s: Settings) -> int:

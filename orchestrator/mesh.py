@@ -67,11 +67,7 @@ def _start_redis(settings: Settings, run_dir: Path, fresh: bool) -> tuple[str, o
         data = run_dir / "redis" if fresh else settings.var_dir / "redis"
         server = RedisServer(data, appendonly=True).start()
         return server.url, server
-    log.warning(
-        "redis-server not found: using the embedded in-process stand-in (fakeredis). "
-        "Fine for a demo, not for production: install redis-server or set REDIS_URL."
-    )
-    emb = EmbeddedRedis()
+    emb = EmbeddedRedis()  # logs a clear warning: a stand-in, not for production
     return emb.url, emb
 
 

@@ -9,8 +9,8 @@
 #
 # Redis: REDIS_URL if set; else a private redis-server on a free port (data in var/redis,
 # stopped when this script ends); else tradingmesh's embedded stand-in (with a warning).
-# `run` (a replay) starts its private redis-server with empty data (--fresh); `up` keeps
-# var/redis's append-only file, so a latched kill switch survives a relaunch.
+# `up` keeps var/redis's append-only file, so a latched kill switch survives a relaunch;
+# `run` (a replay) gets an empty private redis-server in var/redis-replay.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -69,13 +69,19 @@ trap 'on_signal TERM' TERM
 if [[ -n "${REDIS_URL:-}" ]]; then
     say "redis: REDIS_URL=$REDIS_URL (from the environment)"
 elif command -v redis-server >/dev/null 2>&1; then
-    var="$ROOT/var/redis"
+    # `up` keeps its data in var/redis (AOF); a replay (`run`) needs an empty Redis, so it
+    # gets var/redis-replay, wiped first, and never touches up's state (e.g. a halt latch).
+    rel="var/redis"
+    fresh=()
+    if [[ "$cmd" == run ]]; then
+        rel="var/redis-replay"
+        fresh=(--fresh)
+    fi
+    var="$ROOT/$rel"
     mkdir -p "$var"
     out="$var/serve.out"
     rm -f "$out"
-    fresh=()
-    [[ "$cmd" == run ]] && fresh=(--fresh)
-    say "redis: starting a private redis-server (data and log in var/redis)"
+    say "redis: starting a private redis-server (data and log in $rel)"
     # Started in the background, so it ignores the terminal's Ctrl-C: it is stopped last,
     # after tradingmesh has shut down.  --watch-pid: it also stops if this script is killed.
     "$PY" -m backend.redisproc serve --var "$var" --watch-pid $$ ${fresh[@]+"${fresh[@]}"} \
@@ -94,7 +100,7 @@ elif command -v redis-server >/dev/null 2>&1; then
         sleep 0.1
     done
     if [[ -z "$url" ]]; then
-        say "ERROR: redis-server did not start; see var/redis/serve.log and var/redis/redis.log:"
+        say "ERROR: redis-server did not start; see $rel/serve.log and $rel/redis.log:"
         tail -n 20 "$var/serve.log" >&2 || true
         exit 1
     fi

@@ -52,7 +52,7 @@ _tm_setup_main() {
     local venv="$root/.venv" vpy="$root/.venv/bin/python"
     if [[ ! -x "$vpy" ]] || ! "$vpy" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
         local py="" cand
-        for cand in ${PYTHON:-} python3.13 python3.12 python3.11 python3; do
+        for cand in ${PYTHON:-} python3 python3.13 python3.12 python3.11; do
             if command -v "$cand" >/dev/null 2>&1 &&
                 "$cand" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
                 py="$(command -v "$cand")"
@@ -81,7 +81,7 @@ _tm_setup_main() {
     want="$("$vpy" -c 'import hashlib,sys; print(hashlib.sha256(open(sys.argv[1],"rb").read()).hexdigest())' pyproject.toml)"
     [[ -f "$stamp" ]] && have="$(cat "$stamp")"
     if [[ "$want" != "$have" || ! -x "$venv/bin/tradingmesh" ]]; then
-        say "pip install -e '.[dev]' (pyproject.toml changed since the last install)"
+        say "pip install -e '.[dev]' (new .venv, or pyproject.toml changed since the last install)"
         "$vpy" -m pip install -q --upgrade pip || warn "could not upgrade pip (continuing)"
         "$vpy" -m pip install -q -e '.[dev]' || die "pip install -e '.[dev]' failed"
         printf '%s\n' "$want" >"$stamp"
