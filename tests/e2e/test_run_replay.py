@@ -100,3 +100,29 @@ def test_every_signal_is_accounted_for(replay: tuple[dict, Path]) -> None:
     # no client order id was sent twice
     coids = [o["client_order_id"] for o in store.orders()]
     assert len(coids) == len(set(coids))
+
+
+def test_mesh_replay_equals_in_process_replay_trade_for_trade(replay: tuple[dict, Path]) -> None:
+    """Backtest = live: the same data and settings give the same fills, to the last bit."""
+    from backend.marketdata import load_dir
+    from backend.settings import Settings
+    from backend.simulate import simulate
+
+    report, run_dir = replay
+    settings = Settings.model_validate_json((run_dir / "settings.json").read_bytes())
+    sim = simulate(settings, load_dir(settings.data_dir, settings.symbols), BARS_PER_SYMBOL)
+    store = Store(make_engine(f"sqlite:///{run_dir / 'tradingmesh.db'}"))
+    mesh = sorted(
+        (f["fill_id"], f["client_order_id"], f["symbol"], f["side"], f["quantity"],
+         f["price"], f["fee"], f["bar_seq"])
+        for f in store.fills()
+    )
+    ours = sorted(
+        (f.fill_id, f.client_order_id, f.symbol, f.side.value, f.quantity, f.price, f.fee,
+         f.bar_seq)
+        for f in sim.fills
+    )
+    assert mesh and mesh == ours
+    assert {o["client_order_id"] for o in store.orders() if not o["client_order_id"].endswith(
+        ("-sl", "-tp", "-flat"))} == {o.client_order_id for o in sim.orders}
+    assert report["final_equity"] == sim.book.equity()

@@ -1,0 +1,158 @@
+"""In-process replay: the mesh's pipeline as one sequential loop (the backtest core).
+
+For every bar, in the same (time, symbol) order and with the same ``seq`` as the
+market_data agent, it runs exactly what the agents run, in the order the mesh's
+back-pressure guarantees:
+
+1. execution: :func:`backend.paper.on_bar` (fill resting orders at the open, brackets,
+   mark at the close), then the portfolio mark;
+2. risk: :func:`backend.rules.risk.update_breaker` on that mark;
+3. strategy: :class:`backend.strategies.StrategyRunner` for the bar's symbol;
+4. compliance: :func:`backend.rules.compliance.check_signal`;
+5. risk: :func:`backend.rules.risk.decide`;
+6. execution: :func:`backend.paper.submit` (the order rests until the symbol's next bar).
+
+Message ids are derived the same way as in the agents, so the fills of a mesh replay and of
+this loop can be compared one to one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from backend import paper
+from backend.channels import compact_symbol
+from backend.marketdata import Candles, merge_bars
+from backend.messages import (
+    BarClosed,
+    OrderFilled,
+    PortfolioMarked,
+    Side,
+    SignalGenerated,
+    SubmitOrder,
+    client_order_id_for,
+    stable_id,
+)
+from backend.paper import PaperBook
+from backend.rules.compliance import ComplianceState, check_signal
+from backend.rules.risk import RiskState, decide, update_breaker
+from backend.settings import Settings
+from backend.strategies import StrategyRunner, get_strategy
+
+NS_PER_DAY = 86_400_000_000_000
+
+
+@dataclass
+class SimResult:
+    """What a replay produced: every signal, decision, order, fill and mark."""
+
+    signals: list[SignalGenerated] = field(default_factory=list)
+    #: (signal id, stage, approved, rule)
+    decisions: list[tuple[str, str, bool, str]] = field(default_factory=list)
+    orders: list[SubmitOrder] = field(default_factory=list)
+    fills: list[OrderFilled] = field(default_factory=list)
+    marks: list[PortfolioMarked] = field(default_factory=list)
+    book: PaperBook | None = None
+    halted_at: int | None = None  # bar seq where the circuit breaker tripped
+
+
+def simulate(settings: Settings, candles: dict[str, Candles], limit: int = 0) -> SimResult:
+    """Replay ``candles`` through strategy -> compliance -> risk -> paper venue in process.
+
+    Parameters
+    ----------
+    settings
+        Strategy, compliance, risk and paper settings (as the mesh would use them).
+    candles
+        Per-symbol candles (``backend.marketdata.load_dir``); keys are venue symbols.
+    limit
+        At most this many bars per symbol (0 = all), like ``tradingmesh run --limit``.
+
+    Returns
+    -------
+    SimResult
+        Signals, decisions, orders, fills and marks in the order they happened.
+    """
+    res = SimResult()
+    book = PaperBook.new(settings.paper.initial_cash)
+    comp = ComplianceState(day=-1, trades_today=0, last_approved={})
+    risk = RiskState()
+    runners = {}
+    for sym in candles:
+        cfg = settings.strategy_for(sym)
+        strat = get_strategy(cfg.name)
+        runners[sym] = (strat, strat.resolve_params(cfg.params),
+                        StrategyRunner(strat, cfg.params, symbol=sym))
+    order = merge_bars(candles)
+    if limit:
+        taken: dict[str, int] = {}
+        kept = []
+        for item in order:
+            if taken.get(item[1], 0) < limit:
+                kept.append(item)
+                taken[item[1]] = taken.get(item[1], 0) + 1
+        order = kept
+    for seq, (t, sym, i) in enumerate(order, start=1):
+        c = candles[sym]
+        bar_id = stable_id("bar", sym, int(c.time[i]))
+        bar = BarClosed(
+            id=bar_id, ts=int(t), source="market_data", correlation_id=bar_id, symbol=sym,
+            timeframe=settings.timeframe, open_time=int(c.time[i]), open=float(c.open[i]),
+            high=float(c.high[i]), low=float(c.low[i]), close=float(c.close[i]),
+            volume=float(c.volume[i]), seq=seq,
+        )
+        # 1-2. execution matches the bar, risk sees the mark
+        book, events = paper.on_bar(book, bar, settings.paper)
+        res.fills += [e for e in events if isinstance(e, OrderFilled)]
+        view = paper.portfolio_view(book, seq, bar.open_time)
+        res.marks.append(_mark(view))
+        risk, tripped = update_breaker(risk, view, settings.risk)
+        if tripped and res.halted_at is None:
+            res.halted_at = seq
+        # 3. strategy
+        strat, params, runner = runners[sym]
+        point = runner.on_bar(bar.open_time, bar.open, bar.high, bar.low, bar.close, bar.volume)
+        if point is None:
+            continue
+        sig_id = stable_id("signal", strat.name, sym, seq)
+        sig = SignalGenerated(
+            id=sig_id, ts=int(t), source=f"strategy:{compact_symbol(sym)}",
+            correlation_id=sig_id, symbol=sym,
+            side=Side.BUY if point.side > 0 else Side.SELL,
+            confidence=float(point.confidence), entry_price=bar.close,
+            stop_loss=float(point.stop_loss), take_profit=float(point.take_profit),
+            reason=point.reason[:500], strategy=strat.name, params=dict(params),
+            bar_seq=seq, bar_time=bar.open_time,
+        )
+        res.signals.append(sig)
+        # 4. compliance
+        notional = view.traded_notional_today if view.day == sig.bar_time // NS_PER_DAY else 0.0
+        cd, comp = check_signal(sig, comp, settings.compliance, notional)
+        res.decisions.append((sig.id, "compliance", cd.approved, cd.rule))
+        if not cd.approved:
+            continue
+        # 5. risk
+        rd = decide(sig, view, risk, settings.risk, settings.paper.fee_rate)
+        res.decisions.append((sig.id, "risk", rd.approved, rd.rule))
+        if not rd.approved:
+            continue
+        # 6. execution
+        order_msg = SubmitOrder(
+            id=stable_id("order", sig.id), ts=int(t), source="risk", correlation_id=sig.id,
+            client_order_id=client_order_id_for(sig.id), symbol=sym, side=rd.side,
+            quantity=rd.quantity, reduce_only=rd.reduce_only, stop_loss=rd.stop_loss,
+            take_profit=rd.take_profit, signal_id=sig.id, bar_seq=seq,
+        )
+        res.orders.append(order_msg)
+        book, _ = paper.submit(book, order_msg, settings.paper, int(t))
+    res.book = book
+    return res
+
+
+def _mark(view) -> PortfolioMarked:  # noqa: ANN001
+    return PortfolioMarked(
+        id=stable_id("mark", view.bar_seq), ts=view.bar_time, source="venue:paper",
+        bar_seq=view.bar_seq, bar_time=view.bar_time, cash=view.cash, equity=view.equity,
+        exposure=view.total_exposure(), day=view.day, day_start_equity=view.day_start_equity,
+        traded_notional_today=view.traded_notional_today,
+    )
