@@ -18,7 +18,7 @@ import asyncio
 from agents.base import Agent
 from backend import channels, topology
 from backend.bus import pipeline_caught_up
-from backend.marketdata import load_dir, merge_bars
+from backend.marketdata import limit_per_symbol, load_dir, merge_bars
 from backend.messages import BarClosed, ReplayFinished, stable_id
 
 
@@ -32,16 +32,7 @@ class MarketDataAgent(Agent):
         assert self.redis is not None and self.bus is not None
         s = self.settings
         candles = load_dir(s.data_dir, s.symbols, s.timeframe)
-        order = list(merge_bars(candles))
-        if s.replay_limit:
-            taken: dict[str, int] = {}
-            kept = []
-            for item in order:
-                n = taken.get(item[1], 0)
-                if n < s.replay_limit:
-                    kept.append(item)
-                    taken[item[1]] = n + 1
-            order = kept
+        order = limit_per_symbol(list(merge_bars(candles)), s.replay_limit)
         cursor = int(await self.redis.get(channels.REPLAY_CURSOR_KEY) or 0)
         groups = topology.consumer_groups(s)
         self.log.info(

@@ -428,3 +428,19 @@ def merge_bars(candles: dict[str, Candles] | Iterable[Candles]) -> list[tuple[in
         (int(t), names[k], int(r))
         for t, k, r in zip(times[order], sym_ix[order], rows[order], strict=True)
     ]
+
+
+def limit_per_symbol(
+    order: list[tuple[int, str, int]], limit: int
+) -> list[tuple[int, str, int]]:
+    """Keep the first ``limit`` bars of each symbol of a :func:`merge_bars` order (0 = all)."""
+    if not limit:
+        return order
+    taken: dict[str, int] = {}
+    kept = []
+    for item in order:
+        n = taken.get(item[1], 0)
+        if n < limit:
+            kept.append(item)
+            taken[item[1]] = n + 1
+    return kept

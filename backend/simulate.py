@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from backend import paper
 from backend.channels import compact_symbol
-from backend.marketdata import Candles, merge_bars
+from backend.marketdata import Candles, limit_per_symbol, merge_bars
 from backend.messages import (
     BarClosed,
     OrderFilled,
@@ -83,15 +83,7 @@ def simulate(settings: Settings, candles: dict[str, Candles], limit: int = 0) ->
         strat = get_strategy(cfg.name)
         runners[sym] = (strat, strat.resolve_params(cfg.params),
                         StrategyRunner(strat, cfg.params, symbol=sym))
-    order = merge_bars(candles)
-    if limit:
-        taken: dict[str, int] = {}
-        kept = []
-        for item in order:
-            if taken.get(item[1], 0) < limit:
-                kept.append(item)
-                taken[item[1]] = taken.get(item[1], 0) + 1
-        order = kept
+    order = limit_per_symbol(list(merge_bars(candles)), limit)
     for seq, (t, sym, i) in enumerate(order, start=1):
         c = candles[sym]
         bar_id = stable_id("bar", sym, int(c.time[i]))

@@ -36,3 +36,11 @@ def test_confidence_threshold_changes_the_trades() -> None:
     assert len(loose.orders) > len(strict.orders)
     rules = {rule for _, st, ok, rule in strict.decisions if st == "risk" and not ok}
     assert "min_confidence" in rules
+
+
+def test_limit_per_symbol_keeps_the_first_bars_of_each_symbol() -> None:
+    from backend.marketdata import limit_per_symbol
+
+    order = [(1, "A", 0), (1, "B", 0), (2, "A", 1), (2, "B", 1), (3, "A", 2)]
+    assert limit_per_symbol(order, 1) == [(1, "A", 0), (1, "B", 0)]
+    assert limit_per_symbol(order, 0) == order
