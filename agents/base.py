@@ -331,7 +331,3 @@ class Agent:
         await self.bus.dead_letter(delivery.stream, delivery.raw, reason)
         await self.redis.xack(delivery.stream, self.agent_id, delivery.entry_id)
 
-
-def monotonic() -> float:
-    """Monotonic seconds (for deadlines)."""
-    return time.monotonic()

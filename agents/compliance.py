@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import asyncio
 
-import orjson
 from redis.asyncio.client import Pipeline
 
-from agents.base import Agent
 from agents.portfolio_follower import PortfolioFollower
 from backend import channels
 from backend.bus import Delivery
@@ -27,44 +25,32 @@ from backend.messages import (
     stable_id,
 )
 from backend.persistence import Store, make_engine
-from backend.rules.compliance import ComplianceState, check_signal
+from backend.rules.compliance import ComplianceState, check_signal, utc_day
 
 
-class ComplianceAgent(PortfolioFollower, Agent):
+class ComplianceAgent(PortfolioFollower):
     """Applies trading limits and the audit trail to signals."""
 
     role = "compliance"
+    rules: ComplianceState
 
     async def setup(self) -> None:
         """Open the store and restore rule state and last portfolio mark."""
         self.store = Store(make_engine(self.settings.db_url()))
-        self.rules = ComplianceState(day=-1, trades_today=0, last_approved={})
-        blob = await self.load_state()
-        if blob:
-            data = orjson.loads(blob)
-            self.rules = ComplianceState.model_validate(data["rules"])
-            if data.get("mark"):
-                self.mark = PortfolioMarked.model_validate(data["mark"])
-
-    def _state_blob(self, rules: ComplianceState | None = None) -> bytes:
-        return orjson.dumps({
-            "rules": (rules or self.rules).model_dump(mode="json"),
-            "mark": self.mark.model_dump(mode="json") if self.mark else None,
-        })
+        await self.restore(ComplianceState(day=-1, trades_today=0, last_approved={}))
 
     async def handle(self, delivery: Delivery, msg: AnyMessage, pipe: Pipeline) -> None:
         """Track portfolio marks; decide on signals."""
         if isinstance(msg, PortfolioMarked):
             self.mark = msg
-            self.stage_state(pipe, self._state_blob())
+            self.stage_rule_state(pipe)
             return
         if not isinstance(msg, SignalGenerated):
             return  # other trading events are not compliance's business
         if await self.already_handled(msg.id):
             return
         await self.catch_up(msg.bar_seq)
-        view = self.portfolio_view()
-        notional = view.traded_notional_today if view.day == self.signal_day(msg) else 0.0
+        notional = self.portfolio_view().traded_notional_on(utc_day(msg.bar_time))
         decision, new_rules = check_signal(msg, self.rules, self.settings.compliance, notional)
         out = ComplianceDecided(
             id=stable_id("compliance", msg.id),
@@ -86,19 +72,11 @@ class ComplianceAgent(PortfolioFollower, Agent):
             subject_id=msg.id,
         )
         await asyncio.to_thread(self._persist, msg, out, audit)
-        self._pending_rules = new_rules
         target = channels.SIGNALS_APPROVED if out.approved else channels.SIGNALS_REJECTED
         self.emit(pipe, target, out)
         self.emit(pipe, channels.AUDIT, audit)
         self.stage_handled(pipe, msg.id)
-        self.stage_state(pipe, self._state_blob(new_rules))
-
-    def after_commit(self) -> None:
-        """Adopt the rule state the committed transaction saved."""
-        pending = getattr(self, "_pending_rules", None)
-        if pending is not None:
-            self.rules = pending
-            self._pending_rules = None
+        self.stage_rule_state(pipe, new_rules)
 
     def _persist(self, sig: SignalGenerated, out: ComplianceDecided, audit: AuditRecorded) -> None:
         self.store.record_signal(sig)

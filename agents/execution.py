@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 
 from redis.asyncio.client import Pipeline
 
-from agents.base import Agent, monotonic
+from agents.base import Agent
 from backend import channels
 from backend.bus import Delivery
 from backend.messages import (
@@ -62,7 +63,7 @@ class ExecutionAgent(Agent):
         self.venue = PaperVenue(self.redis, self.settings.paper)
         await self.venue.load()
         self._marks: list[PortfolioMarked] = []
-        self._last_flush = monotonic()
+        self._last_flush = time.monotonic()
         await self.reconcile()
 
     async def reconcile(self) -> None:
@@ -116,20 +117,19 @@ class ExecutionAgent(Agent):
     async def _on_order(self, order: SubmitOrder, pipe: Pipeline) -> None:
         assert self.redis is not None
         coid = order.client_order_id
-        halt = await self.redis.get(channels.HALT_KEY)
-        known = await self.venue.order_status(coid)
-        if halt is not None and known is None:
+        await asyncio.to_thread(self.store.record_order_intent, order)  # intent first
+        halted = await self.redis.exists(channels.HALT_KEY)
+        if halted and await self.venue.order_status(coid) is None:
             ev: OrderAccepted | OrderRejected = OrderRejected(
                 id=stable_id("exec", "halted", coid), source=self.agent_id,
                 correlation_id=order.correlation_id, client_order_id=coid,
                 symbol=order.symbol, reason="trading halted (kill switch / circuit breaker)",
             )
-            await asyncio.to_thread(self.store.record_order_intent, order)
             await self._record(ev)
             self.emit(pipe, channels.TRADING_EVENTS, ev)
             return
-        await asyncio.to_thread(self.store.record_order_intent, order)  # intent first
-        # Known at the venue already (redelivery after a crash): ask, never resend.
+        # The venue is idempotent by client order id: an order it already has (redelivery
+        # after a crash) is answered from its book, never sent twice.
         ev = await self.venue.submit(order, now_ns())
         await self._record(ev)
         self.emit(pipe, channels.TRADING_EVENTS, ev)
@@ -145,12 +145,12 @@ class ExecutionAgent(Agent):
         pipe.set(channels.PORTFOLIO_KEY, mark.to_json())
         self.venue.stage(pipe)
         self._marks.append(mark)
-        if len(self._marks) >= 500 or monotonic() - self._last_flush > EQUITY_FLUSH_S:
+        if len(self._marks) >= 500 or time.monotonic() - self._last_flush > EQUITY_FLUSH_S:
             await self._flush_marks()
 
     async def _flush_marks(self) -> None:
         marks, self._marks = self._marks, []
-        self._last_flush = monotonic()
+        self._last_flush = time.monotonic()
         if marks:
             await asyncio.to_thread(self.store.record_equity_many, marks)
 

@@ -19,7 +19,8 @@ from agents.base import Agent
 from backend import channels, topology
 from backend.bus import pipeline_caught_up
 from backend.marketdata import limit_per_symbol, load_dir, merge_bars
-from backend.messages import BarClosed, ReplayFinished, stable_id
+from backend.messages import ReplayFinished
+from backend.pipeline import bar_message
 
 
 class MarketDataAgent(Agent):
@@ -57,22 +58,7 @@ class MarketDataAgent(Agent):
             ):
                 return
             prev_time = t
-            c = candles[symbol]
-            bar_id = stable_id("bar", symbol, int(c.time[i]))
-            bar = BarClosed(
-                id=bar_id,
-                source=self.agent_id,
-                correlation_id=bar_id,
-                symbol=symbol,
-                timeframe=s.timeframe,
-                open_time=int(c.time[i]),
-                open=float(c.open[i]),
-                high=float(c.high[i]),
-                low=float(c.low[i]),
-                close=float(c.close[i]),
-                volume=float(c.volume[i]),
-                seq=seq,
-            )
+            bar = bar_message(candles[symbol], i, seq, s.timeframe)
             pipe = self.redis.pipeline(transaction=True)
             self.emit(pipe, channels.MARKET_DATA, bar)
             pipe.set(channels.REPLAY_CURSOR_KEY, seq)

@@ -9,16 +9,52 @@ in every run and in the backtester.
 
 from __future__ import annotations
 
-from agents.base import Agent, monotonic
+import time
+
+import orjson
+from pydantic import BaseModel
+from redis.asyncio.client import Pipeline
+
+from agents.base import Agent
 from backend import channels
-from backend.messages import PortfolioMarked, SignalGenerated
+from backend.messages import PortfolioMarked
 from backend.rules.risk import PortfolioView, PositionView
 
 
 class PortfolioFollower(Agent):
-    """Adds ``self.mark`` (last PortfolioMarked) and :meth:`catch_up`."""
+    """Adds ``self.mark`` (last PortfolioMarked), :meth:`catch_up` and durable rule state.
+
+    ``self.rules`` is the subclass's rule state (a pydantic model); it is saved with the
+    last mark in ``agent:state:<id>`` inside the transaction of the input that changed it,
+    and adopted in memory only once that transaction executed.
+    """
 
     mark: PortfolioMarked | None = None
+    rules: BaseModel
+    _pending_state: BaseModel | None = None
+
+    async def restore(self, default: BaseModel) -> None:
+        """Load rule state and last mark saved by a previous run (``default`` if none)."""
+        self.rules = default
+        blob = await self.load_state()
+        if blob:
+            data = orjson.loads(blob)
+            self.rules = type(default).model_validate(data["state"])
+            if data.get("mark"):
+                self.mark = PortfolioMarked.model_validate(data["mark"])
+
+    def stage_rule_state(self, pipe: Pipeline, state: BaseModel | None = None) -> None:
+        """Save ``state`` (default: the current one) and the last mark in this transaction."""
+        self._pending_state = state if state is not None else self.rules
+        self.stage_state(pipe, orjson.dumps({
+            "state": self._pending_state.model_dump(mode="json"),
+            "mark": self.mark.model_dump(mode="json") if self.mark else None,
+        }))
+
+    def after_commit(self) -> None:
+        """Adopt the rule state the committed transaction saved."""
+        if self._pending_state is not None:
+            self.rules, self._pending_state = self._pending_state, None
 
     def stream_priority(self, stream: str) -> int:
         """Portfolio events are handled before signals in the same batch."""
@@ -32,9 +68,9 @@ class PortfolioFollower(Agent):
         """
         assert self.bus is not None
         wait = self.settings.risk.portfolio_wait_s
-        deadline = monotonic() + wait if wait > 0 else None
+        deadline = time.monotonic() + wait if wait > 0 else None
         while self.mark is None or self.mark.bar_seq < bar_seq:
-            if self.stopping or (deadline is not None and monotonic() > deadline):
+            if self.stopping or (deadline is not None and time.monotonic() > deadline):
                 return False
             batch = await self.bus.read([channels.TRADING_EVENTS], self.agent_id, block_ms=200)
             for delivery in batch:
@@ -63,8 +99,3 @@ class PortfolioFollower(Agent):
             day=m.day,
             day_start_equity=m.day_start_equity,
         )
-
-    @staticmethod
-    def signal_day(signal: SignalGenerated) -> int:
-        """UTC day index of the signal's bar."""
-        return signal.bar_time // 86_400_000_000_000

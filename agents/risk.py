@@ -15,7 +15,6 @@ import asyncio
 import orjson
 from redis.asyncio.client import Pipeline
 
-from agents.base import Agent
 from agents.portfolio_follower import PortfolioFollower
 from backend import channels
 from backend.bus import Delivery
@@ -26,41 +25,23 @@ from backend.messages import (
     ComplianceDecided,
     PortfolioMarked,
     RiskDecided,
-    SubmitOrder,
-    client_order_id_for,
     stable_id,
 )
 from backend.persistence import Store, make_engine
+from backend.pipeline import order_message
 from backend.rules.risk import RiskState, daily_drawdown, decide, update_breaker
 
 
-class RiskAgent(PortfolioFollower, Agent):
+class RiskAgent(PortfolioFollower):
     """Position sizing, exposure caps, confidence gate and the circuit breaker."""
 
     role = "risk"
+    rules: RiskState
 
     async def setup(self) -> None:
         """Open the store; restore breaker state and last mark."""
         self.store = Store(make_engine(self.settings.db_url()))
-        self.risk = RiskState()
-        self._pending: RiskState | None = None
-        blob = await self.load_state()
-        if blob:
-            data = orjson.loads(blob)
-            self.risk = RiskState.model_validate(data["risk"])
-            if data.get("mark"):
-                self.mark = PortfolioMarked.model_validate(data["mark"])
-
-    def _blob(self, risk: RiskState) -> bytes:
-        return orjson.dumps({
-            "risk": risk.model_dump(mode="json"),
-            "mark": self.mark.model_dump(mode="json") if self.mark else None,
-        })
-
-    def after_commit(self) -> None:
-        """Adopt the breaker state the committed transaction saved."""
-        if self._pending is not None:
-            self.risk, self._pending = self._pending, None
+        await self.restore(RiskState())
 
     async def handle(self, delivery: Delivery, msg: AnyMessage, pipe: Pipeline) -> None:
         """Marks drive the breaker; approved signals become orders or rejections."""
@@ -75,7 +56,7 @@ class RiskAgent(PortfolioFollower, Agent):
 
     async def _on_mark(self, mark: PortfolioMarked, pipe: Pipeline) -> None:
         self.mark = mark
-        new, tripped = update_breaker(self.risk, self.portfolio_view(), self.settings.risk)
+        new, tripped = update_breaker(self.rules, self.portfolio_view(), self.settings.risk)
         if tripped:
             dd = daily_drawdown(mark.equity, mark.day_start_equity)
             limit = self.settings.risk.daily_drawdown_limit
@@ -99,57 +80,45 @@ class RiskAgent(PortfolioFollower, Agent):
             self.emit(pipe, channels.RISK_ALERTS, alert)
             self.emit(pipe, channels.AUDIT, audit)
             self.log.warning("circuit breaker tripped: %s", reason)
-        self._pending = new
-        self.stage_state(pipe, self._blob(new))
+        self.stage_rule_state(pipe, new)
 
     async def _on_approved(self, approval: ComplianceDecided, pipe: Pipeline) -> None:
         assert self.redis is not None
         sig = approval.signal
         fresh = await self.catch_up(sig.bar_seq)
-        state = self.risk
+        state = self.rules
         if not state.halted and await self.redis.exists(channels.HALT_KEY):
             state = state.model_copy(update={"halted": True, "halt_reason": "kill switch latched"})
+        view = self.portfolio_view()
+        d = None
         if fresh:
-            d = decide(sig, self.portfolio_view(), state, self.settings.risk,
-                       self.settings.paper.fee_rate)
+            d = decide(sig, view, state, self.settings.risk, self.settings.paper.fee_rate)
             approved, rule, reason = d.approved, d.rule, d.reason
         else:
             approved, rule, reason = False, "stale_portfolio", (
                 f"no portfolio for bar {sig.bar_seq} within "
                 f"{self.settings.risk.portfolio_wait_s}s (fail closed)"
             )
-        equity = self.portfolio_view().equity
+        cid = approval.correlation_id or sig.id
         out = RiskDecided(
-            id=stable_id("risk", sig.id), source=self.agent_id,
-            correlation_id=approval.correlation_id or sig.id,
+            id=stable_id("risk", sig.id), source=self.agent_id, correlation_id=cid,
             approved=approved, rule=rule, reason=reason, signal=sig,
             quantity=d.quantity if approved else 0.0,
-            notional=d.notional if approved else 0.0, equity=equity,
+            notional=d.notional if approved else 0.0, equity=view.equity,
         )
         audit = AuditRecorded(
             id=stable_id("audit", "risk", sig.id), source=self.agent_id,
-            correlation_id=out.correlation_id, actor=self.agent_id, action="risk_check",
+            correlation_id=cid, actor=self.agent_id, action="risk_check",
             decision="approved" if approved else "rejected",
             reason=f"{rule}: {reason}", subject_id=sig.id,
         )
-        order = None
-        if approved:
-            order = SubmitOrder(
-                id=stable_id("order", sig.id), source=self.agent_id,
-                correlation_id=out.correlation_id,
-                client_order_id=client_order_id_for(sig.id),
-                symbol=sig.symbol, side=d.side, quantity=d.quantity,
-                reduce_only=d.reduce_only, stop_loss=d.stop_loss, take_profit=d.take_profit,
-                signal_id=sig.id, bar_seq=sig.bar_seq,
-            )
         await asyncio.to_thread(self._persist, out, audit)
-        if order is not None:
-            self.emit(pipe, channels.ORDERS, order)
+        if approved:
+            self.emit(pipe, channels.ORDERS, order_message(sig, d, cid))
         else:
             self.emit(pipe, channels.SIGNALS_REJECTED, out)
         self.emit(pipe, channels.AUDIT, audit)
         self.stage_handled(pipe, approval.id)
-        self.stage_state(pipe, self._blob(self.risk))
 
     def _persist(self, out: RiskDecided, audit: AuditRecorded) -> None:
         self.store.record_decision(out, "risk")

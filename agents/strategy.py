@@ -20,8 +20,9 @@ from redis.asyncio.client import Pipeline
 from agents.base import Agent
 from backend import channels
 from backend.bus import Delivery
-from backend.messages import AnyMessage, BarClosed, Side, SignalGenerated, decode, stable_id
+from backend.messages import AnyMessage, BarClosed, decode
 from backend.persistence import Store, make_engine
+from backend.pipeline import signal_message
 from backend.strategies import StrategyRunner, get_strategy
 
 WARMUP_CHUNK = 5000
@@ -88,22 +89,6 @@ class StrategyAgent(Agent):
                                    msg.volume)
         if point is None:
             return
-        sig_id = stable_id("signal", self.strategy.name, self.symbol, msg.seq)
-        sig = SignalGenerated(
-            id=sig_id,
-            source=self.agent_id,
-            correlation_id=sig_id,
-            symbol=self.symbol,
-            side=Side.BUY if point.side > 0 else Side.SELL,
-            confidence=float(point.confidence),
-            entry_price=msg.close,
-            stop_loss=float(point.stop_loss),
-            take_profit=float(point.take_profit),
-            reason=point.reason[:500],
-            strategy=self.strategy.name,
-            params=dict(self.params),
-            bar_seq=msg.seq,
-            bar_time=msg.open_time,
-        )
+        sig = signal_message(point, msg, self.strategy.name, self.params)
         await asyncio.to_thread(self.store.record_signal, sig)
         self.emit(pipe, channels.SIGNALS, sig)

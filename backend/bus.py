@@ -10,8 +10,8 @@ Writing
 Reading
     :meth:`Bus.read` uses ``XREADGROUP``: first the consumer's own pending entries
     (``0``: what it read but did not acknowledge before a crash), then new ones (``>``).
-    :meth:`Bus.claim_stale` takes over entries another consumer of the group left
-    pending (``XAUTOCLAIM``).
+    The consumer name is the agent id, so a restarted agent finds its own pending
+    entries; no other consumer's entries need claiming while each group has one consumer.
 
 Entries hold one field, ``data``: the JSON payload (``redis-cli XRANGE orders - +``).
 """
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import orjson
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import ResponseError
@@ -147,20 +146,6 @@ class Bus:
         )
         return self._deliveries(resp)
 
-    async def claim_stale(
-        self, stream: str, group: str, min_idle_ms: int = 30_000, count: int = 100
-    ) -> list[Delivery]:
-        """Take over entries other consumers of ``group`` left pending for ``min_idle_ms``."""
-        resp = await self.redis.xautoclaim(
-            stream, group, self.agent_id, min_idle_time=min_idle_ms, start_id="0-0", count=count
-        )
-        entries = resp[1] if resp else []
-        return [
-            Delivery(stream, _s(eid), (fields or {}).get(DATA_FIELD, b""))
-            for eid, fields in entries
-            if eid is not None
-        ]
-
     @staticmethod
     def _deliveries(resp: object) -> list[Delivery]:
         out: list[Delivery] = []
@@ -174,39 +159,11 @@ class Bus:
         return out
 
     # ------------------------------------------------------------------ inspection
-    async def group_caught_up(self, stream: str, groups: list[str] | None = None) -> bool:
-        """True when every (or each named) group on ``stream`` has read and acked all entries.
-
-        Uses ``last-delivered-id == last-generated-id`` and ``pending == 0`` (robust to
-        trimming, unlike ``lag``).  A named group that does not exist yet is not caught up.
-        """
-        try:
-            info = await self.redis.xinfo_stream(stream)
-            groups_info = await self.redis.xinfo_groups(stream)
-        except ResponseError:
-            return groups is None or not groups
-        last = _s(info["last-generated-id"])
-        seen = {}
-        for g in groups_info:
-            seen[_s(g["name"])] = (_s(g["last-delivered-id"]), int(g["pending"]))
-        names = groups if groups is not None else list(seen)
-        for name in names:
-            if name not in seen:
-                return False
-            delivered, pending = seen[name]
-            if delivered != last or pending:
-                return False
-        return True
-
     async def message_counts(self) -> dict[str, int]:
         """Messages published per channel since the stats were last reset."""
         raw = await self.redis.hgetall(STATS_KEY)
         return {_s(k): int(v) for k, v in raw.items()}
 
-
-def dumps(obj: object) -> bytes:
-    """orjson dump helper for state blobs kept in Redis keys."""
-    return orjson.dumps(obj)
 
 
 async def pipeline_caught_up(redis: Redis, groups: dict[str, list[str]]) -> bool:

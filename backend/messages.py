@@ -24,6 +24,9 @@ from typing import Annotated, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+#: Nanoseconds in a UTC day (days are ``time_ns // NS_PER_DAY``).
+NS_PER_DAY = 86_400_000_000_000
+
 #: Largest payload an agent accepts; bigger ones are dead-lettered unread.
 MAX_PAYLOAD_BYTES = 64 * 1024
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from backend.messages import (
+    NS_PER_DAY,
     BarClosed,
     ExitReason,
     OrderAccepted,
@@ -25,7 +26,9 @@ from backend.messages import (
     OrderFilled,
     OrderRejected,
     OrderStatus,
+    PortfolioMarked,
     PositionChanged,
+    PositionSnapshot,
     Side,
     SubmitOrder,
     stable_id,
@@ -34,7 +37,6 @@ from backend.rules.risk import PortfolioView, PositionView
 from backend.settings import PaperConfig
 
 SOURCE = "venue:paper"
-NS_PER_DAY = 86_400_000_000_000
 #: Relative tolerance under which a remaining quantity counts as zero.
 _REL_EPS = 1e-9
 
@@ -163,6 +165,26 @@ def portfolio_view(book: PaperBook, bar_seq: int, bar_time: int) -> PortfolioVie
         traded_notional_today=book.traded_notional(day),
         day=day,
         day_start_equity=book.start_equity(day),
+    )
+
+
+def portfolio_mark(book: PaperBook, bar: BarClosed) -> PortfolioMarked:
+    """The account after ``bar`` as the :class:`PortfolioMarked` event execution publishes.
+
+    Same figures as :func:`portfolio_view` (flat positions omitted); id derived from the
+    bar's seq, ``ts`` = the bar's open time, so a replay gives identical marks.
+    """
+    view = portfolio_view(book, bar.seq, bar.open_time)
+    return PortfolioMarked(
+        id=stable_id("mark", bar.seq), ts=bar.open_time, source=SOURCE,
+        correlation_id=bar.id, bar_seq=bar.seq, bar_time=bar.open_time, cash=view.cash,
+        equity=view.equity, exposure=view.total_exposure(), day=view.day,
+        day_start_equity=view.day_start_equity,
+        traded_notional_today=view.traded_notional_today,
+        positions={
+            s: PositionSnapshot(quantity=p.quantity, avg_price=p.avg_price, mark=p.mark)
+            for s, p in view.positions.items()
+        },
     )
 
 

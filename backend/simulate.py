@@ -21,25 +21,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from backend import paper
-from backend.channels import compact_symbol
 from backend.marketdata import Candles, limit_per_symbol, merge_bars
-from backend.messages import (
-    BarClosed,
-    OrderFilled,
-    PortfolioMarked,
-    Side,
-    SignalGenerated,
-    SubmitOrder,
-    client_order_id_for,
-    stable_id,
-)
+from backend.messages import OrderFilled, PortfolioMarked, SignalGenerated, SubmitOrder
 from backend.paper import PaperBook
-from backend.rules.compliance import ComplianceState, check_signal
+from backend.pipeline import bar_message, order_message, signal_message
+from backend.rules.compliance import ComplianceState, check_signal, utc_day
 from backend.rules.risk import RiskState, decide, update_breaker
 from backend.settings import Settings
 from backend.strategies import StrategyRunner, get_strategy
-
-NS_PER_DAY = 86_400_000_000_000
 
 
 @dataclass
@@ -80,45 +69,27 @@ def simulate(settings: Settings, candles: dict[str, Candles], limit: int = 0) ->
     runners = {}
     for sym in candles:
         cfg = settings.strategy_for(sym)
-        strat = get_strategy(cfg.name)
-        runners[sym] = (strat, strat.resolve_params(cfg.params),
-                        StrategyRunner(strat, cfg.params, symbol=sym))
+        runners[sym] = StrategyRunner(get_strategy(cfg.name), cfg.params, symbol=sym)
     order = limit_per_symbol(list(merge_bars(candles)), limit)
     for seq, (t, sym, i) in enumerate(order, start=1):
-        c = candles[sym]
-        bar_id = stable_id("bar", sym, int(c.time[i]))
-        bar = BarClosed(
-            id=bar_id, ts=int(t), source="market_data", correlation_id=bar_id, symbol=sym,
-            timeframe=settings.timeframe, open_time=int(c.time[i]), open=float(c.open[i]),
-            high=float(c.high[i]), low=float(c.low[i]), close=float(c.close[i]),
-            volume=float(c.volume[i]), seq=seq,
-        )
+        bar = bar_message(candles[sym], i, seq, settings.timeframe, ts=int(t))
         # 1-2. execution matches the bar, risk sees the mark
         book, events = paper.on_bar(book, bar, settings.paper)
         res.fills += [e for e in events if isinstance(e, OrderFilled)]
+        res.marks.append(paper.portfolio_mark(book, bar))
         view = paper.portfolio_view(book, seq, bar.open_time)
-        res.marks.append(_mark(view))
         risk, tripped = update_breaker(risk, view, settings.risk)
         if tripped and res.halted_at is None:
             res.halted_at = seq
         # 3. strategy
-        strat, params, runner = runners[sym]
+        runner = runners[sym]
         point = runner.on_bar(bar.open_time, bar.open, bar.high, bar.low, bar.close, bar.volume)
         if point is None:
             continue
-        sig_id = stable_id("signal", strat.name, sym, seq)
-        sig = SignalGenerated(
-            id=sig_id, ts=int(t), source=f"strategy:{compact_symbol(sym)}",
-            correlation_id=sig_id, symbol=sym,
-            side=Side.BUY if point.side > 0 else Side.SELL,
-            confidence=float(point.confidence), entry_price=bar.close,
-            stop_loss=float(point.stop_loss), take_profit=float(point.take_profit),
-            reason=point.reason[:500], strategy=strat.name, params=dict(params),
-            bar_seq=seq, bar_time=bar.open_time,
-        )
+        sig = signal_message(point, bar, runner.strategy.name, runner.params, ts=int(t))
         res.signals.append(sig)
         # 4. compliance
-        notional = view.traded_notional_today if view.day == sig.bar_time // NS_PER_DAY else 0.0
+        notional = view.traded_notional_on(utc_day(sig.bar_time))
         cd, comp = check_signal(sig, comp, settings.compliance, notional)
         res.decisions.append((sig.id, "compliance", cd.approved, cd.rule))
         if not cd.approved:
@@ -129,22 +100,8 @@ def simulate(settings: Settings, candles: dict[str, Candles], limit: int = 0) ->
         if not rd.approved:
             continue
         # 6. execution
-        order_msg = SubmitOrder(
-            id=stable_id("order", sig.id), ts=int(t), source="risk", correlation_id=sig.id,
-            client_order_id=client_order_id_for(sig.id), symbol=sym, side=rd.side,
-            quantity=rd.quantity, reduce_only=rd.reduce_only, stop_loss=rd.stop_loss,
-            take_profit=rd.take_profit, signal_id=sig.id, bar_seq=seq,
-        )
+        order_msg = order_message(sig, rd, sig.id, ts=int(t))
         res.orders.append(order_msg)
         book, _ = paper.submit(book, order_msg, settings.paper, int(t))
     res.book = book
     return res
-
-
-def _mark(view) -> PortfolioMarked:  # noqa: ANN001
-    return PortfolioMarked(
-        id=stable_id("mark", view.bar_seq), ts=view.bar_time, source="venue:paper",
-        bar_seq=view.bar_seq, bar_time=view.bar_time, cash=view.cash, equity=view.equity,
-        exposure=view.total_exposure(), day=view.day, day_start_equity=view.day_start_equity,
-        traded_notional_today=view.traded_notional_today,
-    )

@@ -190,7 +190,7 @@ async def _run(s: Settings, report_path: Path | None, reset: bool) -> int:
         waiter.cancel()
         failed = MeshError("interrupted")
     wall = time.monotonic() - t_replay
-    codes = await stop_mesh_keep_redis(handle)
+    codes = await handle.supervisor.stop_all()  # Redis stays up: the report reads it
     try:
         rep = await collect_report(handle, wall)
     finally:
@@ -205,11 +205,6 @@ async def _run(s: Settings, report_path: Path | None, reset: bool) -> int:
         err.print(f"[red]error:[/] {failed}")
         return 1
     return 0
-
-
-async def stop_mesh_keep_redis(handle) -> dict[str, int | None]:  # noqa: ANN001
-    """Stop the agents but leave Redis up (the report reads its counters)."""
-    return await handle.supervisor.stop_all()
 
 
 def _status_table(beats: dict[str, AgentHeartbeat | None], handle=None) -> Table:  # noqa: ANN001

@@ -23,7 +23,7 @@ from redis.asyncio import Redis
 from backend import channels, topology
 from backend.bus import Bus, pipeline_caught_up
 from backend.persistence import Store, make_engine
-from backend.redisproc import EmbeddedRedis, RedisServer
+from backend.redisproc import EmbeddedRedis, RedisServer, ensure_redis
 from backend.report import Report, build_report
 from backend.settings import SETTINGS_FILE_ENV, Settings, write_resolved
 from orchestrator.supervisor import Supervisor
@@ -57,20 +57,6 @@ def new_run_dir(var_dir: Path) -> Path:
     return d
 
 
-def _start_redis(settings: Settings, run_dir: Path, fresh: bool) -> tuple[str, object | None]:
-    url = os.environ.get("REDIS_URL") or os.environ.get("TRADINGMESH_REDIS_URL")
-    if url:
-        return url, None
-    import shutil
-
-    if shutil.which("redis-server"):
-        data = run_dir / "redis" if fresh else settings.var_dir / "redis"
-        server = RedisServer(data, appendonly=True).start()
-        return server.url, server
-    emb = EmbeddedRedis()  # logs a clear warning: a stand-in, not for production
-    return emb.url, emb
-
-
 async def start_mesh(
     settings: Settings, run_dir: Path, *, fresh: bool, reset: bool = False
 ) -> MeshHandle:
@@ -89,7 +75,9 @@ async def start_mesh(
     MeshError
         Redis unreachable, not empty, or an agent did not come up (log tail included).
     """
-    url, proc = _start_redis(settings, run_dir, fresh)
+    # REDIS_URL if set, else a private redis-server (data in <run_dir or var_dir>/redis),
+    # else the embedded stand-in (which warns).
+    url, proc = ensure_redis(run_dir if fresh else settings.var_dir)
     db_url = settings.database_url or (
         f"sqlite:///{run_dir / 'tradingmesh.db'}" if fresh
         else f"sqlite:///{settings.var_dir / 'tradingmesh.db'}"
@@ -118,7 +106,7 @@ async def start_mesh(
     env.setdefault("PYTHONUNBUFFERED", "1")
     sup = Supervisor(settings, topology.agent_specs(settings), env, run_dir / "logs")
     sup.start_all()
-    handle = MeshHandle(settings, sup, proc, run_dir)  # type: ignore[arg-type]
+    handle = MeshHandle(settings, sup, proc, run_dir)
     if not await sup.wait_running(settings.orchestrator.start_timeout_s):
         beats = await sup.health()
         missing = [a for a, hb in beats.items() if hb is None or hb.state.value != "running"]

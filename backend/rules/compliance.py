@@ -25,11 +25,10 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from backend.channels import compact_symbol
-from backend.messages import SignalGenerated
+from backend.messages import NS_PER_DAY, SignalGenerated
 from backend.settings import ComplianceConfig
 
 #: Nanoseconds per UTC day / hour.
-NS_PER_DAY = 86_400_000_000_000
 NS_PER_HOUR = 3_600_000_000_000
 NS_PER_SECOND = 1_000_000_000
 

@@ -97,6 +97,10 @@ class PortfolioView(BaseModel):
         pos = self.position(symbol)
         return abs(pos.quantity * pos.mark) if pos is not None else 0.0
 
+    def traded_notional_on(self, day: int) -> float:
+        """Notional traded on UTC ``day`` (0 if this view is of another day)."""
+        return self.traded_notional_today if self.day == day else 0.0
+
     def total_exposure(self) -> float:
         """Sum of the absolute notionals of all positions (quote currency)."""
         return sum(abs(p.quantity * p.mark) for p in self.positions.values())

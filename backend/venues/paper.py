@@ -20,9 +20,7 @@ from backend.messages import (
     OrderCancelled,
     OrderRejected,
     PortfolioMarked,
-    PositionSnapshot,
     SubmitOrder,
-    stable_id,
 )
 from backend.paper import PaperBook
 from backend.settings import PaperConfig
@@ -30,7 +28,6 @@ from backend.venues.base import VenueEvent
 
 ORDERS_HASH = "venue:paper:orders"
 REJECTS_HASH = "venue:paper:rejects"
-NS_PER_DAY = 86_400_000_000_000
 
 
 class PaperVenue:
@@ -38,10 +35,9 @@ class PaperVenue:
 
     name = "paper"
 
-    def __init__(self, redis: Redis, cfg: PaperConfig, source: str = "venue:paper") -> None:
+    def __init__(self, redis: Redis, cfg: PaperConfig) -> None:
         self.redis = redis
         self.cfg = cfg
-        self.source = source
         self.book = PaperBook.new(cfg.initial_cash)
         self._next: PaperBook | None = None
 
@@ -96,26 +92,7 @@ class PaperVenue:
 
     def portfolio(self, bar: BarClosed) -> PortfolioMarked:
         """Account state after ``bar`` as a :class:`PortfolioMarked` event."""
-        b = self._cur
-        day = bar.open_time // NS_PER_DAY
-        return PortfolioMarked(
-            id=stable_id("mark", bar.seq),
-            source=self.source,
-            correlation_id=bar.id,
-            bar_seq=bar.seq,
-            bar_time=bar.open_time,
-            cash=b.cash,
-            equity=b.equity(),
-            exposure=b.exposure(),
-            day=day,
-            day_start_equity=b.start_equity(day),
-            traded_notional_today=b.traded_notional(day),
-            positions={
-                s: PositionSnapshot(quantity=p.quantity, avg_price=p.avg_price, mark=b.mark(s))
-                for s, p in b.positions.items()
-                if p.quantity
-            },
-        )
+        return paper.portfolio_mark(self._cur, bar)
 
     def stage(self, pipe: Pipeline) -> None:
         """Stage the pending book (small blob + changed order statuses)."""
