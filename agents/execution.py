@@ -29,6 +29,8 @@ from backend.messages import (
     AnyMessage,
     BarClosed,
     CancelAllOrders,
+    ClosedPosition,
+    KillSwitchExecuted,
     OrderAccepted,
     OrderCancelled,
     OrderFilled,
@@ -103,10 +105,7 @@ class ExecutionAgent(Agent):
         if isinstance(msg, SubmitOrder):
             await self._on_order(msg, pipe)
         elif isinstance(msg, CancelAllOrders):
-            for ev in await self.venue.cancel_all(msg.reason, now_ns()):
-                await self._record(ev)
-                self.emit(pipe, channels.TRADING_EVENTS, ev)
-            self.venue.stage(pipe)
+            await self._on_cancel_all(msg, pipe)
         elif isinstance(msg, BarClosed):
             await self._on_bar(msg, pipe)
 
@@ -133,6 +132,47 @@ class ExecutionAgent(Agent):
         ev = await self.venue.submit(order, now_ns())
         await self._record(ev)
         self.emit(pipe, channels.TRADING_EVENTS, ev)
+        self.venue.stage(pipe)
+
+    async def _on_cancel_all(self, cmd: CancelAllOrders, pipe: Pipeline) -> None:
+        """Cancel every open order; for the kill switch also flatten and report.
+
+        Idempotent: handled again after a crash it finds nothing left to cancel or close
+        and reports the (already flat) account again.
+        """
+        now = now_ns()
+        cancelled = await self.venue.cancel_all(cmd.reason, now)
+        events: list[object] = list(cancelled)
+        closed: list[ClosedPosition] = []
+        if cmd.flatten:
+            before = await self.venue.positions()
+            for ev in await self.venue.flatten(now):
+                events.append(ev)
+                if isinstance(ev, OrderFilled) and ev.symbol in before:
+                    closed.append(ClosedPosition(
+                        symbol=ev.symbol, quantity=before[ev.symbol], price=ev.price,
+                        client_order_id=ev.client_order_id,
+                    ))
+        for ev in events:
+            await self._record(ev)
+            self.emit(pipe, channels.TRADING_EVENTS, ev)  # type: ignore[arg-type]
+        if cmd.flatten:
+            report = KillSwitchExecuted(
+                id=stable_id("kill-switch-executed", cmd.id), source=self.agent_id,
+                correlation_id=cmd.id, command_id=cmd.id,
+                cancelled=[c.client_order_id for c in cancelled], flattened=closed,
+                open_orders_left=await self.venue.open_orders(),
+                positions_left=await self.venue.positions(),
+            )
+            self.emit(pipe, channels.TRADING_EVENTS, report)
+            mark = self.venue.current_mark()
+            if mark is not None:
+                pipe.set(channels.PORTFOLIO_KEY, mark.to_json())
+            self.log.warning(
+                "kill switch: cancelled %d orders, closed %d positions; left: orders %s, "
+                "positions %s", len(cancelled), len(closed), report.open_orders_left,
+                report.positions_left or "flat",
+            )
         self.venue.stage(pipe)
 
     async def _on_bar(self, bar: BarClosed, pipe: Pipeline) -> None:

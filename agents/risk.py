@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import asyncio
 
-import orjson
 from redis.asyncio.client import Pipeline
 
 from agents.portfolio_follower import PortfolioFollower
 from backend import channels
 from backend.bus import Delivery
+from backend.halt import HALT_STATE, HaltState, read_halt
 from backend.messages import (
     AnyMessage,
     AuditRecorded,
@@ -29,7 +29,13 @@ from backend.messages import (
 )
 from backend.persistence import Store, make_engine
 from backend.pipeline import order_message
-from backend.rules.risk import RiskState, daily_drawdown, decide, update_breaker
+from backend.rules.risk import (
+    RiskState,
+    daily_drawdown,
+    decide,
+    reset_breaker,
+    update_breaker,
+)
 
 
 class RiskAgent(PortfolioFollower):
@@ -55,8 +61,15 @@ class RiskAgent(PortfolioFollower):
             await self._on_approved(msg, pipe)
 
     async def _on_mark(self, mark: PortfolioMarked, pipe: Pipeline) -> None:
+        assert self.redis is not None
         self.mark = mark
-        new, tripped = update_breaker(self.rules, self.portfolio_view(), self.settings.risk)
+        rules = self.rules
+        if rules.halted and await read_halt(self.redis) is None:
+            # The breaker tripped and an operator has since reset the latch (audited by
+            # the control plane): adopt it, measuring the rest of the day from here.
+            rules = reset_breaker(rules, "latch cleared by operator", rebase_equity=mark.equity)
+            self.log.warning("circuit breaker reset adopted; day reference %.8g", mark.equity)
+        new, tripped = update_breaker(rules, self.portfolio_view(), self.settings.risk)
         if tripped:
             dd = daily_drawdown(mark.equity, mark.day_start_equity)
             limit = self.settings.risk.daily_drawdown_limit
@@ -73,10 +86,9 @@ class RiskAgent(PortfolioFollower):
                 actor=self.agent_id, action="circuit_breaker", decision="halted",
                 reason=reason, subject_id=str(mark.bar_seq),
             )
-            await asyncio.to_thread(self.store.record_audit_event, audit)
-            pipe.set(channels.HALT_KEY, orjson.dumps({
-                "halted": True, "by": self.agent_id, "reason": reason, "ts": alert.ts,
-            }))
+            halt = HaltState(kind="circuit_breaker", by=self.agent_id, reason=reason, ts=alert.ts)
+            await asyncio.to_thread(self._persist_trip, audit, halt)
+            pipe.set(channels.HALT_KEY, halt.to_json())
             self.emit(pipe, channels.RISK_ALERTS, alert)
             self.emit(pipe, channels.AUDIT, audit)
             self.log.warning("circuit breaker tripped: %s", reason)
@@ -87,8 +99,11 @@ class RiskAgent(PortfolioFollower):
         sig = approval.signal
         fresh = await self.catch_up(sig.bar_seq)
         state = self.rules
-        if not state.halted and await self.redis.exists(channels.HALT_KEY):
-            state = state.model_copy(update={"halted": True, "halt_reason": "kill switch latched"})
+        latch = await read_halt(self.redis)
+        if latch is not None:  # the latch rules, whoever set it
+            state = state.model_copy(update={
+                "halted": True, "halt_reason": f"{latch.kind}: {latch.reason}",
+            })
         view = self.portfolio_view()
         d = None
         if fresh:
@@ -119,6 +134,10 @@ class RiskAgent(PortfolioFollower):
             self.emit(pipe, channels.SIGNALS_REJECTED, out)
         self.emit(pipe, channels.AUDIT, audit)
         self.stage_handled(pipe, approval.id)
+
+    def _persist_trip(self, audit: AuditRecorded, halt: HaltState) -> None:
+        self.store.record_audit_event(audit)
+        self.store.put_state(HALT_STATE, halt.model_dump(mode="json"))
 
     def _persist(self, out: RiskDecided, audit: AuditRecorded) -> None:
         self.store.record_decision(out, "risk")

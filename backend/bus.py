@@ -86,11 +86,12 @@ class Bus:
         """Queue the ``XACK`` of one entry in ``pipe``."""
         pipe.xack(stream, group, entry_id)
 
-    async def publish(self, channel: str, msg: Message) -> None:
-        """Publish one message now (its own transaction)."""
+    async def publish(self, channel: str, msg: Message) -> str | None:
+        """Publish one message now (its own transaction); its stream entry id, if any."""
         pipe = self.redis.pipeline(transaction=True)
         self.stage(pipe, channel, msg)
-        await pipe.execute()
+        res = await pipe.execute()
+        return _s(res[0]) if channel in channels.STREAMS else None
 
     async def dead_letter(self, channel: str, raw: bytes, reason: str) -> DeadLettered:
         """Record an undecodable payload on the dead-letter channel and return the record."""
@@ -172,20 +173,25 @@ async def pipeline_caught_up(redis: Redis, groups: dict[str, list[str]]) -> bool
     ``groups`` maps stream -> group names, in pipeline order.  All streams are
     inspected in one MULTI/EXEC, so the answer is a consistent snapshot: if it is True,
     no message is in flight anywhere on the order path.  A missing stream or group
-    counts as not caught up.
+    counts as not caught up.  Groups of agents an operator stopped (the set
+    ``mesh:parked``) are skipped: a parked agent must not hold the replay back.
     """
     pipe = redis.pipeline(transaction=True)
     for stream in groups:
         pipe.xinfo_stream(stream)
         pipe.xinfo_groups(stream)
+    pipe.smembers(channels.PARKED_AGENTS_KEY)
     try:
         res = await pipe.execute()
     except ResponseError:
         return False
+    parked = {_s(a) for a in res[-1]}
     for i, (_stream, names) in enumerate(groups.items()):
         last = _s(res[2 * i]["last-generated-id"])
         seen = {_s(g["name"]): g for g in res[2 * i + 1]}
         for name in names:
+            if name in parked:
+                continue
             g = seen.get(name)
             if g is None or int(g["pending"]) or _s(g["last-delivered-id"]) != last:
                 return False

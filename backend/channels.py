@@ -61,6 +61,8 @@ ALL_CHANNELS: Final = (
 HEALTH_KEY_PREFIX: Final = "agent:health:"
 #: Latched trading halt (kill switch / circuit breaker). JSON of ``HaltState``.
 HALT_KEY: Final = "mesh:halt"
+#: Set of agent ids an operator stopped on purpose (their groups hold nothing back).
+PARKED_AGENTS_KEY: Final = "mesh:parked"
 #: Replay cursor of the market_data agent (last published bar seq).
 REPLAY_CURSOR_KEY: Final = "market_data:cursor"
 #: Set by the market_data agent when a finite replay has published its last bar.

@@ -212,10 +212,39 @@ class SubmitOrder(Message):
 
 
 class CancelAllOrders(Message):
-    """Command to execution: cancel every open order (kill switch)."""
+    """Command to execution: cancel every open order; with ``flatten`` (the kill switch)
+    also close every position with market orders and report a :class:`KillSwitchExecuted`.
+    """
 
     type: Literal["cancel_all_orders"] = "cancel_all_orders"
     reason: str = Field(max_length=500)
+    flatten: bool = False
+
+
+class ClosedPosition(BaseModel):
+    """A position the kill switch closed: signed quantity before (base units), fill price."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    symbol: str
+    quantity: Finite
+    price: Qty
+    client_order_id: str
+
+
+class KillSwitchExecuted(Message):
+    """Execution carried out a flattening :class:`CancelAllOrders` (``command_id``).
+
+    ``open_orders_left`` / ``positions_left`` are what the venue still shows afterwards
+    (empty when the account is flat).
+    """
+
+    type: Literal["kill_switch_executed"] = "kill_switch_executed"
+    command_id: str
+    cancelled: list[str] = Field(default_factory=list)
+    flattened: list[ClosedPosition] = Field(default_factory=list)
+    open_orders_left: list[str] = Field(default_factory=list)
+    positions_left: dict[str, float] = Field(default_factory=dict)
 
 
 # ------------------------------------------------------------------ trading events
@@ -390,6 +419,7 @@ AnyMessage = Annotated[
     | RiskDecided
     | SubmitOrder
     | CancelAllOrders
+    | KillSwitchExecuted
     | OrderAccepted
     | OrderRejected
     | OrderCancelled

@@ -101,6 +101,7 @@ class PaperBook(BaseModel):
     reject_reasons: dict[str, str] = Field(default_factory=dict)
     marks: dict[str, float] = Field(default_factory=dict)
     last_bar_seq: dict[str, int] = Field(default_factory=dict)
+    last_bar_time: int = 0  # open time of the latest bar seen, ns UTC
     order_seq: int = 0
     fill_seq: int = 0
     fees_paid: float = 0.0
@@ -174,10 +175,25 @@ def portfolio_mark(book: PaperBook, bar: BarClosed) -> PortfolioMarked:
     Same figures as :func:`portfolio_view` (flat positions omitted); id derived from the
     bar's seq, ``ts`` = the bar's open time, so a replay gives identical marks.
     """
-    view = portfolio_view(book, bar.seq, bar.open_time)
+    return _mark(book, bar.seq, bar.open_time, bar.id)
+
+
+def mark_now(book: PaperBook) -> PortfolioMarked:
+    """The account at the last bar seen (after a kill switch flattened it, say).
+
+    ``bar_seq`` is the highest bar seq the book has seen; ``bar_time`` the latest
+    ``bar_time`` recorded for the book's day.  Not for the stream: a mark of the same
+    bar seq is already there.
+    """
+    seq = max(book.last_bar_seq.values(), default=0)
+    return _mark(book, seq, book.last_bar_time, stable_id("mark-now", seq))
+
+
+def _mark(book: PaperBook, seq: int, bar_time: int, corr: str) -> PortfolioMarked:
+    view = portfolio_view(book, seq, bar_time)
     return PortfolioMarked(
-        id=stable_id("mark", bar.seq), ts=bar.open_time, source=SOURCE,
-        correlation_id=bar.id, bar_seq=bar.seq, bar_time=bar.open_time, cash=view.cash,
+        id=stable_id("mark", seq), ts=bar_time, source=SOURCE,
+        correlation_id=corr, bar_seq=seq, bar_time=bar_time, cash=view.cash,
         equity=view.equity, exposure=view.total_exposure(), day=view.day,
         day_start_equity=view.day_start_equity,
         traded_notional_today=view.traded_notional_today,
@@ -443,6 +459,7 @@ def on_bar(book: PaperBook, bar: BarClosed, cfg: PaperConfig) -> tuple[PaperBook
     events += _check_bracket(new, bar, cfg)
     new.marks[bar.symbol] = bar.close
     new.last_bar_seq[bar.symbol] = bar.seq
+    new.last_bar_time = max(new.last_bar_time, bar.open_time)
     return new, events
 
 

@@ -113,6 +113,11 @@ audit = sa.Table(
     C("subject_id", ID, index=True),  # signal or client order id
     C("correlation_id", ID, index=True),
 )
+mesh_state = sa.Table(
+    "mesh_state", metadata,  # small durable key -> JSON values (the halt latch mirror)
+    C("key", sa.String(64), primary_key=True), C("value", sa.JSON, nullable=False),
+    C("updated_ts", NS, nullable=False),
+)
 del C, F, NS, ID, SYM, SIDE
 
 #: Order status ranks: a stale event never moves an order back to a lower rank.
@@ -401,6 +406,27 @@ class Store:
                 n += max(conn.execute(stmt).rowcount, 0)
         return n
 
+    def put_state(self, key: str, value: dict[str, Any]) -> None:
+        """Insert or replace the durable value ``key`` (JSON object)."""
+        with self._write() as conn:
+            stmt = _insert(conn, mesh_state).values(key=key, value=value, updated_ts=now_ns())
+            conn.execute(stmt.on_conflict_do_update(
+                index_elements=["key"],
+                set_={"value": stmt.excluded.value, "updated_ts": stmt.excluded.updated_ts},
+            ))
+
+    def delete_state(self, key: str) -> bool:
+        """Remove ``key``; ``False`` if it was not there."""
+        with self._write() as conn:
+            return conn.execute(mesh_state.delete().where(mesh_state.c.key == key)).rowcount > 0
+
+    def get_state(self, key: str) -> dict[str, Any] | None:
+        """The durable value of ``key`` or ``None``."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(mesh_state.c.value).where(mesh_state.c.key == key)).first()
+        return None if row is None else dict(row[0])
+
     # ------------------------------------------------------------ reads
     def get_order(self, client_order_id: str) -> dict[str, Any] | None:
         """The stored order as a dict, or ``None``."""
@@ -447,11 +473,24 @@ class Store:
         """Compliance and risk decisions by time, optionally for one signal."""
         return self._select(decisions, limit, signal_id=signal_id)
 
+    def decisions_for(self, signal_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """Decisions on any of ``signal_ids``, by time."""
+        if not signal_ids:
+            return []
+        return self._select(decisions, None, decisions.c.signal_id.in_(list(signal_ids)))
+
+    def orders_for(self, signal_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """Orders sent for any of ``signal_ids``, by creation time."""
+        if not signal_ids:
+            return []
+        return self._select(orders, None, orders.c.signal_id.in_(list(signal_ids)))
+
     def audit(
         self, correlation_id: str | None = None, limit: int | None = None,
+        action: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Audit entries by time, optionally for one correlation id."""
-        return self._select(audit, limit, correlation_id=correlation_id)
+        """Audit entries by time, optionally for one correlation id or action."""
+        return self._select(audit, limit, correlation_id=correlation_id, action=action)
 
     def trace(self, correlation_id: str) -> dict[str, Any]:
         """Everything descended from one signal, joined by ``correlation_id``.

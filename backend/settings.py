@@ -15,7 +15,14 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, BaseModel, Field, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -86,6 +93,16 @@ class OrchestratorConfig(BaseModel):
     start_timeout_s: float = Field(default=60.0, gt=0)
 
 
+class ApiConfig(BaseModel):
+    """The orchestrator's REST control plane (FastAPI under uvicorn)."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)  # 0 = pick a free port
+    #: Seconds ``POST /api/emergency-stop`` waits for execution's confirmation.
+    emergency_wait_s: float = Field(default=10.0, ge=0, le=60)
+
+
 class Settings(BaseSettings):
     """All configuration of one mesh."""
 
@@ -119,6 +136,9 @@ class Settings(BaseSettings):
     risk: RiskConfig = Field(default_factory=RiskConfig)
     paper: PaperConfig = Field(default_factory=PaperConfig)
     orchestrator: OrchestratorConfig = Field(default_factory=OrchestratorConfig)
+    api: ApiConfig = Field(default_factory=ApiConfig)
+    #: Bearer token of the REST API (``TRADINGMESH_API_TOKEN``); else ``var/api_token``.
+    api_token: SecretStr | None = None
     stream_maxlen: int = Field(default=200_000, ge=1000)
     log_level: str = "INFO"
 
@@ -168,7 +188,7 @@ class Settings(BaseSettings):
 def write_resolved(settings: Settings, path: Path) -> Path:
     """Write ``settings`` as the JSON file agents load through ``TRADINGMESH_SETTINGS_FILE``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(settings.model_dump_json(indent=2))
+    path.write_text(settings.model_dump_json(indent=2, exclude={"api_token"}))  # no secrets
     return path
 
 

@@ -83,18 +83,48 @@ def up(
     external_agents: bool = typer.Option(
         False, help="Agents are started by someone else (docker compose): only watch them."
     ),
+    api_host: str | None = typer.Option(None, help="Control plane address [127.0.0.1]."),
+    api_port: int | None = typer.Option(None, help="Control plane port [8000]; 0 = any free."),
+    api: bool = typer.Option(True, help="Serve the REST control plane."),
 ) -> None:
-    """Start the orchestrator and every agent; keep them running until Ctrl-C / SIGTERM."""
+    """Start the orchestrator, every agent and the REST API; run until Ctrl-C / SIGTERM."""
     overrides: dict[str, object] = {"replay_speed": _speed(speed)}
     if data is not None:
         overrides["data_dir"] = data
-    s = _settings(**overrides)
+    s = _api_overrides(_settings(**overrides), api, api_host, api_port)
     _logging(s.log_level)
     if external_agents:
         raise typer.Exit(asyncio.run(_watch_external(s)))
     _check_data(s)
-    code = asyncio.run(_up(s))
+    token = _token_or_exit(s)
+    code = asyncio.run(_up(s, token))
     raise typer.Exit(code)
+
+
+def _api_overrides(s: Settings, enabled: bool, host: str | None, port: int | None) -> Settings:
+    api = s.api.model_copy(update={
+        "enabled": enabled and s.api.enabled,
+        **({"host": host} if host is not None else {}),
+        **({"port": port} if port is not None else {}),
+    })
+    return s.model_copy(update={"api": api})
+
+
+def _token_or_exit(s: Settings) -> str | None:
+    """The API token; exit 2 if the API would listen beyond loopback without one."""
+    from orchestrator.auth import BindRefused, check_bind, resolve_token, token_path
+
+    token = resolve_token(s)
+    if s.api.enabled:
+        try:
+            check_bind(s.api.host, token)
+        except BindRefused as exc:
+            err.print(f"[red]error:[/] {exc}")
+            raise typer.Exit(2) from None
+        if token is None:
+            err.print("[yellow]warning:[/] no API token (TRADINGMESH_API_TOKEN or "
+                      f"{token_path(s)}): the API is read-only, on loopback only")
+    return token
 
 
 async def _watch_external(s: Settings) -> int:
@@ -114,7 +144,40 @@ async def _watch_external(s: Settings) -> int:
     return 0
 
 
-async def _up(s: Settings) -> int:
+@contextlib.asynccontextmanager
+async def _control_plane(handle, token: str | None):  # noqa: ANN001, ANN202
+    """Serve the API for ``handle`` if enabled (yields the control plane or None)."""
+    from orchestrator.server import serve_control_plane
+
+    api = handle.settings.api
+    if not api.enabled:
+        yield None
+        return
+    async with serve_control_plane(handle, token, api.host, api.port) as (control, url):
+        console.print(f"  API:       {url}/docs   (metrics {url}/metrics)")
+        if token:
+            console.print("  token:     TRADINGMESH_API_TOKEN / "
+                          f"{handle.settings.var_dir / 'api_token'} (Authorization: Bearer)")
+        _write_api_url(handle.settings, url)
+        yield control
+
+
+def _write_api_url(s: Settings, url: str) -> None:
+    (s.var_dir / "api_url").write_text(url + "\n")
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` readable by the owner only (it may hold a password)."""
+    import os
+
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+
+async def _up(s: Settings, token: str | None) -> int:
+    from orchestrator.server import ApiError
+
     run_dir = s.var_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -129,18 +192,37 @@ async def _up(s: Settings) -> int:
     console.print(f"  logs:      {run_dir / 'logs'}   (Ctrl-C stops everything)")
     stop = asyncio.Event()
     install_stop_signals(stop)
-    last = 0.0
-    while not stop.is_set():
-        await handle.supervisor.check_once()
-        if time.monotonic() - last > 15:
-            last = time.monotonic()
-            console.print(_status_table(await handle.supervisor.health(), handle))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), 0.25)
+    _write_pid(s)
+    _write_private(s.var_dir / "redis_url", url + "\n")
+    try:
+        async with _control_plane(handle, token) as control:
+            last = last_sync = 0.0
+            while not stop.is_set():
+                await handle.supervisor.check_once()
+                if control is not None and time.monotonic() - last_sync > 2:
+                    last_sync = time.monotonic()
+                    await control.sync_halt()
+                if time.monotonic() - last > 15:
+                    last = time.monotonic()
+                    console.print(_status_table(await handle.supervisor.health(), handle))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 0.25)
+    except ApiError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        await stop_mesh(handle)
+        return 1
+    finally:
+        (s.var_dir / "orchestrator.pid").unlink(missing_ok=True)
     console.print("stopping agents ...")
     codes = await stop_mesh(handle)
     console.print(f"stopped: {codes}")
     return 0
+
+
+def _write_pid(s: Settings) -> None:
+    import os
+
+    (s.var_dir / "orchestrator.pid").write_text(f"{os.getpid()}\n")
 
 
 @app.command()
@@ -150,19 +232,24 @@ def run(
     report: Path | None = typer.Option(None, help="Write the report JSON here."),
     limit: int = typer.Option(0, help="Replay at most this many bars per symbol (0 = all)."),
     reset: bool = typer.Option(False, help="FLUSHDB an external REDIS_URL before the run."),
+    api_port: int | None = typer.Option(
+        None, help="Also serve the REST API on this port (0 = any free port)."),
 ) -> None:
     """Replay the data through the live multi-process mesh to its end and report."""
     overrides: dict[str, object] = {"replay_speed": _speed(speed), "replay_limit": limit}
     if data is not None:
         overrides["data_dir"] = data
-    s = _settings(**overrides)
+    s = _api_overrides(_settings(**overrides), api_port is not None, None, api_port)
     _logging(s.log_level)
     _check_data(s)
-    code = asyncio.run(_run(s, report, reset))
+    token = _token_or_exit(s)
+    code = asyncio.run(_run(s, report, reset, token))
     raise typer.Exit(code)
 
 
-async def _run(s: Settings, report_path: Path | None, reset: bool) -> int:
+async def _run(s: Settings, report_path: Path | None, reset: bool, token: str | None) -> int:
+    from orchestrator.server import ApiError
+
     run_dir = new_run_dir(s.var_dir)
     t0 = time.monotonic()
     try:
@@ -170,6 +257,17 @@ async def _run(s: Settings, report_path: Path | None, reset: bool) -> int:
     except MeshError as exc:
         err.print(f"[red]error:[/] {exc}")
         return 1
+    try:
+        async with _control_plane(handle, token):
+            return await _replay(s, handle, run_dir, report_path, t0)
+    except ApiError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        await stop_mesh(handle)
+        return 1
+
+
+async def _replay(s: Settings, handle, run_dir: Path, report_path: Path | None,  # noqa: ANN001
+                  t0: float) -> int:
     console.print(f"mesh up in {time.monotonic() - t0:.1f}s; replaying {s.data_dir} "
                   f"at speed {s.replay_speed} (run dir {run_dir})")
     t_replay = time.monotonic()
@@ -248,6 +346,121 @@ def status() -> None:
         console.print("no agent heartbeats (is the mesh running? is REDIS_URL right?)")
         raise typer.Exit(1)
     console.print(_status_table(beats))
+
+
+def _mesh_redis_url(s: Settings) -> str:
+    """REDIS_URL if set, else the URL the running ``up`` recorded in var/, else the default."""
+    import os
+
+    if os.environ.get("REDIS_URL") or os.environ.get("TRADINGMESH_REDIS_URL"):
+        return s.redis_url
+    f = s.var_dir / "redis_url"
+    return f.read_text().strip() if f.is_file() else s.redis_url
+
+
+@app.command()
+def stop(
+    emergency: bool = typer.Option(
+        False, "--emergency",
+        help="Kill switch: latch HALTED, cancel all orders, flatten all positions."),
+    reason: str = typer.Option("emergency stop from the command line", help="Audited reason."),
+    wait: float = typer.Option(10.0, min=0, max=60, help="Seconds to wait for confirmation."),
+) -> None:
+    """Stop the running mesh (SIGTERM to ``up``), or with --emergency trip the kill switch.
+
+    The kill switch talks to Redis and the database directly, so it works even when the
+    orchestrator or its API is not answering.
+    """
+    s = _settings()
+    if not emergency:
+        import os
+        import signal as sig
+
+        pid_file = s.var_dir / "orchestrator.pid"
+        if not pid_file.is_file():
+            err.print(f"no running orchestrator ({pid_file} not found)")
+            raise typer.Exit(1)
+        pid = int(pid_file.read_text().strip())
+        try:
+            os.kill(pid, sig.SIGTERM)
+        except ProcessLookupError:
+            err.print(f"orchestrator pid {pid} is not running (stale {pid_file})")
+            raise typer.Exit(1) from None
+        console.print(f"sent SIGTERM to the orchestrator (pid {pid}); it stops every agent")
+        return
+    raise typer.Exit(asyncio.run(_emergency(s, reason, wait)))
+
+
+async def _emergency(s: Settings, reason: str, wait: float) -> int:
+    from redis.asyncio import Redis as AsyncRedis
+    from redis.exceptions import RedisError
+
+    from backend.persistence import Store, make_engine
+    from orchestrator.killswitch import emergency_stop
+
+    url = _mesh_redis_url(s)
+    r = AsyncRedis.from_url(url, socket_timeout=10, socket_connect_timeout=3)
+    store = Store(make_engine(s.db_url()))
+    try:
+        res = await emergency_stop(r, store, reason=reason, actor="cli", wait_s=wait)
+    except (RedisError, OSError) as exc:
+        err.print(f"[red]error:[/] Redis at {url.split('@')[-1]} is not reachable "
+                  f"({type(exc).__name__}): nothing was latched")
+        return 1
+    finally:
+        await r.aclose()
+        store.close()
+    colour = "green" if res.confirmed and not res.positions_left else "yellow"
+    console.print(f"[{colour}]{res.message}[/]")
+    console.print_json(res.model_dump_json())
+    return 0 if res.confirmed else 3
+
+
+@app.command()
+def reset(
+    reason: str = typer.Option(..., help="Why trading may resume (audited)."),
+) -> None:
+    """Clear the halt latch (kill switch / circuit breaker) so trading resumes."""
+    s = _settings()
+    raise typer.Exit(asyncio.run(_reset(s, reason)))
+
+
+async def _reset(s: Settings, reason: str) -> int:
+    from redis.asyncio import Redis as AsyncRedis
+    from redis.exceptions import RedisError
+
+    from backend.persistence import Store, make_engine
+    from orchestrator.killswitch import reset_halt
+
+    if len(reason.strip()) < 3:
+        err.print("[red]error:[/] --reason must say why (at least 3 characters)")
+        return 2
+    url = _mesh_redis_url(s)
+    r = AsyncRedis.from_url(url, socket_timeout=10, socket_connect_timeout=3)
+    store = Store(make_engine(s.db_url()))
+    try:
+        res = await reset_halt(r, store, reason=reason, actor="cli")
+    except (RedisError, OSError) as exc:
+        err.print(f"[red]error:[/] Redis at {url.split('@')[-1]} is not reachable "
+                  f"({type(exc).__name__})")
+        return 1
+    finally:
+        await r.aclose()
+        store.close()
+    console.print(res.message)
+    return 0
+
+
+@app.command()
+def token() -> None:
+    """Create the API token file (var/api_token, mode 0600) if missing; print its path."""
+    from orchestrator.auth import ensure_token_file
+
+    s = _settings()
+    if s.api_token is not None:
+        console.print("TRADINGMESH_API_TOKEN is set; it takes precedence over the file")
+    path, created = ensure_token_file(s)
+    console.print(f"{'created' if created else 'exists'}: {path}")
 
 
 @app.command()

@@ -26,6 +26,7 @@ from backend.persistence import Store, make_engine
 from backend.redisproc import EmbeddedRedis, RedisServer, ensure_redis
 from backend.report import Report, build_report
 from backend.settings import SETTINGS_FILE_ENV, Settings, write_resolved
+from orchestrator.killswitch import restore_halt
 from orchestrator.supervisor import Supervisor
 
 log = logging.getLogger("orchestrator")
@@ -94,11 +95,19 @@ async def start_mesh(
                     f"Redis at {url.split('@')[-1]} is not empty; a replay run needs an empty "
                     "database (use --reset to flush it, or unset REDIS_URL to get a private one)"
                 )
+        await r.delete(channels.PARKED_AGENTS_KEY)  # a new orchestrator runs every agent
+        store = Store(make_engine(db_url))  # create the tables once, before agents race to
+        # A halt latched before (kill switch, breaker) holds across restarts, even if
+        # Redis lost its data: re-latch it before any agent starts.
+        halt = await restore_halt(r, store)
+        store.close()
     except (ConnectionError, OSError) as exc:
         raise MeshError(f"Redis at {url.split('@')[-1]} is not reachable: {exc}") from None
     finally:
         await r.aclose()
-    Store(make_engine(db_url))  # create the tables once, before agents race to
+    if halt is not None:
+        log.critical("trading is HALTED (%s by %s: %s); reset it through the API or "
+                     "`tradingmesh reset --reason ...`", halt.kind, halt.by, halt.reason)
     settings_file = write_resolved(settings, run_dir / "settings.json")
     env = dict(os.environ)
     env[SETTINGS_FILE_ENV] = str(settings_file)

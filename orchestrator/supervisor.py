@@ -26,11 +26,12 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import orjson
 from redis.asyncio import Redis
 
 from backend import channels
-from backend.messages import AgentHeartbeat, AgentState, AuditRecorded, decode, now_ns
+from backend.bus import Bus
+from backend.halt import HaltState
+from backend.messages import AgentHeartbeat, AgentState, AuditRecorded, decode
 from backend.settings import Settings
 from backend.topology import AgentSpec
 
@@ -50,7 +51,14 @@ class Managed:
     gave_up: bool = False
     stopped_by_operator: bool = False
     last_exit: int | None = None
+    last_failure: str = ""
     seen_heartbeat: bool = False
+    busy: bool = False  # an operator's stop/restart is in progress: hands off
+
+    @property
+    def alive(self) -> bool:
+        """The process exists and has not exited."""
+        return self.proc is not None and self.proc.poll() is None
 
     @property
     def pid(self) -> int | None:
@@ -133,7 +141,7 @@ class Supervisor:
         now = time.monotonic()
         beats = await self.health()
         for agent_id, m in self.agents.items():
-            if m.gave_up or m.stopped_by_operator:
+            if m.gave_up or m.stopped_by_operator or m.busy:
                 continue
             if m.next_start_mono is not None:
                 if now >= m.next_start_mono:
@@ -160,6 +168,7 @@ class Supervisor:
     async def _failed(self, m: Managed, why: str) -> None:
         if self._stopping:
             return
+        m.last_failure = why
         now = time.monotonic()
         while m.restarts and now - m.restarts[0] > self.cfg.restart_window_s:
             m.restarts.popleft()
@@ -183,15 +192,96 @@ class Supervisor:
         log.warning("%s: %s; restart #%d in %.2fs", m.spec.agent_id, why, m.total_restarts, delay)
 
     async def latch_halt(self, reason: str) -> None:
-        """Latch HALTED in Redis and audit it (best effort if Redis is down)."""
+        """Latch HALTED in Redis and audit it (best effort if Redis is down).
+
+        The control plane mirrors the latch into the database on its next pass.
+        """
         with contextlib.suppress(Exception):
-            await self.redis.set(channels.HALT_KEY, orjson.dumps({
-                "halted": True, "by": "orchestrator", "reason": reason, "ts": now_ns(),
-            }))
+            halt = HaltState(kind="supervisor", by="orchestrator", reason=reason)
+            await self.redis.set(channels.HALT_KEY, halt.to_json(), nx=True)
             audit = AuditRecorded(source="orchestrator", actor="orchestrator", action="halt",
                                   decision="halted", reason=reason)
-            await self.redis.publish(channels.AUDIT, audit.to_json())
+            await Bus(self.redis, "orchestrator").publish(channels.AUDIT, audit)
         log.critical("HALTED: %s", reason)
+
+    # ------------------------------------------------------------------ operator
+    def get(self, agent_id: str) -> Managed:
+        """The supervision record of ``agent_id``.
+
+        Raises
+        ------
+        KeyError
+            No such agent in this mesh.
+        """
+        return self.agents[agent_id]
+
+    async def stop_agent(self, agent_id: str, grace: float | None = None) -> int | None:
+        """Stop one agent on an operator's request and keep it stopped (no restart).
+
+        SIGTERM, wait up to ``grace`` s (default ``shutdown_grace_s``), then SIGKILL.
+        The agent is parked (``mesh:parked``) so the replay's back-pressure does not
+        wait for it.  Returns its exit code (None if it was not running).
+        """
+        m = self.get(agent_id)
+        m.stopped_by_operator, m.next_start_mono = True, None
+        with contextlib.suppress(Exception):
+            await self.redis.sadd(channels.PARKED_AGENTS_KEY, agent_id)
+        code = await self._terminate(m, grace)
+        log.info("%s stopped by operator (exit %s)", agent_id, code)
+        return code
+
+    async def start_agent(self, agent_id: str) -> bool:
+        """Start a stopped (or given-up) agent; False if it was already running.
+
+        The restart budget starts afresh: an operator's start is a deliberate act.
+        """
+        m = self.get(agent_id)
+        with contextlib.suppress(Exception):
+            await self.redis.srem(channels.PARKED_AGENTS_KEY, agent_id)
+        was_stopped = m.stopped_by_operator or m.gave_up
+        m.stopped_by_operator = m.gave_up = False
+        m.restarts.clear()
+        if m.alive:
+            return False
+        self.spawn(m)
+        log.info("%s started by operator (was %s)", agent_id,
+                 "stopped" if was_stopped else "not running")
+        return True
+
+    async def restart_agent(self, agent_id: str, grace: float | None = None) -> int | None:
+        """Stop (gracefully) and start one agent now; counts as a restart.
+
+        Returns the old process' exit code (None if it was not running).
+        """
+        m = self.get(agent_id)
+        m.busy = True
+        try:
+            code = await self._terminate(m, grace)
+            with contextlib.suppress(Exception):
+                await self.redis.srem(channels.PARKED_AGENTS_KEY, agent_id)
+            m.stopped_by_operator = m.gave_up = False
+            m.total_restarts += 1
+            self.spawn(m)
+        finally:
+            m.busy = False
+        log.info("%s restarted by operator (old exit %s)", agent_id, code)
+        return code
+
+    async def _terminate(self, m: Managed, grace: float | None) -> int | None:
+        if not m.alive:
+            return None
+        assert m.proc is not None
+        grace = self.cfg.shutdown_grace_s if grace is None else grace
+        self.kill(m, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while m.proc.poll() is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        if m.proc.poll() is None:
+            log.warning("%s did not stop within %.1fs: SIGKILL", m.spec.agent_id, grace)
+            self.kill(m)
+            await asyncio.to_thread(m.proc.wait, 5)
+        m.last_exit = m.proc.returncode
+        return m.last_exit
 
     async def watch(self, stop: asyncio.Event, interval: float = 0.25) -> None:
         """Supervise until ``stop`` is set."""
@@ -206,7 +296,10 @@ class Supervisor:
         while time.monotonic() < deadline:
             await self.check_once()
             beats = await self.health()
-            if all(hb is not None and hb.state is AgentState.RUNNING for hb in beats.values()):
+            if all(
+                hb is not None and hb.state is AgentState.RUNNING
+                for a, hb in beats.items() if not self.agents[a].stopped_by_operator
+            ):
                 return True
             await asyncio.sleep(0.1)
         return False

@@ -206,12 +206,20 @@ def update_breaker(
     return new, False
 
 
-def reset_breaker(state: RiskState, reason: str) -> RiskState:
-    """Manual reset: a new, un-halted state (same day and reference equity).
+def reset_breaker(
+    state: RiskState, reason: str, rebase_equity: float | None = None
+) -> RiskState:
+    """Manual reset: a new, un-halted state.
 
-    ``reason`` (who/why) is recorded in ``halt_reason`` as ``"reset: <reason>"``.
+    ``reason`` (who/why) is recorded in ``halt_reason`` as ``"reset: <reason>"``.  With
+    ``rebase_equity`` (quote currency; the equity when the reset is adopted) the rest of
+    the day's drawdown is measured from there, so a reset on a day already past the limit
+    does not trip again on the next bar; without it the day's reference is kept.
     """
-    return state.model_copy(update={"halted": False, "halt_reason": f"reset: {reason}"})
+    update: dict[str, object] = {"halted": False, "halt_reason": f"reset: {reason}"}
+    if rebase_equity is not None and rebase_equity > 0:
+        update["day_start_equity"] = rebase_equity
+    return state.model_copy(update=update)
 
 
 # ----------------------------------------------------------------- order decisions

@@ -94,6 +94,13 @@ class PaperVenue:
         """Account state after ``bar`` as a :class:`PortfolioMarked` event."""
         return paper.portfolio_mark(self._cur, bar)
 
+    def current_mark(self) -> PortfolioMarked | None:
+        """Account state now, at the marks of the last bar seen (None before any bar)."""
+        cur = self._cur
+        if not cur.last_bar_seq:
+            return None
+        return paper.mark_now(cur)
+
     def stage(self, pipe: Pipeline) -> None:
         """Stage the pending book (small blob + changed order statuses)."""
         if self._next is None:

@@ -22,7 +22,12 @@ SAMPLES: list[m.Message] = [
     m.RiskDecided(source="r", approved=False, rule="min_confidence", reason="low", signal=SIG),
     m.SubmitOrder(source="r", client_order_id="tm-o-1", symbol="ETH/BTC", side=Side.SELL,
                   quantity=1.5, signal_id=SIG.id, bar_seq=7, stop_loss=0.2),
-    m.CancelAllOrders(source="o", reason="kill switch"),
+    m.CancelAllOrders(source="o", reason="kill switch", flatten=True),
+    m.KillSwitchExecuted(
+        source="execution", command_id="k1", cancelled=["c1"], positions_left={},
+        flattened=[m.ClosedPosition(symbol="ETH/BTC", quantity=-2.0, price=0.05,
+                                    client_order_id="c0-flat")],
+    ),
     m.OrderAccepted(source="v", client_order_id="c", venue_order_id="v", symbol="ETH/BTC",
                     side=Side.BUY, quantity=1),
     m.OrderRejected(source="v", client_order_id="c", symbol="ETH/BTC", reason="no"),
