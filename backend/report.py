@@ -320,6 +320,36 @@ def _symbol_curve(
     return cash + pos * np.nan_to_num(mark), pos
 
 
+def symbol_curves(
+    fills: Iterable[OrderFilled | Mapping[str, Any]],
+    equity: pd.DataFrame | None,
+    *,
+    marks: pd.DataFrame | None = None,
+) -> tuple[pd.DataFrame, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """The timeline and every symbol's curves, as :func:`build_report` computes them.
+
+    Returns
+    -------
+    timeline, curves
+        ``timeline``: the equity rows, one per distinct ``bar_time`` (last mark wins),
+        ascending; ``curves[symbol] = (pnl, position)``, float64 arrays on that
+        timeline: the symbol's P&L (quote, mark to market when marks are known) and
+        signed position (base units).
+    """
+    fl = normalize_fills(fills)
+    closed, _ = _trades(fl)
+    tl = _timeline(equity)
+    t = tl["bar_time"].to_numpy(np.int64)
+    if marks is None:
+        marks = marks_from_equity(tl)
+    curves = {}
+    for sym in sorted({f["symbol"] for f in fl}):
+        sm = None if marks is None else marks[marks["symbol"] == sym]
+        curves[sym] = _symbol_curve([f for f in fl if f["symbol"] == sym],
+                                    [x for x in closed if x.symbol == sym], t, sm)
+    return tl, curves
+
+
 def _stats(
     closed: list[Trade], n_open: int, curve: np.ndarray, open_mask: np.ndarray | None,
     initial_cash: float, ppy: float,

@@ -79,17 +79,21 @@ class Supervisor:
         Environment for the agent processes (must hold ``TRADINGMESH_SETTINGS_FILE``).
     log_dir
         One ``<agent id>.log`` per agent is appended there.
+    redis
+        Client for heartbeats and the halt latch (default: one for ``settings.redis_url``).
     """
 
     def __init__(
-        self, settings: Settings, specs: list[AgentSpec], env: dict[str, str], log_dir: Path
+        self, settings: Settings, specs: list[AgentSpec], env: dict[str, str], log_dir: Path,
+        redis: Redis | None = None,
     ) -> None:
         self.settings = settings
         self.cfg = settings.orchestrator
         self.env = env
         self.log_dir = log_dir
         self.agents: dict[str, Managed] = {s.agent_id: Managed(s) for s in specs}
-        self.redis = Redis.from_url(settings.redis_url, socket_timeout=10)
+        self.redis = redis if redis is not None else Redis.from_url(
+            settings.redis_url, socket_timeout=10)
         self._stopping = False
 
     # ------------------------------------------------------------------ processes
