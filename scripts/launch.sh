@@ -114,6 +114,15 @@ if [[ -n "${REDIS_URL:-}" ]]; then
     say "watch the traffic: redis-cli -u $REDIS_URL PSUBSCRIBE '*'"
     say "order history:     redis-cli -u $REDIS_URL XRANGE orders - +"
 fi
+if [[ "$cmd" == up ]]; then
+    if [[ -n "${TRADINGMESH_API_TOKEN:-}" ]]; then
+        say "API token: from TRADINGMESH_API_TOKEN"
+    else
+        # First run: generate a random API token (mode 0600) into var/; `up` reads it.
+        "$TM" token | sed 's/^/[launch] API token file /'
+        say "API: curl -H \"Authorization: Bearer \$(cat var/api_token)\" http://127.0.0.1:8000/api/agents"
+    fi
+fi
 say "starting: tradingmesh $cmd $*  (Ctrl-C to stop)"
 "$TM" "$cmd" "$@" &
 child_pid=$!
