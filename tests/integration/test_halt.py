@@ -1,0 +1,166 @@
+"""The halt latch on a real redis-server with real agent processes.
+
+* risk: the daily-drawdown breaker latches HALTED (Redis and database), approved signals
+  are rejected while it holds, and after an operator's reset risk adopts it (re-based on
+  the current equity, so it does not trip again on the next mark) and orders flow again;
+* execution: the kill switch cancels the resting order, closes the position with a
+  market order, confirms, and denies every later order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import orjson
+import pytest
+import redis
+from agentproc import agent_env, make_settings, start_agent, stop
+from helpers import eventually
+from redis.asyncio import Redis as AsyncRedis
+
+from backend import channels
+from backend.halt import HALT_STATE, read_halt
+from backend.messages import (
+    BarClosed,
+    ComplianceDecided,
+    PortfolioMarked,
+    Side,
+    SignalGenerated,
+    SubmitOrder,
+    client_order_id_for,
+    decode,
+)
+from backend.persistence import Store, make_engine
+from orchestrator.killswitch import emergency_stop, reset_halt
+
+pytestmark = pytest.mark.integration
+T0 = 1_515_560_100_000_000_000
+FIVE_MIN = 300_000_000_000
+
+
+def _running(r: redis.Redis, agent_id: str) -> bool:
+    raw = r.get(channels.health_key(agent_id))
+    return bool(raw) and orjson.loads(raw)["state"] == "running"
+
+
+def _xadd(r: redis.Redis, channel: str, msg) -> None:  # noqa: ANN001
+    r.xadd(channel, {b"data": msg.to_json()})
+
+
+def _events(r: redis.Redis, stream: str) -> list:
+    return [decode(e[1][b"data"]) for e in r.xrange(stream)]
+
+
+def _mark(seq: int, equity: float) -> PortfolioMarked:
+    return PortfolioMarked(source="execution", bar_seq=seq, bar_time=T0 + seq * FIVE_MIN,
+                           cash=equity, equity=equity, exposure=0.0, day=T0 // 86_400_000_000_000,
+                           day_start_equity=1.0)
+
+
+def _approval(seq: int) -> ComplianceDecided:
+    sig = SignalGenerated(
+        id=f"sig-{seq}", correlation_id=f"sig-{seq}", source="strategy:ETHBTC",
+        symbol="ETH/BTC", side=Side.BUY, confidence=0.95, entry_price=0.1, stop_loss=0.098,
+        take_profit=0.104, reason="test", strategy="sma_cross", bar_seq=seq,
+        bar_time=T0 + seq * FIVE_MIN,
+    )
+    return ComplianceDecided(id=f"comp-{seq}", source="compliance", correlation_id=sig.id,
+                             approved=True, rule="ok", reason="ok", signal=sig)
+
+
+def test_breaker_latches_and_risk_adopts_the_reset(redis_url: str, tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, redis_url)
+    r = redis.Redis.from_url(redis_url)
+    store = Store(make_engine(settings.db_url()))
+    proc = start_agent("risk", agent_env(settings, tmp_path), tmp_path)
+    try:
+        eventually(lambda: _running(r, "risk"), 20, message="risk running")
+        _xadd(r, channels.TRADING_EVENTS, _mark(1, 1.0))
+        _xadd(r, channels.TRADING_EVENTS, _mark(2, 0.97))  # 3% down on the day: trips
+        halt = eventually(lambda: r.get(channels.HALT_KEY), 20, message="breaker latched")
+        assert orjson.loads(halt)["kind"] == "circuit_breaker"
+        assert store.get_state(HALT_STATE)["kind"] == "circuit_breaker"  # durable mirror
+
+        _xadd(r, channels.SIGNALS_APPROVED, _approval(2))
+        rejected = eventually(lambda: _events(r, channels.SIGNALS_REJECTED), 20)
+        assert rejected[0].rule == "halted"
+        assert not r.exists(channels.ORDERS) or r.xlen(channels.ORDERS) == 0
+
+        async def reset() -> None:
+            ar = AsyncRedis.from_url(redis_url)
+            try:
+                res = await reset_halt(ar, store, reason="drawdown reviewed", actor="test")
+                assert res.was_halted and not res.halted
+                assert await read_halt(ar) is None
+            finally:
+                await ar.aclose()
+
+        asyncio.run(reset())
+        assert store.get_state(HALT_STATE) is None
+        assert [a["action"] for a in store.audit()][-1] == "halt_reset"
+        # Same day, equity unchanged: the re-based breaker must not trip again.
+        _xadd(r, channels.TRADING_EVENTS, _mark(3, 0.97))
+        _xadd(r, channels.SIGNALS_APPROVED, _approval(3))
+        orders = eventually(lambda: _events(r, channels.ORDERS), 20,
+                            message="an order after the reset")
+        assert isinstance(orders[0], SubmitOrder) and orders[0].signal_id == "sig-3"
+        assert r.get(channels.HALT_KEY) is None
+    finally:
+        stop(proc)
+
+
+def _bar(seq: int, price: float) -> BarClosed:
+    return BarClosed(source="test", symbol="ETH/BTC", open_time=T0 + seq * FIVE_MIN,
+                     open=price, high=price * 1.001, low=price * 0.999, close=price,
+                     volume=10, seq=seq)
+
+
+def _order(sig: str, qty: float) -> SubmitOrder:
+    return SubmitOrder(source="risk", correlation_id=sig, client_order_id=client_order_id_for(sig),
+                       symbol="ETH/BTC", side=Side.BUY, quantity=qty, signal_id=sig, bar_seq=1)
+
+
+def test_kill_switch_cancels_flattens_and_denies(redis_url: str, tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, redis_url)
+    r = redis.Redis.from_url(redis_url)
+    store = Store(make_engine(settings.db_url()))
+    proc = start_agent("execution", agent_env(settings, tmp_path), tmp_path)
+    try:
+        eventually(lambda: _running(r, "execution"), 20, message="execution running")
+        _xadd(r, channels.MARKET_DATA, _bar(1, 0.1))
+        _xadd(r, channels.ORDERS, _order("sig-a", 2.0))
+        _xadd(r, channels.MARKET_DATA, _bar(2, 0.1))  # fills sig-a at the open
+        eventually(lambda: len(store.fills()) == 1, 20, message="first order filled")
+        _xadd(r, channels.ORDERS, _order("sig-b", 1.0))  # rests until the next bar
+        coid_b = client_order_id_for("sig-b")
+        eventually(lambda: (store.get_order(coid_b) or {}).get("status") == "ACCEPTED", 20)
+
+        async def kill() -> object:
+            ar = AsyncRedis.from_url(redis_url)
+            try:
+                return await emergency_stop(ar, store, reason="test", actor="test", wait_s=20)
+            finally:
+                await ar.aclose()
+
+        res = asyncio.run(kill())
+        assert res.confirmed, res.message
+        assert res.cancelled_orders == [coid_b]
+        assert [(p.symbol, p.quantity) for p in res.flattened] == [("ETH/BTC", 2.0)]
+        assert res.positions_left == {} and res.open_orders_left == []
+        book = orjson.loads(r.get(channels.PAPER_VENUE_KEY))
+        assert book["positions"].get("ETH/BTC", {"quantity": 0.0})["quantity"] == 0.0
+        assert store.get_order(coid_b)["status"] == "CANCELLED"
+        assert orjson.loads(r.get(channels.PORTFOLIO_KEY))["positions"] == {}
+
+        _xadd(r, channels.ORDERS, _order("sig-c", 1.0))  # after the stop: denied
+        coid_c = client_order_id_for("sig-c")
+        row = eventually(lambda: store.get_order(coid_c), 20)
+        eventually(lambda: store.get_order(coid_c)["status"] == "REJECTED", 20)
+        assert row["symbol"] == "ETH/BTC"
+        _xadd(r, channels.MARKET_DATA, _bar(3, 0.1))
+        eventually(lambda: r.hget("venue:paper:orders", coid_c) is None and
+                   store.get_order(coid_c)["status"] == "REJECTED", 20)
+        assert len([f for f in store.fills() if f["exit_reason"] != "flatten"]) == 1
+    finally:
+        stop(proc)
