@@ -4,6 +4,7 @@
 ``tradingmesh run``     replay the data through the live mesh to its end, print a report.
 ``tradingmesh status``  show the agents' heartbeats from Redis.
 ``tradingmesh agent``   run one agent in the foreground.
+``tradingmesh backtest`` backtest a strategy on OHLCV CSV files (same code as the agents).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from backend.marketdata import DataError
 from backend.messages import AgentHeartbeat, decode, now_ns
 from backend.report import print_report
 from backend.settings import ConfigError, Settings, load_settings
+from orchestrator.cli_backtest import register as register_backtest
 from orchestrator.mesh import (
     MeshError,
     collect_report,
@@ -36,6 +38,7 @@ from orchestrator.mesh import (
 )
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+register_backtest(app)
 console = Console(width=None if sys.stdout.isatty() else 120)
 err = Console(stderr=True)
 
