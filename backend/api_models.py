@@ -358,7 +358,7 @@ class EmergencyStopRequest(ApiModel):
 
     reason: str = Field(default="emergency stop", min_length=1, max_length=500)
     wait_s: float = Field(
-        default=10.0, ge=0, le=60,
+        default=10.0, ge=0, le=60, strict=True,
         description="How long to wait for execution to confirm cancel + flatten.",
     )
 

@@ -74,7 +74,7 @@ def _field(loc: tuple[Any, ...] | list[Any]) -> str:
 
 
 READ = _errors(401, 503)
-WRITE = _errors(401, 503)
+WRITE = _errors(400, 401, 503)  # 400: a body FastAPI cannot decode (not UTF-8)
 Limit = Annotated[int, Query(ge=1, le=10_000, description="Return the last N rows.")]
 SymbolQ = Annotated[
     str | None,
