@@ -110,6 +110,7 @@ async def start_mesh(
                      "`tradingmesh reset --reason ...`", halt.kind, halt.by, halt.reason)
     settings_file = write_resolved(settings, run_dir / "settings.json")
     env = dict(os.environ)
+    env.pop("TRADINGMESH_API_TOKEN", None)  # agents never need the control plane's token
     env[SETTINGS_FILE_ENV] = str(settings_file)
     env["REDIS_URL"] = url
     env.setdefault("PYTHONUNBUFFERED", "1")

@@ -61,6 +61,20 @@ def call(base: str, method: str, path: str, body: Any = None, token: str | None 
         return exc.code, json.loads(exc.read() or b"null")
 
 
+def _metrics(base: str) -> dict[str, float]:
+    """Unlabelled samples of ``GET /metrics`` (name -> value)."""
+    req = urllib.request.Request(base + "/metrics")
+    req.add_header("Authorization", f"Bearer {TOKEN}")
+    with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - loopback
+        text = resp.read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#") and "{" not in line:
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+    return out
+
+
 def _start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "orchestrator.cli", *cmd], cwd=ROOT, env=env,
@@ -141,6 +155,10 @@ def test_emergency_stop_flattens_and_survives_restart(
         assert pos["positions"] == [], "a position reappeared after the kill switch"
         _, audit = call(base, "GET", "/api/audit?action=emergency_stop")
         assert [a["reason"] for a in audit] == ["e2e kill switch"]
+        metrics = _metrics(base)
+        assert metrics["tradingmesh_signal_to_order_seconds_count"] >= 1, metrics
+        assert metrics["tradingmesh_order_to_fill_seconds_count"] >= 1, metrics
+        assert metrics["tradingmesh_breaker_halted"] == 1.0
     finally:
         assert _stop(run, log) in (0, 1), log.read_text()[-3000:]
 
@@ -157,6 +175,10 @@ def test_emergency_stop_flattens_and_survives_restart(
         net[f["symbol"]] = net.get(f["symbol"], 0.0) + (
             f["quantity"] if f["side"] == "BUY" else -f["quantity"])
     assert all(abs(q) < 1e-9 for q in net.values()), net
+
+    files = [log, *(p for p in var.rglob("*") if p.is_file())]
+    leaked = [p for p in files if TOKEN.encode() in p.read_bytes()]
+    assert leaked == [], f"the API token was written to {leaked}"
 
     # Restart the orchestrator (``up``) on the same Redis: still HALTED.
     port2 = free_port()
