@@ -164,3 +164,34 @@ def test_kill_switch_cancels_flattens_and_denies(redis_url: str, tmp_path: Path)
         assert len([f for f in store.fills() if f["exit_reason"] != "flatten"]) == 1
     finally:
         stop(proc)
+
+
+def test_cli_emergency_stop_and_reset(redis_url: str, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, REDIS_URL=redis_url, TRADINGMESH_VAR_DIR=str(tmp_path))
+    env.pop("TRADINGMESH_SETTINGS_FILE", None)
+    env.pop("DATABASE_URL", None)
+    r = redis.Redis.from_url(redis_url)
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "orchestrator.cli", *args], env=env,
+                              capture_output=True, text=True, timeout=60)
+
+    # No execution agent is running: latched and queued, but not confirmed (exit 3).
+    res = cli("stop", "--emergency", "--reason", "desk call", "--wait", "0.2")
+    assert res.returncode == 3, res.stdout + res.stderr
+    assert "queued" in res.stdout
+    assert orjson.loads(r.get(channels.HALT_KEY))["by"] == "cli"
+    (cmd,) = _events(r, channels.ORDERS)
+    assert cmd.type == "cancel_all_orders" and cmd.flatten
+    store = Store(make_engine(f"sqlite:///{tmp_path / 'tradingmesh.db'}"))
+    assert store.get_state(HALT_STATE)["reason"] == "desk call"
+
+    assert cli("reset", "--reason", "x").returncode == 2  # a reason must say why
+    res = cli("reset", "--reason", "all clear after review")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert r.get(channels.HALT_KEY) is None and store.get_state(HALT_STATE) is None
+    assert [a["action"] for a in store.audit()] == ["emergency_stop", "halt_reset"]
