@@ -133,6 +133,8 @@ class ControlPlane:
     def _info(self, m: Managed, hb: AgentHeartbeat | None, now: int) -> AgentInfo:
         ttl = self.settings.orchestrator.heartbeat_ttl_s
         pid = m.pid
+        if self.supervisor.external:  # only heartbeats to go by
+            return self._external_info(m, hb, now, ttl)
         if m.stopped_by_operator:
             state = "stopped" if pid is None else "stopping"
         elif m.gave_up:
@@ -158,6 +160,20 @@ class ControlPlane:
             last_error=(hb.last_error if hb is not None and hb.last_error else m.last_failure),
         )
 
+    @staticmethod
+    def _external_info(m: Managed, hb: AgentHeartbeat | None, now: int, ttl: float) -> AgentInfo:
+        age = None if hb is None else max(0.0, (now - hb.ts) / 1e9)
+        return AgentInfo(
+            agent_id=m.spec.agent_id, role=m.spec.role, symbol=m.spec.symbol,
+            state=hb.state.value if hb is not None else "no_heartbeat", desired="running",
+            pid=hb.pid if hb is not None else None,
+            uptime_s=max(0.0, (now - hb.started_at) / 1e9) if hb is not None else None,
+            restarts=0, heartbeat_age_s=age, stale=age is None or age > ttl,
+            messages_in=hb.messages_in if hb else 0, messages_out=hb.messages_out if hb else 0,
+            errors=hb.errors if hb else 0, dead_letters=hb.dead_letters if hb else 0,
+            last_error=hb.last_error if hb else "",
+        )
+
     async def agents(self) -> AgentList:
         """Every agent with state, pid, uptime, restarts, heartbeat age, counters."""
         beats = await self.supervisor.health()
@@ -166,12 +182,18 @@ class ControlPlane:
             self._info(m, beats.get(a), now) for a, m in self.supervisor.agents.items()
         ])
 
-    def _managed(self, agent_id: str) -> Managed:
+    def _managed(self, agent_id: str, operate: bool = False) -> Managed:
         try:
-            return self.supervisor.get(agent_id)
+            m = self.supervisor.get(agent_id)
         except KeyError:
             known = ", ".join(self.supervisor.agents)
             raise NotFound(f"unknown agent {agent_id!r}; agents: {known}") from None
+        if operate and self.supervisor.external:
+            raise Conflict(
+                f"agents are run externally (docker compose): restart {agent_id} there, "
+                "e.g. `docker compose restart <service>`; this orchestrator only watches"
+            )
+        return m
 
     async def agent(self, agent_id: str) -> AgentInfo:
         """One agent (:class:`NotFound` if there is no such agent)."""
@@ -181,7 +203,7 @@ class ControlPlane:
 
     async def start(self, agent_id: str, action: str = "start") -> AgentAction:
         """Start a stopped agent (:class:`Conflict` if it is running)."""
-        m = self._managed(agent_id)
+        m = self._managed(agent_id, operate=True)
         if m.alive and not m.stopped_by_operator:
             raise Conflict(f"agent {agent_id} is already running (pid {m.pid})")
         if m.alive:  # still stopping: finish that first
@@ -192,7 +214,7 @@ class ControlPlane:
 
     async def stop(self, agent_id: str) -> AgentAction:
         """Stop an agent and keep it stopped (:class:`Conflict` if already stopped)."""
-        m = self._managed(agent_id)
+        m = self._managed(agent_id, operate=True)
         if m.stopped_by_operator and not m.alive:
             raise Conflict(f"agent {agent_id} is already stopped")
         code = await self.supervisor.stop_agent(agent_id)
@@ -202,7 +224,7 @@ class ControlPlane:
 
     async def restart(self, agent_id: str) -> AgentAction:
         """Stop and start an agent now (works on stopped and given-up agents too)."""
-        m = self._managed(agent_id)
+        m = self._managed(agent_id, operate=True)
         code = await self.supervisor.restart_agent(agent_id)
         return AgentAction(agent_id=agent_id, action="restart", ok=True, pid=m.pid,
                            restarts=m.total_restarts,
@@ -216,7 +238,7 @@ class ControlPlane:
     async def create_strategy(self, symbol: str) -> AgentAction:
         """Start the strategy agent of ``symbol`` (404 unknown, 409 already running)."""
         agent_id = self.strategy_agent_id(symbol)
-        m = self._managed(agent_id)
+        m = self._managed(agent_id, operate=True)
         if m.alive and not m.stopped_by_operator:
             raise Conflict(f"symbol {m.spec.symbol} already has a running strategy agent "
                            f"({agent_id}, pid {m.pid})")

@@ -81,12 +81,16 @@ class Supervisor:
         One ``<agent id>.log`` per agent is appended there.
     redis
         Client for heartbeats and the halt latch (default: one for ``settings.redis_url``).
+    external
+        The agents are run by someone else (docker compose): only watch their heartbeats;
+        never spawn, stop or restart a process.
     """
 
     def __init__(
         self, settings: Settings, specs: list[AgentSpec], env: dict[str, str], log_dir: Path,
-        redis: Redis | None = None,
+        redis: Redis | None = None, external: bool = False,
     ) -> None:
+        self.external = external
         self.settings = settings
         self.cfg = settings.orchestrator
         self.env = env
@@ -98,7 +102,15 @@ class Supervisor:
 
     # ------------------------------------------------------------------ processes
     def spawn(self, m: Managed) -> None:
-        """Start the agent's process (its output appended to its log file)."""
+        """Start the agent's process (its output appended to its log file).
+
+        Raises
+        ------
+        RuntimeError
+            The agents are managed externally.
+        """
+        if self.external:
+            raise RuntimeError("agents are managed externally; the supervisor only watches")
         self.log_dir.mkdir(parents=True, exist_ok=True)
         logf = open(self.log_dir / f"{m.spec.agent_id.replace(':', '_')}.log", "ab")  # noqa: SIM115
         cmd = [sys.executable, "-m", "agents.run", *m.spec.argv()]

@@ -700,3 +700,20 @@ def test_bad_body_is_422(h: Harness, api: Api, path: str, body: dict[str, Any] |
     invalid(api.post(path, json=body), field)
     assert h.sync.get(channels.HALT_KEY) == b'{"kind": "kill_switch"}'  # not reset
     assert h.sync.xlen(channels.ORDERS) == 0  # no kill-switch command
+
+
+def test_external_agents_are_watched_not_operated(tmp_path: Path) -> None:
+    """``up --external-agents`` (docker compose): heartbeats only, no process control."""
+    with mesh(tmp_path) as h, TestClient(h.app()) as client:
+        h.supervisor.external = True
+        api = Api(client)
+        r = api.get(f"/api/agents/{ETH_AGENT}")
+        assert r.status_code == 200
+        info = r.json()
+        assert info["state"] == "running" and info["pid"] == h.pid(ETH_AGENT)
+        for path in (f"/api/agents/{ETH_AGENT}/restart", "/api/agents/stop/ETHBTC",
+                     "/api/agents/create?symbol=ETHBTC"):
+            r = api.post(path)
+            assert r.status_code == 409 and "docker compose" in r.json()["detail"], path
+        assert h.supervisor.get(ETH_AGENT).total_restarts == 0
+        api.assert_no_secret()
