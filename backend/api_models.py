@@ -17,7 +17,14 @@ from backend.report import Trade
 
 
 class ApiModel(BaseModel):
-    """Base of every API body: unknown fields in requests are an error."""
+    """Base of every response body.  Unknown fields are ignored when parsing, so a client
+    built against an older version keeps working when the server adds a field."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class RequestModel(BaseModel):
+    """Base of request bodies: an unknown field is an error (422)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -245,7 +252,7 @@ class BreakerState(ApiModel):
     day_start_equity: float | None = None
 
 
-class ResetRequest(ApiModel):
+class ResetRequest(RequestModel):
     """An operator's reset of the halt latch; the reason is audited."""
 
     reason: str = Field(min_length=3, max_length=500)
@@ -353,7 +360,7 @@ class Ready(ApiModel):
     not_running: list[str]
 
 
-class EmergencyStopRequest(ApiModel):
+class EmergencyStopRequest(RequestModel):
     """Optional body of an emergency stop."""
 
     reason: str = Field(default="emergency stop", min_length=1, max_length=500)

@@ -103,6 +103,18 @@ class ApiConfig(BaseModel):
     emergency_wait_s: float = Field(default=10.0, ge=0, le=60)
 
 
+class DashboardConfig(BaseModel):
+    """The Streamlit dashboard that ``tradingmesh up`` serves (it reads the REST API)."""
+
+    enabled: bool = True
+    #: The dashboard has no login of its own and holds the API token: keep it on loopback
+    #: unless something in front of it authenticates (``up`` warns otherwise).
+    host: str = "127.0.0.1"
+    port: int = Field(default=8502, ge=0, le=65535)  # 0 = pick a free port
+    #: Seconds between the pages' refreshes.
+    refresh_s: float = Field(default=1.5, ge=0.5, le=30)
+
+
 class Settings(BaseSettings):
     """All configuration of one mesh."""
 
@@ -137,6 +149,7 @@ class Settings(BaseSettings):
     paper: PaperConfig = Field(default_factory=PaperConfig)
     orchestrator: OrchestratorConfig = Field(default_factory=OrchestratorConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
+    dashboard: DashboardConfig = Field(default_factory=DashboardConfig)
     #: Bearer token of the REST API (``TRADINGMESH_API_TOKEN``); else ``var/api_token``.
     api_token: SecretStr | None = None
     stream_maxlen: int = Field(default=200_000, ge=1000)

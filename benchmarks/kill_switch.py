@@ -70,8 +70,8 @@ def main() -> int:
         env.update({"TRADINGMESH_VAR_DIR": tmp, "TRADINGMESH_API_TOKEN": TOKEN,
                     "TRADINGMESH_RISK__MIN_CONFIDENCE": "0"})
         proc = subprocess.Popen(
-            [sys.executable, "-m", "orchestrator.cli", "up", "--speed", str(args.speed),
-             "--api-port", str(args.port)],
+            [sys.executable, "-m", "orchestrator.cli", "up", "--no-dashboard",
+             "--speed", str(args.speed), "--api-port", str(args.port)],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         try:

@@ -89,12 +89,20 @@ def up(
     api_host: str | None = typer.Option(None, help="Control plane address [127.0.0.1]."),
     api_port: int | None = typer.Option(None, help="Control plane port [8000]; 0 = any free."),
     api: bool = typer.Option(True, help="Serve the REST control plane."),
+    dashboard_port: int | None = typer.Option(
+        None, help="Dashboard port [8502]; 0 = any free."),
+    dashboard: bool = typer.Option(True, help="Serve the Streamlit dashboard (needs the API)."),
 ) -> None:
-    """Start the orchestrator, every agent and the REST API; run until Ctrl-C / SIGTERM."""
+    """Start the orchestrator, every agent, the REST API and the dashboard; run until
+    Ctrl-C / SIGTERM."""
     overrides: dict[str, object] = {"replay_speed": _speed(speed)}
     if data is not None:
         overrides["data_dir"] = data
     s = _api_overrides(_settings(**overrides), api, api_host, api_port)
+    s = s.model_copy(update={"dashboard": s.dashboard.model_copy(update={
+        "enabled": dashboard and s.dashboard.enabled,
+        **({"port": dashboard_port} if dashboard_port is not None else {}),
+    })})
     _logging(s.log_level)
     if external_agents:
         raise typer.Exit(asyncio.run(_watch_external(s)))
@@ -148,12 +156,18 @@ async def _watch_external(s: Settings) -> int:
 
 
 @contextlib.asynccontextmanager
-async def _control_plane(handle, token: str | None):  # noqa: ANN001, ANN202
-    """Serve the API for ``handle`` if enabled (yields the control plane or None)."""
+async def _control_plane(  # noqa: ANN202
+    handle, token: str | None, dashboard: bool = False,  # noqa: ANN001
+):
+    """Serve the API for ``handle`` if enabled, and with ``dashboard`` the dashboard too
+    (yields the control plane or None)."""
+    from orchestrator.dashboard_proc import serve_dashboard
     from orchestrator.server import serve_control_plane
 
     api = handle.settings.api
     if not api.enabled:
+        if dashboard and handle.settings.dashboard.enabled:
+            err.print("[yellow]warning:[/] no dashboard: it reads the REST API, which is off")
         yield None
         return
     async with serve_control_plane(handle, token, api.host, api.port) as (control, url):
@@ -162,7 +176,13 @@ async def _control_plane(handle, token: str | None):  # noqa: ANN001, ANN202
             console.print("  token:     TRADINGMESH_API_TOKEN / "
                           f"{handle.settings.var_dir / 'api_token'} (Authorization: Bearer)")
         _write_api_url(handle.settings, url)
-        yield control
+        if not dashboard:
+            yield control
+            return
+        async with serve_dashboard(handle.settings, url, token) as dash:
+            if dash is not None:
+                console.print(f"  dashboard: {dash.url}   (log {dash.log_path})")
+            yield control
 
 
 def _write_api_url(s: Settings, url: str) -> None:
@@ -198,7 +218,7 @@ async def _up(s: Settings, token: str | None) -> int:
     _write_pid(s)
     _write_private(s.var_dir / "redis_url", url + "\n")
     try:
-        async with _control_plane(handle, token) as control:
+        async with _control_plane(handle, token, dashboard=True) as control:
             last = last_sync = 0.0
             while not stop.is_set():
                 await handle.supervisor.check_once()

@@ -8,7 +8,8 @@
 #
 # Environment:
 #   PYTHON=/path/to/python3    interpreter to build .venv with (default: python3.13..python3)
-#   TM_WITH_CHROMIUM=1         also install Debian's chromium (browser tests need it)
+#   TM_WITH_CHROMIUM=1         also install Debian's chromium (/usr/bin/chromium: the browser
+#                              tests drive it with Playwright, which downloads no browser)
 #   TM_NO_APT=1                never call apt-get
 #   CI=true                    missing system packages are errors, not warnings
 #
@@ -105,12 +106,13 @@ _tm_setup_main() {
     fi
 
     # ------------------------------------------------------------------ chromium (tests)
+    # The browser tests drive Debian's /usr/bin/chromium through Playwright (which never
+    # downloads a browser of its own), so that exact binary is what counts here.
     if [[ "${TM_WITH_CHROMIUM:-0}" == 1 ]]; then
-        if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 ||
-            command -v google-chrome >/dev/null 2>&1; then
-            say "browser: $(command -v chromium || command -v chromium-browser || command -v google-chrome)"
-        elif apt_install chromium && command -v chromium >/dev/null 2>&1; then
-            say "installed chromium"
+        if [[ -x /usr/bin/chromium ]]; then
+            say "browser: /usr/bin/chromium ($(/usr/bin/chromium --version 2>/dev/null | head -n1))"
+        elif apt_install chromium && [[ -x /usr/bin/chromium ]]; then
+            say "installed chromium ($(/usr/bin/chromium --version 2>/dev/null | head -n1))"
         elif [[ $ci == 1 ]]; then
             die "chromium is missing and could not be installed (CI=true)"
         else

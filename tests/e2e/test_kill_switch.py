@@ -184,7 +184,7 @@ def test_emergency_stop_flattens_and_survives_restart(
     port2 = free_port()
     base2 = f"http://127.0.0.1:{port2}"
     log2 = tmp_path / "up.log"
-    up = _start(["up", "--speed", "3000", "--api-port", str(port2)], env, log2)
+    up = _start(["up", "--speed", "3000", "--api-port", str(port2), "--no-dashboard"], env, log2)
     try:
         _wait_api(base2, up, log2)
         status, breaker = call(base2, "GET", "/api/circuit-breaker")
