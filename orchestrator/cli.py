@@ -104,10 +104,10 @@ def up(
         **({"port": dashboard_port} if dashboard_port is not None else {}),
     })})
     _logging(s.log_level)
-    if external_agents:
-        raise typer.Exit(asyncio.run(_watch_external(s)))
-    _check_data(s)
     token = _token_or_exit(s)
+    if external_agents:
+        raise typer.Exit(asyncio.run(_watch_external(s, token)))
+    _check_data(s)
     code = asyncio.run(_up(s, token))
     raise typer.Exit(code)
 
@@ -138,20 +138,50 @@ def _token_or_exit(s: Settings) -> str | None:
     return token
 
 
-async def _watch_external(s: Settings) -> int:
-    """Report the heartbeats of agents run elsewhere (compose restarts them) until stopped."""
+async def _watch_external(s: Settings, token: str | None) -> int:
+    """Watch agents run elsewhere (compose restarts them) and serve the control plane.
+
+    The API reports their heartbeats, trades, risk and runs the kill switch; starting,
+    stopping or restarting an agent is refused (409): that is compose's job here.
+    """
+    from backend.persistence import Store, make_engine
     from backend.topology import agent_specs
+    from orchestrator.killswitch import restore_halt
+    from orchestrator.mesh import MeshHandle
+    from orchestrator.server import ApiError
     from orchestrator.supervisor import Supervisor
 
-    sup = Supervisor(s, agent_specs(s), {}, s.var_dir / "logs")  # never spawns here
+    sup = Supervisor(s, agent_specs(s), {}, s.var_dir / "logs", external=True)
+    s.var_dir.mkdir(parents=True, exist_ok=True)
+    store = Store(make_engine(s.db_url()))
+    try:
+        await restore_halt(sup.redis, store)
+    except (ConnectionError, OSError) as exc:
+        err.print(f"[red]error:[/] Redis at {s.redis_url.split('@')[-1]} is not reachable: {exc}")
+        return 1
+    finally:
+        store.close()
     stop = asyncio.Event()
     install_stop_signals(stop)
     console.print(f"watching {len(sup.agents)} external agents on {s.redis_url.split('@')[-1]}")
-    while not stop.is_set():
-        console.print(_status_table(await sup.health()))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), 15)
-    await sup.redis.aclose()
+    handle = MeshHandle(s, sup, None, s.var_dir)
+    try:
+        async with _control_plane(handle, token) as control:
+            last = last_sync = 0.0
+            while not stop.is_set():
+                if control is not None and time.monotonic() - last_sync > 2:
+                    last_sync = time.monotonic()
+                    await control.sync_halt()
+                if time.monotonic() - last > 15:
+                    last = time.monotonic()
+                    console.print(_status_table(await sup.health()))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 0.5)
+    except ApiError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        return 1
+    finally:
+        await sup.redis.aclose()
     return 0
 
 
