@@ -412,6 +412,81 @@ class ReplayFinished(Message):
     last_seq: int
 
 
+# ------------------------------------------------------------------ optimizer
+#: A score (objective units) or ``None`` when undefined (no trade, no variance ...).
+Score = Annotated[float, Field(allow_inf_nan=False)] | None
+ParamValues = dict[str, float | int]
+
+
+class OptimizerProgressed(Message):
+    """One GA generation done (on ``retrain_status``).
+
+    ``best``/``mean``/``std`` of the generation's fitness in the objective's units
+    (``None`` when undefined), ``evaluations`` the fold's distinct parameter sets scored
+    so far, ``best_params`` the best set found so far in this fold.
+    """
+
+    type: Literal["optimizer_progressed"] = "optimizer_progressed"
+    run_id: str = Field(min_length=1, max_length=128)
+    strategy: str = Field(min_length=1, max_length=64)
+    objective: str = Field(min_length=1, max_length=32)
+    fold: int = Field(ge=0)
+    folds: int = Field(ge=1)
+    generation: int = Field(ge=0)
+    generations: int = Field(ge=0)
+    best: Score = None
+    mean: Score = None
+    std: Score = None
+    evaluations: int = Field(default=0, ge=0)
+    best_params: ParamValues = Field(default_factory=dict)
+
+
+class FoldScore(BaseModel):
+    """One walk-forward fold inside an :class:`OptimizerFinished`.
+
+    Windows ``[start, end)`` in ns UTC (``oos_*`` 0 without walk-forward).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    fold: int = Field(ge=0)
+    params: ParamValues
+    in_sample: Score = None
+    out_of_sample: Score = None
+    overfit: bool | None = None
+    is_start: int = Field(ge=0)
+    is_end: int = Field(ge=0)
+    oos_start: int = Field(default=0, ge=0)
+    oos_end: int = Field(default=0, ge=0)
+
+
+class OptimizerFinished(Message):
+    """An optimization run ended (on ``model_metrics``).
+
+    ``best_params`` with its ``in_sample``/``out_of_sample`` scores (the last fold's
+    fit), the folds' means, the overfit flag (``None``: no out-of-sample score), or
+    ``status="failed"`` with ``error``.
+    """
+
+    type: Literal["optimizer_finished"] = "optimizer_finished"
+    run_id: str = Field(min_length=1, max_length=128)
+    strategy: str = Field(min_length=1, max_length=64)
+    objective: str = Field(min_length=1, max_length=32)
+    status: Literal["finished", "failed"] = "finished"
+    symbols: list[str] = Field(default_factory=list)
+    best_params: ParamValues = Field(default_factory=dict)
+    in_sample: Score = None
+    out_of_sample: Score = None
+    mean_in_sample: Score = None
+    mean_out_of_sample: Score = None
+    overfit: bool | None = None
+    folds: list[FoldScore] = Field(default_factory=list)
+    evaluations: int = Field(default=0, ge=0)
+    started_ns: int = Field(default=0, ge=0)
+    finished_ns: int = Field(default=0, ge=0)
+    error: str = Field(default="", max_length=2000)
+
+
 AnyMessage = Annotated[
     BarClosed
     | SignalGenerated
@@ -432,7 +507,9 @@ AnyMessage = Annotated[
     | CircuitBreakerTripped
     | AuditRecorded
     | AgentCommand
-    | ReplayFinished,
+    | ReplayFinished
+    | OptimizerProgressed
+    | OptimizerFinished,
     Field(discriminator="type"),
 ]
 

@@ -5,6 +5,7 @@
 ``tradingmesh status``  show the agents' heartbeats from Redis.
 ``tradingmesh agent``   run one agent in the foreground.
 ``tradingmesh backtest`` backtest a strategy on OHLCV CSV files (same code as the agents).
+``tradingmesh optimize`` genetic-algorithm search (DEAP) with walk-forward validation.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from backend.messages import AgentHeartbeat, decode, now_ns
 from backend.report import print_report
 from backend.settings import ConfigError, Settings, load_settings
 from orchestrator.cli_backtest import register as register_backtest
+from orchestrator.cli_optimize import register as register_optimize
 from orchestrator.mesh import (
     MeshError,
     collect_report,
@@ -39,6 +41,7 @@ from orchestrator.mesh import (
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 register_backtest(app)
+register_optimize(app)
 console = Console(width=None if sys.stdout.isatty() else 120)
 err = Console(stderr=True)
 
@@ -517,9 +520,13 @@ def token() -> None:
 
 
 @app.command()
-def strategies() -> None:
+def strategies(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """List the registered strategies and their declared, tunable parameters."""
-    from backend.strategies import STRATEGIES
+    from backend.strategies import STRATEGIES, strategies_json
+
+    if as_json:
+        typer.echo(strategies_json())
+        return
 
     t = Table(title="strategies")
     for col in ("name", "parameter", "kind", "range", "default", "meaning"):

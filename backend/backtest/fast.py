@@ -41,7 +41,7 @@ from backend.strategies.base import OHLCV
 __all__ = ["OBJECTIVES", "AllInEvaluator", "FastResult", "allin_vectorised", "score_equity"]
 
 #: Scores :meth:`AllInEvaluator.score` knows (higher is better).
-OBJECTIVES = ("sharpe", "sortino", "return", "final_equity", "return_dd")
+OBJECTIVES = ("sharpe", "sortino", "return", "final_equity", "return_dd", "calmar")
 
 
 @dataclass(frozen=True, eq=False)
@@ -266,8 +266,8 @@ class AllInEvaluator:
         """One number to maximise; ``-inf`` when undefined (no variance, no trade ...).
 
         ``sharpe``/``sortino`` (annualised, as in the statistics), ``return`` (total
-        return), ``final_equity``, ``return_dd`` (total return / max drawdown); see
-        :func:`score_equity`.
+        return), ``final_equity``, ``return_dd`` (total return / max drawdown),
+        ``calmar`` (CAGR / max drawdown, as in the statistics); see :func:`score_equity`.
         """
         if objective not in OBJECTIVES:
             raise ValueError(f"unknown objective {objective!r} (known: {', '.join(OBJECTIVES)})")
@@ -280,8 +280,10 @@ def score_equity(equity: np.ndarray, cash: float, periods_per_year: float,
     """:meth:`AllInEvaluator.score` of an equity curve (quote currency).
 
     Sharpe and Sortino are ``empyrical``'s (as :func:`backend.report.curve_stats`);
-    the max drawdown of ``return_dd`` is ``max(1 - equity / running peak)`` (what
-    ``empyrical.max_drawdown`` computes, without its pandas overhead).
+    the max drawdown of ``return_dd`` and ``calmar`` is ``max(1 - equity / running
+    peak)`` (what ``empyrical.max_drawdown`` computes, without its pandas overhead);
+    ``calmar`` is ``empyrical.calmar_ratio``'s CAGR (a year = ``periods_per_year``
+    curve points) over that drawdown.
     """
     eq = np.asarray(equity, dtype=float)
     if objective == "final_equity":
@@ -289,9 +291,16 @@ def score_equity(equity: np.ndarray, cash: float, periods_per_year: float,
     total = float(eq[-1] / cash - 1.0)
     if objective == "return":
         return total
-    if objective == "return_dd":
+    if objective in ("return_dd", "calmar"):
         mdd = float(np.max(1.0 - eq / np.maximum.accumulate(eq)))
-        return total / mdd if mdd > 0 else float("-inf")
+        if not mdd > 0:
+            return float("-inf")
+        if objective == "return_dd":
+            return total / mdd
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            cagr = np.power(eq[-1] / eq[0], periods_per_year / (len(eq) - 1)) - 1.0
+        val = float(cagr / mdd)
+        return val if math.isfinite(val) else float("-inf")
     if len(eq) < 2:
         return float("-inf")
     r = eq[1:] / eq[:-1] - 1.0

@@ -7,6 +7,8 @@ interface and :class:`StrategyRunner` for bar-by-bar (live) use.
 
 from __future__ import annotations
 
+import json
+
 from backend.strategies.base import ParamSpec, SignalFrame, SignalPoint, Strategy
 from backend.strategies.momentum import Momentum
 from backend.strategies.runner import StrategyRunner
@@ -22,6 +24,7 @@ __all__ = [
     "Strategy",
     "StrategyRunner",
     "get_strategy",
+    "strategies_json",
 ]
 
 #: Every known strategy, by name.
@@ -41,3 +44,24 @@ def get_strategy(name: str) -> Strategy:
     except KeyError:
         known = ", ".join(sorted(STRATEGIES))
         raise ValueError(f"unknown strategy {name!r} (known: {known})") from None
+
+
+def strategies_json() -> str:
+    """Every registered strategy with its declared parameters, as indented JSON.
+
+    ``[{"name": "sma_cross", "params": [{"name", "kind", "low", "high", "default",
+    "doc"}, ...]}, ...]`` in registry order; ``low``/``high``/``default`` are integers for
+    ``int`` parameters (``tradingmesh strategies --json``).
+    """
+
+    def num(kind: str, v: float) -> int | float:
+        return int(v) if kind == "int" else float(v)
+
+    out = [
+        {"name": name, "params": [
+            {"name": p.name, "kind": p.kind, "low": num(p.kind, p.low),
+             "high": num(p.kind, p.high), "default": num(p.kind, p.default), "doc": p.doc}
+            for p in cls.params]}
+        for name, cls in STRATEGIES.items()
+    ]
+    return json.dumps(out, indent=2)

@@ -48,6 +48,18 @@ SAMPLES: list[m.Message] = [
     m.AuditRecorded(source="c", actor="c", action="x", decision="approved", reason="r"),
     m.AgentCommand(source="o", target="*", command="stop"),
     m.ReplayFinished(source="md", bars=10, last_seq=10),
+    m.OptimizerProgressed(source="optimizer", run_id="r1", strategy="sma_cross",
+                          objective="sharpe", fold=0, folds=2, generation=3, generations=30,
+                          best=1.5, mean=0.2, std=None, evaluations=120,
+                          best_params={"fast": 12, "stop_atr": 2.5}),
+    m.OptimizerFinished(
+        source="optimizer", run_id="r1", strategy="sma_cross", objective="sharpe",
+        symbols=["ETH/BTC"], best_params={"fast": 12, "slow": 40}, in_sample=2.0,
+        out_of_sample=-0.5, mean_in_sample=1.8, mean_out_of_sample=None, overfit=True,
+        folds=[m.FoldScore(fold=0, params={"fast": 12, "slow": 40}, in_sample=2.0,
+                           out_of_sample=-0.5, overfit=True, is_start=1, is_end=2,
+                           oos_start=2, oos_end=3)],
+        evaluations=900, started_ns=1, finished_ns=2),
 ]
 
 
