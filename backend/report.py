@@ -117,7 +117,7 @@ class Report(BaseModel):
     def to_json(self, indent: bool = False) -> bytes:
         """JSON bytes (orjson); NaN and infinities become ``null``."""
         opt = orjson.OPT_INDENT_2 if indent else 0
-        return orjson.dumps(_clean(self.model_dump(mode="json")), option=opt)
+        return orjson.dumps(json_safe(self.model_dump(mode="json")), option=opt)
 
 
 # ---------------------------------------------------------------- trades
@@ -239,13 +239,15 @@ def _finite(x: Any) -> float | None:
     return v if math.isfinite(v) else None
 
 
-def _clean(obj: Any) -> Any:
+def json_safe(obj: Any) -> Any:
+    """``obj`` with every non-finite float replaced by ``None``, recursively (JSON has no
+    NaN or infinity); dicts, lists and tuples are rebuilt, anything else is returned."""
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
+        return {k: json_safe(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return [_clean(v) for v in obj]
+        return [json_safe(v) for v in obj]
     return obj
 
 
@@ -437,7 +439,7 @@ def build_report(
         orders_by_status={str(k): int(v) for k, v in
                           (extra.get("orders_by_status") or {}).items()},
         total=total, symbols=per_sym, trades=closed, open_trades=still_open,
-        extra=_clean({k: v for k, v in extra.items() if k not in known}),
+        extra=json_safe({k: v for k, v in extra.items() if k not in known}),
     )
 
 

@@ -6,12 +6,13 @@ fees in quote currency, times in ns since the Unix epoch (UTC), fractions not pe
 
 from __future__ import annotations
 
-import math
 from typing import Any, Literal
 
 import numpy as np
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
+
+from backend.report import json_safe
 
 __all__ = ["BacktestResult", "BacktestStats", "BacktestTrade", "Curve", "Sizing"]
 
@@ -21,15 +22,6 @@ __all__ = ["BacktestResult", "BacktestStats", "BacktestTrade", "Curve", "Sizing"
 Sizing = Literal["risk", "all-in"]
 
 
-def _clean(obj: Any) -> Any:
-    """Non-finite floats -> ``None``, recursively (JSON has no NaN)."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_clean(v) for v in obj]
-    return obj
 
 
 class BacktestTrade(BaseModel):
@@ -142,4 +134,4 @@ class BacktestResult(BaseModel):
     def to_json(self, indent: bool = True) -> bytes:
         """JSON bytes (orjson); NaN and infinities become ``null``; curves left out."""
         opt = orjson.OPT_INDENT_2 if indent else 0
-        return orjson.dumps(_clean(self.model_dump(mode="json")), option=opt)
+        return orjson.dumps(json_safe(self.model_dump(mode="json")), option=opt)

@@ -9,11 +9,12 @@ commission a fraction of notional per side.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
+
+from backend.report import json_safe
 
 __all__ = [
     "FoldResult",
@@ -25,15 +26,6 @@ __all__ = [
 ]
 
 
-def _clean(obj: Any) -> Any:
-    """Non-finite floats -> ``None``, recursively (JSON has no infinities)."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_clean(v) for v in obj]
-    return obj
 
 
 class OptimizeConfig(BaseModel):
@@ -192,7 +184,7 @@ class OptimizeResult(BaseModel):
     def to_json(self, indent: bool = True) -> bytes:
         """JSON bytes (orjson); infinities become ``null``."""
         opt = orjson.OPT_INDENT_2 if indent else 0
-        return orjson.dumps(_clean(self.model_dump(mode="json")), option=opt)
+        return orjson.dumps(json_safe(self.model_dump(mode="json")), option=opt)
 
     def outcome(self) -> dict[str, Any]:
         """The run without its identity and timings: equal for equal seeds and inputs."""
