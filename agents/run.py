@@ -43,6 +43,10 @@ def build_agent(role: str, symbol: str | None, settings):  # noqa: ANN001, ANN20
         from agents.execution import ExecutionAgent
 
         return ExecutionAgent(settings)
+    if role == "optimizer":
+        from agents.optimizer import OptimizerAgent
+
+        return OptimizerAgent(settings)
     raise ConfigError(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
 
 

@@ -11,22 +11,26 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from backend.api_base import ApiModel, RequestModel
+from backend.api_optimizer import (  # noqa: F401 - the optimizer's bodies, re-exported
+    ApplyRequest,
+    ApplyResult,
+    FoldView,
+    GenerationView,
+    OptimizerRunAccepted,
+    OptimizerRunDetail,
+    OptimizerRunRequest,
+    OptimizerRunView,
+    ParamSpecView,
+    PendingParamsView,
+    ProposalView,
+    StrategiesView,
+    StrategyAgentView,
+    StrategyInfo,
+)
 from backend.report import Trade
-
-
-class ApiModel(BaseModel):
-    """Base of every response body.  Unknown fields are ignored when parsing, so a client
-    built against an older version keeps working when the server adds a field."""
-
-    model_config = ConfigDict(extra="ignore")
-
-
-class RequestModel(BaseModel):
-    """Base of request bodies: an unknown field is an error (422)."""
-
-    model_config = ConfigDict(extra="forbid")
 
 
 class FieldError(ApiModel):

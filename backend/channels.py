@@ -31,13 +31,26 @@ AUDIT: Final = "audit"
 AGENT_CONTROL: Final = "agent:control"
 DEAD_LETTER: Final = "dead_letter"
 
+# --- optimizer and hot reload (durable control streams, off the order path) -------
+#: ``RunOptimizer`` commands (REST API, the agent's own schedule) -> optimizer agent.
+OPTIMIZER_REQUESTS: Final = "optimizer:requests"
+#: ``ParamsProposed`` events: optimizer agent -> orchestrator (applies, or awaits approval).
+OPTIMIZER_PROPOSALS: Final = "optimizer:proposals"
+#: ``UpdateStrategyParams`` commands (orchestrator -> strategy agents) and the agents'
+#: ``StrategyParamsUpdated`` events (the bar from which the new parameters hold).
+STRATEGY_PARAMS: Final = "strategy:params"
+
 #: Channels that are also Redis Streams read with consumer groups (at-least-once).
 ORDER_PATH_STREAMS: Final = (MARKET_DATA, SIGNALS, SIGNALS_APPROVED, ORDERS, TRADING_EVENTS)
+
+#: Streams read with consumer groups that are *not* on the order path: the replay's
+#: back-pressure never waits for them (an optimization may take minutes).
+CONTROL_STREAMS: Final = (OPTIMIZER_REQUESTS, OPTIMIZER_PROPOSALS, STRATEGY_PARAMS)
 
 #: Streams kept for inspection (``XRANGE``) but not consumed through groups.
 HISTORY_STREAMS: Final = (SIGNALS_REJECTED, DEAD_LETTER, AUDIT, RISK_ALERTS)
 
-STREAMS: Final = ORDER_PATH_STREAMS + HISTORY_STREAMS
+STREAMS: Final = ORDER_PATH_STREAMS + CONTROL_STREAMS + HISTORY_STREAMS
 
 ALL_CHANNELS: Final = (
     MARKET_DATA,
@@ -55,6 +68,9 @@ ALL_CHANNELS: Final = (
     AUDIT,
     AGENT_CONTROL,
     DEAD_LETTER,
+    OPTIMIZER_REQUESTS,
+    OPTIMIZER_PROPOSALS,
+    STRATEGY_PARAMS,
 )
 
 # --- keys ------------------------------------------------------------------------
@@ -71,6 +87,13 @@ REPLAY_DONE_KEY: Final = "market_data:done"
 PORTFOLIO_KEY: Final = "execution:portfolio"
 #: Paper venue book (JSON), owned by the paper venue adapter.
 PAPER_VENUE_KEY: Final = "venue:paper:book"
+#: ns time of the optimizer agent's next scheduled run (``optimizer.interval_s`` > 0).
+OPTIMIZER_SCHEDULE_KEY: Final = "optimizer:schedule:next"
+#: Hash ``run id -> UpdateStrategyParams JSON`` of every proposal applied: written in the
+#: same MULTI/EXEC as the command, so a run's parameters are applied at most once.
+OPTIMIZER_APPLIED_KEY: Final = "optimizer:applied"
+#: Consumer group (and consumer name) of the orchestrator on ``optimizer:proposals``.
+ORCHESTRATOR_GROUP: Final = "orchestrator"
 
 
 def health_key(agent_id: str) -> str:

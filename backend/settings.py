@@ -115,6 +115,41 @@ class DashboardConfig(BaseModel):
     refresh_s: float = Field(default=1.5, ge=0.5, le=30)
 
 
+class OptimizerConfig(BaseModel):
+    """The optimizer agent: when it runs the GA, with what, and what happens to a result.
+
+    A run optimizes one symbol's strategy on the bars the market_data agent published
+    (the ``market_data`` stream), walk-forward; its parameters are *proposed* when their
+    mean out-of-sample score beats the running parameters' score on the same windows by
+    more than ``margin`` (objective units).  A proposal is applied to the symbol's
+    strategy agent at once (``auto_apply``) or when a person approves it
+    (``POST /api/optimizer/runs/{id}/apply``).
+    """
+
+    #: Seconds between scheduled runs of every symbol in ``symbols`` (0 = no schedule:
+    #: runs only when ``POST /api/optimizer/runs`` asks).
+    interval_s: float = Field(default=0.0, ge=0)
+    #: Symbols the schedule optimizes (empty = every configured symbol).
+    symbols: list[str] = Field(default_factory=list)
+    auto_apply: bool = True
+    margin: float = Field(default=0.1, ge=0)
+    #: Never propose a run flagged overfit (mean OOS < ``overfit_ratio`` x mean IS).
+    reject_overfit: bool = True
+    objective: Literal["sharpe", "sortino", "calmar", "return_dd"] = "sharpe"
+    population: int = Field(default=30, ge=4, le=10_000)
+    generations: int = Field(default=10, ge=0, le=10_000)
+    walk_forward: int = Field(default=3, ge=1, le=100)
+    seed: int = Field(default=0, ge=0)
+    #: ``all-in`` (fast vectorised evaluator) or ``risk`` (the mesh's own pipeline; slow).
+    sizing: Literal["all-in", "risk"] = "all-in"
+    #: Most recent bars of the symbol a run uses.
+    max_bars: int = Field(default=5000, ge=100)
+    #: Fewest bars a run needs (besides 50 per walk-forward window); else it fails.
+    min_bars: int = Field(default=300, ge=2)
+    #: Local worker processes for fitness evaluations (1 = the agent's own thread).
+    workers: int = Field(default=1, ge=1, le=64)
+
+
 class Settings(BaseSettings):
     """All configuration of one mesh."""
 
@@ -150,6 +185,7 @@ class Settings(BaseSettings):
     orchestrator: OrchestratorConfig = Field(default_factory=OrchestratorConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
     dashboard: DashboardConfig = Field(default_factory=DashboardConfig)
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     #: Bearer token of the REST API (``TRADINGMESH_API_TOKEN``); else ``var/api_token``.
     api_token: SecretStr | None = None
     stream_maxlen: int = Field(default=200_000, ge=1000)

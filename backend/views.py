@@ -25,17 +25,25 @@ from backend.api_models import (
     FillView,
     GroupStats,
     OrderView,
+    ParamSpecView,
+    PendingParamsView,
     PnL,
     Positions,
     PositionView,
     SignalView,
+    StrategiesView,
+    StrategyAgentView,
+    StrategyInfo,
     StreamStats,
     SymbolPnL,
     TradeList,
 )
 from backend.bus import STATS_KEY
+from backend.hotreload import parse_state
 from backend.messages import PortfolioMarked, now_ns
 from backend.report import extract_trades
+from backend.strategies import STRATEGIES, get_strategy
+from backend.topology import strategy_id
 
 Row = Mapping[str, Any]
 
@@ -195,3 +203,31 @@ async def channel_stats(redis: Redis, streams: Sequence[str] = channels.STREAMS)
             ) for g in groups
         ]))
     return ChannelStats(ts=now_ns(), messages=dict(sorted(counts.items())), streams=out)
+
+
+def strategies_view(settings: Any, states: Mapping[str, bytes | str | None]) -> StrategiesView:
+    """The strategy registry and, per configured symbol, what its strategy agent runs.
+
+    ``states`` maps each symbol to its agent's state blob (``agent:state:strategy:<SYM>``,
+    ``None`` if it never wrote one: then the configured strategy, ``reported=False``).
+    """
+    registry = [StrategyInfo(name=name, params=[
+        ParamSpecView(name=p.name, kind=p.kind, low=p.low, high=p.high, default=p.default,
+                      doc=p.doc) for p in cls.params]) for name, cls in STRATEGIES.items()]
+    agents = []
+    for sym in settings.symbols:
+        cfg = settings.strategy_for(sym)
+        configured = get_strategy(cfg.name).resolve_params(cfg.params)
+        state = parse_state(states.get(sym))
+        base = {"agent_id": strategy_id(sym), "symbol": sym,
+                "configured_strategy": cfg.name, "configured_params": configured}
+        if state is None:
+            agents.append(StrategyAgentView(**base, strategy=cfg.name, params=configured,
+                                            source="config", reported=False))
+            continue
+        a, p = state.active, state.pending
+        agents.append(StrategyAgentView(
+            **base, strategy=a.strategy, params=a.params, source=a.source,
+            since_seq=a.since_seq, run_id=a.run_id, actor=a.actor, updated_ts=a.updated_ts,
+            pending=None if p is None else PendingParamsView.model_validate(p.model_dump())))
+    return StrategiesView(registry=registry, agents=agents)

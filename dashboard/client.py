@@ -32,6 +32,7 @@ from backend.api_models import (
     AgentAction,
     AgentInfo,
     AgentList,
+    ApplyResult,
     AuditView,
     BreakerState,
     ChannelStats,
@@ -39,6 +40,9 @@ from backend.api_models import (
     EquityPoint,
     FillView,
     Health,
+    OptimizerRunAccepted,
+    OptimizerRunDetail,
+    OptimizerRunView,
     OrderView,
     PnL,
     Positions,
@@ -46,9 +50,9 @@ from backend.api_models import (
     ResetResult,
     RiskFigures,
     SignalView,
+    StrategiesView,
     TradeList,
 )
-from dashboard.optimizer_models import OptimizerRun
 
 T = TypeVar("T")
 
@@ -271,12 +275,21 @@ class ApiClient:
         """Messages per channel, stream lengths, consumer groups."""
         return self._get(ChannelStats, "/api/channels")
 
-    def optimizer_runs(self) -> list[OptimizerRun] | None:
-        """Optimizer runs, or None while the server has no optimizer API (404)."""
+    def optimizer_runs(self, limit: int = 100) -> list[OptimizerRunView] | None:
+        """Optimizer runs (oldest first), or None from a server without an optimizer API."""
         try:
-            return self._get(list[OptimizerRun], "/api/optimizer/runs")
+            return self._get(list[OptimizerRunView], "/api/optimizer/runs",
+                             params={"limit": limit})
         except NotFound:
             return None
+
+    def optimizer_run(self, run_id: str) -> OptimizerRunDetail:
+        """One run with its folds and every generation's best / mean / std."""
+        return self._get(OptimizerRunDetail, f"/api/optimizer/runs/{_seg(run_id)}")
+
+    def strategies(self) -> StrategiesView:
+        """The strategy registry and each strategy agent's active parameters."""
+        return self._get(StrategiesView, "/api/strategies")
 
     # ------------------------------------------------------------ actions
     def start(self, agent_id: str) -> AgentAction:
@@ -305,9 +318,16 @@ class ApiClient:
         """Clear the halt latch (audited reason, at least 3 characters)."""
         return self._post(ResetResult, "/api/circuit-breaker/reset", json={"reason": reason})
 
-    def apply_optimizer(self, run_id: str) -> dict[str, Any]:
-        """Apply a run's best parameters (future ``POST /api/optimizer/runs/{id}/apply``)."""
-        return self._request("POST", f"/api/optimizer/runs/{_seg(run_id)}/apply")
+    def start_optimizer(self, symbol: str, **fields: Any) -> OptimizerRunAccepted:
+        """Queue an optimizer run (``population``, ``generations``, ``walk_forward``,
+        ``seed`` ...; omitted or None: the server's configuration)."""
+        body = {"symbol": symbol, **{k: v for k, v in fields.items() if v is not None}}
+        return self._post(OptimizerRunAccepted, "/api/optimizer/runs", json=body)
+
+    def apply_optimizer(self, run_id: str) -> ApplyResult:
+        """Apply a proposed run's parameters to its strategy agent (hot reload, audited)."""
+        return self._post(ApplyResult, f"/api/optimizer/runs/{_seg(run_id)}/apply",
+                          timeout=30)
 
 
 def _seg(value: str) -> str:

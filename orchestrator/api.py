@@ -11,7 +11,8 @@ Two families of paths:
   ``/api/agents/status``, ``/api/agents/{symbol}/status``, ``/api/agents/stop/{symbol}``,
   ``/api/agents/restart/{symbol}``, ``/api/positions``, ``/api/emergency-stop``), where a
   symbol may be ``ETH/BTC`` (URL-encoded), ``ETHBTC``, ``ETH-BTC`` or ``ETH_BTC``;
-* a resource-style API for every agent and every trading record.
+* a resource-style API for every agent and every trading record, the optimizer's runs
+  (request, inspect, apply: :mod:`orchestrator.optimizer_control`) and the strategies.
 
 Authentication: see :mod:`orchestrator.auth`.
 """
@@ -21,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import Body, Depends, FastAPI, Query, Request
+from fastapi import Body, Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -30,6 +31,8 @@ from backend.api_models import (
     AgentAction,
     AgentInfo,
     AgentList,
+    ApplyRequest,
+    ApplyResult,
     AuditView,
     BreakerState,
     ChannelStats,
@@ -39,6 +42,10 @@ from backend.api_models import (
     ErrorBody,
     FillView,
     Health,
+    OptimizerRunAccepted,
+    OptimizerRunDetail,
+    OptimizerRunRequest,
+    OptimizerRunView,
     OrderView,
     PnL,
     Positions,
@@ -47,6 +54,7 @@ from backend.api_models import (
     ResetResult,
     RiskFigures,
     SignalView,
+    StrategiesView,
     TradeList,
 )
 from backend.messages import OrderStatus
@@ -76,6 +84,7 @@ def _field(loc: tuple[Any, ...] | list[Any]) -> str:
 READ = _errors(401, 503)
 WRITE = _errors(400, 401, 503)  # 400: a body FastAPI cannot decode (not UTF-8)
 Limit = Annotated[int, Query(ge=1, le=10_000, description="Return the last N rows.")]
+RunId = Annotated[str, Path(min_length=1, max_length=128)]
 SymbolQ = Annotated[
     str | None,
     Query(min_length=1, max_length=32, description="ETH/BTC, ETHBTC, ETH-BTC or ETH_BTC."),
@@ -283,6 +292,44 @@ def create_app(control: ControlPlane, token: str | None, metrics_text: Callable[
     async def risk() -> RiskFigures:
         """Exposure per symbol, VaR and CVaR (historical and parametric, 95% and 99%)."""
         return await control.risk()
+
+    # ------------------------------------------------ optimizer and strategies
+    @app.get("/api/optimizer/runs", response_model=list[OptimizerRunView],
+             dependencies=reader, responses=READ, tags=["optimizer"])
+    async def optimizer_runs(limit: Limit = 100) -> list[OptimizerRunView]:
+        """GA runs, oldest first (then those still queued): status, scores, proposal."""
+        return await control.optimizer.runs(limit)
+
+    @app.post("/api/optimizer/runs", response_model=OptimizerRunAccepted, status_code=202,
+              dependencies=writer, responses=_errors(400, 401, 404, 503), tags=["optimizer"])
+    async def start_optimizer_run(request: Request,
+                                  body: OptimizerRunRequest) -> OptimizerRunAccepted:
+        """Queue a GA run on the bars the mesh recorded (the optimizer agent runs it)."""
+        return await control.optimizer.request_run(body, actor(request))
+
+    @app.get("/api/optimizer/runs/{run_id}", response_model=OptimizerRunDetail,
+             dependencies=reader, responses=_errors(401, 404, 503), tags=["optimizer"])
+    async def optimizer_run(run_id: RunId) -> OptimizerRunDetail:
+        """One run: every generation's best / mean / std per fold, folds, proposal."""
+        return await control.optimizer.run(run_id)
+
+    @app.post("/api/optimizer/runs/{run_id}/apply", response_model=ApplyResult,
+              dependencies=writer, responses=_errors(400, 401, 404, 409, 503),
+              tags=["optimizer"])
+    async def apply_optimizer_run(
+        request: Request, run_id: RunId,
+        body: Annotated[ApplyRequest | None, Body()] = None,
+    ) -> ApplyResult:
+        """Apply a proposed run's parameters to its symbol's strategy agent (hot reload,
+        audited; 409 if the run is not proposed or already applied)."""
+        body = body or ApplyRequest()
+        return await control.optimizer.apply(run_id, actor(request), body.reason)
+
+    @app.get("/api/strategies", response_model=StrategiesView, dependencies=reader,
+             responses=READ, tags=["optimizer"])
+    async def strategies() -> StrategiesView:
+        """The strategy registry and each strategy agent's active parameters."""
+        return await control.optimizer.strategies()
 
     # ------------------------------------------------ plumbing
     @app.get("/api/audit", response_model=list[AuditView], dependencies=reader,

@@ -38,6 +38,7 @@ from orchestrator.mesh import (
     stop_mesh,
     wait_replay_done,
 )
+from orchestrator.optimizer_control import proposal_pump
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 register_backtest(app)
@@ -169,7 +170,7 @@ async def _watch_external(s: Settings, token: str | None) -> int:
     console.print(f"watching {len(sup.agents)} external agents on {s.redis_url.split('@')[-1]}")
     handle = MeshHandle(s, sup, None, s.var_dir)
     try:
-        async with _control_plane(handle, token) as control:
+        async with proposal_pump(s), _control_plane(handle, token) as control:
             last = last_sync = 0.0
             while not stop.is_set():
                 if control is not None and time.monotonic() - last_sync > 2:
@@ -251,7 +252,10 @@ async def _up(s: Settings, token: str | None) -> int:
     _write_pid(s)
     _write_private(s.var_dir / "redis_url", url + "\n")
     try:
-        async with _control_plane(handle, token, dashboard=True) as control:
+        async with (
+            proposal_pump(handle.settings),
+            _control_plane(handle, token, dashboard=True) as control,
+        ):
             last = last_sync = 0.0
             while not stop.is_set():
                 await handle.supervisor.check_once()
@@ -314,7 +318,7 @@ async def _run(s: Settings, report_path: Path | None, reset: bool, token: str | 
         err.print(f"[red]error:[/] {exc}")
         return 1
     try:
-        async with _control_plane(handle, token):
+        async with proposal_pump(handle.settings), _control_plane(handle, token):
             return await _replay(s, handle, run_dir, report_path, t0)
     except ApiError as exc:
         err.print(f"[red]error:[/] {exc}")

@@ -1,9 +1,11 @@
 """The control plane's logic: what every REST endpoint does, independent of HTTP.
 
 :class:`ControlPlane` wraps one running mesh (its :class:`Supervisor`, Redis and
-database) and returns the typed bodies of :mod:`backend.api_models`.  Problems are
-raised as :class:`ControlError` subclasses carrying the HTTP status the API maps
-them to (404 unknown agent/symbol, 409 conflict, 503 Redis unreachable).
+database) and returns the typed bodies of :mod:`backend.api_models`; the optimizer's
+endpoints are :class:`~orchestrator.optimizer_control.OptimizerControl` (``.optimizer``).
+Problems are raised as :class:`ControlError` subclasses (:mod:`orchestrator.errors`)
+carrying the HTTP status the API maps them to (404 unknown agent/symbol/run, 409
+conflict, 422 unusable input, 503 Redis unreachable).
 """
 
 from __future__ import annotations
@@ -38,7 +40,6 @@ from backend.api_models import (
     SignalView,
     TradeList,
 )
-from backend.channels import compact_symbol
 from backend.halt import read_halt
 from backend.messages import AgentHeartbeat, OrderStatus, PortfolioMarked, now_ns
 from backend.persistence import Store
@@ -47,52 +48,18 @@ from backend.rules.risk import daily_drawdown
 from backend.settings import Settings
 from backend.topology import strategy_id
 from orchestrator import killswitch
+from orchestrator.errors import (  # noqa: F401 - ControlError and friends, re-exported
+    Conflict,
+    ControlError,
+    Invalid,
+    NotFound,
+    Unavailable,
+    resolve_symbol,
+)
+from orchestrator.optimizer_control import OptimizerControl
 from orchestrator.supervisor import Managed, Supervisor
 
 log = logging.getLogger("orchestrator.control")
-
-
-class ControlError(Exception):
-    """A request the control plane cannot carry out; ``status`` is the HTTP code."""
-
-    status = 400
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail)
-        self.detail = detail
-
-
-class NotFound(ControlError):
-    """Unknown agent or symbol."""
-
-    status = 404
-
-
-class Conflict(ControlError):
-    """The request contradicts the current state (e.g. agent already running)."""
-
-    status = 409
-
-
-class Unavailable(ControlError):
-    """A dependency (Redis) is unreachable."""
-
-    status = 503
-
-
-def resolve_symbol(raw: str, known: list[str]) -> str:
-    """Map ``ETH/BTC``, ``ETHBTC``, ``ETH-BTC``, ``ETH_BTC`` (any case) to a known symbol.
-
-    Raises
-    ------
-    NotFound
-        ``raw`` is none of ``known``; the message lists them.
-    """
-    want = compact_symbol(raw.strip())
-    for sym in known:
-        if compact_symbol(sym) == want:
-            return sym
-    raise NotFound(f"unknown symbol {raw!r}; known symbols: {', '.join(known)}")
 
 
 class ControlPlane:
@@ -120,6 +87,8 @@ class ControlPlane:
         self.redis = redis if redis is not None else Redis.from_url(
             settings.redis_url, socket_timeout=10, socket_connect_timeout=3)
         self.started_mono = time.monotonic()
+        #: Optimizer runs, proposals, hot reload (``/api/optimizer``, ``/api/strategies``).
+        self.optimizer = OptimizerControl(settings, self.redis, store)
 
     async def close(self) -> None:
         """Release the Redis connection pool."""

@@ -124,6 +124,28 @@ class StrategyRunner:
             self._start += 1
             self._n -= 1
 
+    def with_params(
+        self, params: Mapping[str, Any] | None = None, strategy: Strategy | None = None
+    ) -> StrategyRunner:
+        """A new runner of ``strategy`` (default: this one's) with ``params`` that holds this
+        runner's bars and count of bars seen (a hot reload of the parameters).
+
+        Because strategies have finite memory, its signals from the next bar on are those
+        of a runner that ran with ``params`` from the start.
+
+        Raises
+        ------
+        ValueError
+            Invalid ``params``, or a warmup longer than ``max_history``.
+        """
+        new = StrategyRunner(strategy or self.strategy, params, symbol=self.symbol,
+                             max_history=self.max_history)
+        lo, hi = self._start, self._start + self._n
+        new._time[: self._n] = self._time[lo:hi]
+        new._ohlcv[:, : self._n] = self._ohlcv[:, lo:hi]
+        new._n, new._seen = self._n, self._seen
+        return new
+
     def history(self, last: int | None = None) -> Candles:
         """The newest ``last`` bars held (all by default) as :class:`Candles` (copies)."""
         k = self._n if last is None else min(last, self._n)
@@ -139,6 +161,15 @@ class StrategyRunner:
         Equals ``strategy.generate(all_bars_so_far, params).point(index)``.
         """
         self.append(time, open, high, low, close, volume)
+        return self.latest()
+
+    @property
+    def last_time(self) -> int | None:
+        """Open time (ns) of the newest bar held, ``None`` before the first."""
+        return int(self._time[self._start + self._n - 1]) if self._n else None
+
+    def latest(self) -> SignalPoint | None:
+        """The signal of the newest bar held (what :meth:`on_bar` returned for it)."""
         if self._n < self.warmup:
             return None
         frame = self.strategy.generate(self.history(self.eval_window), self.params)

@@ -35,6 +35,9 @@ from backend.messages import (
     AgentState,
     ComplianceDecided,
     ExitReason,
+    FoldScore,
+    OptimizerFinished,
+    OptimizerProgressed,
     OrderFilled,
     OrderStatus,
     PortfolioMarked,
@@ -46,6 +49,7 @@ from backend.messages import (
     client_order_id_for,
     now_ns,
 )
+from backend.optimizer.proposal import ProposalRecord, proposal_key
 from backend.persistence import Store, make_engine
 from backend.settings import ApiConfig, OrchestratorConfig, PaperConfig, Settings
 from backend.topology import agent_specs
@@ -60,12 +64,15 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 SYMBOLS = ["ETH/BTC", "LTC/BTC", "ADA/BTC", "DASH/BTC"]
 AGENT_IDS = [
     "market_data", "strategy:ETHBTC", "strategy:LTCBTC", "strategy:ADABTC",
-    "strategy:DASHBTC", "compliance", "risk", "execution",
+    "strategy:DASHBTC", "compliance", "risk", "execution", "optimizer",
 ]
 #: The agent whose heartbeat is old (``stale``, though its state says running).
 STALE_AGENT = "compliance"
 INITIAL_CASH = 1.0
 N_MARKS = 40
+#: A seeded optimizer run's best parameters, and the ones running (sma_cross defaults).
+BEST = {"fast": 7, "slow": 25, "atr_period": 14, "stop_atr": 2.0, "reward_risk": 2.0}
+RUNNING = {"fast": 10, "slow": 30, "atr_period": 14, "stop_atr": 2.0, "reward_risk": 2.0}
 
 _SLEEP = shutil.which("sleep")
 #: A harmless long-lived process (coreutils ``sleep`` starts faster than Python).
@@ -281,6 +288,35 @@ def seed_store(store: Store, sync: fakeredis.FakeRedis) -> Seed:
     seed.mark = marks[-1]
     sync.set(channels.PORTFOLIO_KEY, seed.mark.to_json())
     return seed
+
+
+def seed_run(h: Harness, run_id: str, status: str = "proposed", finished: bool = True) -> None:
+    """A two-generation, one-fold run of ETH/BTC and (``status``) its verdict."""
+    st = h.store
+    st.record_optimizer_run(run_id, "sma_cross", "sharpe", {"population": 6}, ["ETH/BTC"],
+                            100, 200, started_ts=1_000)
+    for g in (0, 1):
+        st.record_optimizer_progress(OptimizerProgressed(
+            source="optimizer", run_id=run_id, strategy="sma_cross", objective="sharpe",
+            fold=0, folds=1, generation=g, generations=1, best=1.0 + g, mean=0.5, std=0.1,
+            evaluations=6 * (g + 1), best_params=BEST))
+    if not finished:
+        return
+    st.finish_optimizer_run(OptimizerFinished(
+        source="optimizer", run_id=run_id, strategy="sma_cross", objective="sharpe",
+        symbols=["ETH/BTC"], best_params=BEST, in_sample=2.0, out_of_sample=1.2,
+        mean_in_sample=2.0, mean_out_of_sample=1.2, overfit=False, evaluations=12,
+        folds=[FoldScore(fold=0, params=BEST, in_sample=2.0, out_of_sample=1.2, overfit=False,
+                         is_start=100, is_end=150, oos_start=150, oos_end=200)],
+        started_ns=1_000, finished_ns=2_000))
+    if status:
+        rec = ProposalRecord(
+            run_id=run_id, symbol="ETH/BTC", status=status, reason="test verdict",
+            strategy="sma_cross", params=BEST, current_strategy="sma_cross",
+            current_params=RUNNING, objective="sharpe", score=1.2, baseline=0.4, margin=0.1,
+            decided_ts=3_000)
+        st.put_state(proposal_key(run_id), rec.model_dump(mode="json"))
+
 
 
 @contextlib.contextmanager

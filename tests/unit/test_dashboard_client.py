@@ -144,6 +144,29 @@ def test_actions_paths_and_bodies() -> None:
     assert json.loads(seen[3][3]) == {"reason": "reviewed"}
 
 
+def test_optimizer_calls_send_only_what_is_set() -> None:
+    seen: list[tuple[str, str, bytes]] = []
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        seen.append((req.method, req.url.raw_path.decode(), req.content))
+        if req.url.path.endswith("/apply"):
+            return httpx.Response(200, json={
+                "run_id": "r/1", "symbol": "ETH/BTC", "agent_id": "strategy:ETHBTC",
+                "strategy": "sma_cross", "params": {"fast": 9}, "old_strategy": "sma_cross",
+                "old_params": {"fast": 10}, "after_seq": 5, "command_id": "c",
+                "actor": "api@x", "message": "switches", "future": 1})
+        return httpx.Response(202, json={"run_id": "r2", "status": "queued",
+                                         "symbol": "ETH/BTC", "strategy": "sma_cross",
+                                         "until_seq": 5, "message": "queued"})
+
+    c = client_for(handler)
+    assert c.start_optimizer("ETH/BTC", generations=3, seed=None).run_id == "r2"
+    assert c.apply_optimizer("r/1").after_seq == 5
+    assert seen[0][:2] == ("POST", "/api/optimizer/runs")
+    assert json.loads(seen[0][2]) == {"symbol": "ETH/BTC", "generations": 3}
+    assert seen[1][:2] == ("POST", "/api/optimizer/runs/r%2F1/apply")
+
+
 def test_open_orders_asks_every_working_status() -> None:
     statuses: list[str] = []
 
@@ -188,11 +211,15 @@ def test_every_path_the_client_calls_exists_in_the_control_plane() -> None:
              c.fills, c.trades, c.signals, c.equity, c.pnl, c.breaker, c.risk, c.audit,
              c.channels, lambda: c.start("risk"), lambda: c.stop("strategy:ETHBTC"),
              lambda: c.restart("risk"), lambda: c.create_strategy("ETHBTC"),
-             lambda: c.emergency_stop("x"), lambda: c.reset_breaker("xyz")]
+             lambda: c.emergency_stop("x"), lambda: c.reset_breaker("xyz"),
+             lambda: c.optimizer_run("r1"), c.strategies,
+             lambda: c.start_optimizer("ETHBTC", generations=3),
+             lambda: c.apply_optimizer("r1")]
     for call in calls:
         with pytest.raises(NotFound):
             call()
-    assert len(called) == len(calls)
+    assert c.optimizer_runs() is None  # 404 from a server without the optimizer API
+    assert len(called) == len(calls) + 1
     missing = [(m, p) for m, p in called if not any(m == rm and rx.match(p)
                                                     for rm, rx in routes)]
     assert missing == []

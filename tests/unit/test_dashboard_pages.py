@@ -21,21 +21,28 @@ from backend.api_models import (
     AgentAction,
     AgentInfo,
     AgentList,
+    ApplyResult,
     BreakerState,
     ChannelStats,
     DecisionView,
     EmergencyStopResult,
     EquityPoint,
     FillView,
+    GenerationView,
     GroupStats,
+    OptimizerRunAccepted,
+    OptimizerRunDetail,
     OrderView,
     PnL,
     Positions,
     PositionView,
+    ProposalView,
     Ready,
     ResetResult,
     RiskFigures,
     SignalView,
+    StrategiesView,
+    StrategyAgentView,
     StreamStats,
     SymbolExposure,
     SymbolPnL,
@@ -62,7 +69,7 @@ class FakeApi:
         self.stopped: set[str] = set()
         self.halted = False
         self.channel_count = 100
-        self.optimizer: list[dict[str, Any]] | None = None
+        self.optimizer: list[OptimizerRunDetail] | None = None
 
     # ------------------------------------------------------------ bodies
     def agent(self, agent_id: str) -> AgentInfo:
@@ -139,9 +146,42 @@ class FakeApi:
             ("POST", "/api/emergency-stop"): self._estop,
             ("POST", "/api/circuit-breaker/reset"): self._reset,
             ("POST", "/api/agents/create"): self._create,
-            **({("GET", "/api/optimizer/runs"): lambda r: self.optimizer}
-               if self.optimizer is not None else {}),
+            **(self._optimizer_routes() if self.optimizer is not None else {}),
         }
+
+    def _optimizer_routes(self) -> dict[tuple[str, str], Callable[[httpx.Request], Any]]:
+        runs = self.optimizer or []
+        routes: dict[tuple[str, str], Callable[[httpx.Request], Any]] = {
+            ("GET", "/api/optimizer/runs"): lambda r: runs,
+            ("POST", "/api/optimizer/runs"): self._start_run,
+            ("GET", "/api/strategies"): lambda r: StrategiesView(registry=[], agents=[
+                StrategyAgentView(agent_id="strategy:ETHBTC", symbol="ETH/BTC",
+                                  strategy="sma_cross", params={"fast": 9, "slow": 42},
+                                  source="optimizer", since_seq=301, run_id="ga-0",
+                                  configured_strategy="sma_cross",
+                                  configured_params={"fast": 10, "slow": 30})]),
+        }
+        for run in runs:
+            routes[("GET", f"/api/optimizer/runs/{run.run_id}")] = lambda r, run=run: run
+            routes[("POST", f"/api/optimizer/runs/{run.run_id}/apply")] = (
+                lambda r, run=run: self._apply(run))
+        return routes
+
+    def _start_run(self, r: httpx.Request) -> OptimizerRunAccepted:
+        import json
+
+        self.actions.append(("start_optimizer", json.loads(r.content)))
+        return OptimizerRunAccepted(run_id="ga-new", symbol="ETH/BTC", strategy="sma_cross",
+                                    until_seq=500, message="queued for the optimizer agent")
+
+    def _apply(self, run: OptimizerRunDetail) -> ApplyResult:
+        self.actions.append(("apply", run.run_id))
+        run.appliable, run.applied = False, True
+        return ApplyResult(run_id=run.run_id, symbol="ETH/BTC", agent_id="strategy:ETHBTC",
+                           strategy="sma_cross", params=run.best_params, old_strategy="sma_cross",
+                           old_params={"fast": 10}, after_seq=500, command_id="c1",
+                           actor="api@127.0.0.1",
+                           message="strategy:ETHBTC switches on its first bar after seq 500")
 
     def _create(self, r: httpx.Request) -> AgentAction | httpx.Response:
         symbol = r.url.params["symbol"]
@@ -400,20 +440,50 @@ def test_risk_page_reset_needs_a_reason(api: FakeApi) -> None:
     assert "Trading active" in texts(at)
 
 
+def optimizer_run(run_id: str = "ga-1") -> OptimizerRunDetail:
+    return OptimizerRunDetail(
+        run_id=run_id, strategy="sma_cross", symbol="ETH/BTC", symbols=["ETH/BTC"],
+        objective="sharpe", status="finished", started_ts=T0, finished_ts=T0 + 10**9,
+        generations=[GenerationView(fold=f, generation=g, best=1.0 + g, mean=0.5 + g)
+                     for f in (0, 1) for g in range(5)],
+        best_params={"fast": 9, "slow": 42}, mean_in_sample=1.25, mean_out_of_sample=0.75,
+        overfit=False, proposed=True, appliable=True,
+        proposal=ProposalView(status="proposed", reason="beats the running parameters",
+                              strategy="sma_cross", params={"fast": 9, "slow": 42},
+                              current_strategy="sma_cross", current_params={"fast": 10},
+                              score=0.75, baseline=0.2, margin=0.1, decided_ts=T0))
+
+
 def test_optimizer_page_without_and_with_runs(api: FakeApi) -> None:
-    at = start(api, "optimizer")  # no /api/optimizer/runs yet: 404
+    at = start(api, "optimizer")  # a server without /api/optimizer/runs: 404
     assert any("No optimizer runs yet" in e.value for e in at.info)
-    api.optimizer = [{
-        "run_id": "ga-1", "strategy": "sma_cross", "symbol": "ETH/BTC", "status": "done",
-        "generations": [{"generation": g, "best": 1.0 + g, "mean": 0.5 + g} for g in range(5)],
-        "best_params": {"fast": 9, "slow": 42}, "in_sample": 1.25, "out_of_sample": 0.75,
-        "future_field": "ignored",
-    }]
+    api.optimizer = [optimizer_run()]
     at.run()
     assert not at.info and not at.exception
-    assert "Out-of-sample score=0.7500" in texts(at) and "slow" in frames(at)
-    assert len(at.get("vega_lite_chart")) == 1  # best and mean fitness per generation
-    assert next(b for b in at.button if b.label == "Apply these parameters")
+    text = texts(at)
+    assert "Out-of-sample score=0.7500" in text and "Overfit=no" in text
+    assert "Proposed, waiting for approval" in text and "vs running 0.2000" in text
+    assert "slow" in frames(at)
+    assert "fast=9, slow=42" in frames(at) and "optimizer" in frames(at)  # the agent table
+    assert len(at.get("vega_lite_chart")) == 1  # best and mean fitness per generation, fold
+    button = next(b for b in at.button if b.label == "Apply these parameters")
+    assert button.disabled is False
+    button.click().run()
+    assert api.actions == [("apply", "ga-1")]
+    assert any("switches on its first bar after seq 500" in e.value for e in at.success)
+    assert next(b for b in at.button if b.label == "Apply these parameters").disabled
+
+
+def test_optimizer_page_starts_a_run(api: FakeApi) -> None:
+    api.optimizer = []
+    at = start(api, "optimizer")
+    at.text_input(key="opt_symbol").set_value("ETH-BTC")
+    at.number_input(key="opt_generations").set_value(4)
+    next(b for b in at.button if b.label == "Start").click().run()
+    assert api.actions == [("start_optimizer", {"symbol": "ETH-BTC", "population": 30,
+                                                "generations": 4, "walk_forward": 3,
+                                                "seed": 0})]
+    assert any("queued for the optimizer agent" in e.value for e in at.success)
 
 
 def test_channels_page_rates_streams_groups(api: FakeApi) -> None:

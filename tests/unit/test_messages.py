@@ -60,6 +60,19 @@ SAMPLES: list[m.Message] = [
                            out_of_sample=-0.5, overfit=True, is_start=1, is_end=2,
                            oos_start=2, oos_end=3)],
         evaluations=900, started_ns=1, finished_ns=2),
+    m.RunOptimizer(source="api", run_id="r2", symbol="ETH/BTC", strategy="sma_cross",
+                   population=8, generations=2, walk_forward=2, until_seq=42,
+                   requested_by="api@127.0.0.1", reason="asked"),
+    m.ParamsProposed(source="optimizer", run_id="r2", symbol="ETH/BTC", strategy="sma_cross",
+                     params={"fast": 7, "stop_atr": 1.5}, current_strategy="sma_cross",
+                     current_params={"fast": 10}, score=1.2, baseline=None, margin=0.1),
+    m.UpdateStrategyParams(source="orchestrator", symbol="ETH/BTC", strategy="sma_cross",
+                           params={"fast": 7, "stop_atr": 1.5}, after_seq=42, run_id="r2",
+                           actor="api@127.0.0.1", reason="approved"),
+    m.StrategyParamsUpdated(source="strategy:ETHBTC", agent_id="strategy:ETHBTC",
+                            symbol="ETH/BTC", strategy="sma_cross", params={"fast": 7},
+                            old_strategy="sma_cross", old_params={"fast": 10}, from_seq=43,
+                            command_id="c1", run_id="r2"),
 ]
 
 
