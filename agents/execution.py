@@ -26,6 +26,7 @@ from agents.base import Agent
 from backend import channels
 from backend.bus import Delivery
 from backend.messages import (
+    NON_FINAL_STATUSES,
     AnyMessage,
     BarClosed,
     CancelAllOrders,
@@ -45,7 +46,6 @@ from backend.messages import (
 from backend.persistence import Store, make_engine
 from backend.venues.paper import PaperVenue
 
-NON_FINAL = (OrderStatus.NEW.value, OrderStatus.UNKNOWN.value, OrderStatus.ACCEPTED.value)
 EQUITY_FLUSH_S = 2.0
 
 
@@ -73,7 +73,7 @@ class ExecutionAgent(Agent):
         rows = await asyncio.to_thread(self.store.orders)
         fixed = 0
         for row in rows:
-            if row["status"] not in NON_FINAL:
+            if row["status"] not in NON_FINAL_STATUSES:
                 continue
             status = await self.venue.order_status(row["client_order_id"])
             if status is None:

@@ -79,6 +79,12 @@ class OrderStatus(StrEnum):
     UNKNOWN = "UNKNOWN"
 
 
+#: Statuses of an order that may still be working at the venue (not final).
+NON_FINAL_STATUSES: tuple[str, ...] = (
+    OrderStatus.NEW.value, OrderStatus.UNKNOWN.value, OrderStatus.ACCEPTED.value,
+)
+
+
 class AgentState(StrEnum):
     """Agent life-cycle states (DESIGN.md)."""
 

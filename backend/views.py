@@ -179,6 +179,12 @@ def pnl_view(fill_rows: Sequence[Row], mark: PortfolioMarked | None, initial_cas
     )
 
 
+async def read_portfolio_mark(redis: Redis) -> PortfolioMarked | None:
+    """The execution agent's last mark (``execution:portfolio``), None before any bar."""
+    raw = await redis.get(channels.PORTFOLIO_KEY)
+    return PortfolioMarked.model_validate_json(raw) if raw else None
+
+
 def _s(v: bytes | str) -> str:
     return v.decode() if isinstance(v, bytes) else v
 

@@ -171,22 +171,32 @@ async def _watch_external(s: Settings, token: str | None) -> int:
     handle = MeshHandle(s, sup, None, s.var_dir)
     try:
         async with proposal_pump(s), _control_plane(handle, token) as control:
-            last = last_sync = 0.0
-            while not stop.is_set():
-                if control is not None and time.monotonic() - last_sync > 2:
-                    last_sync = time.monotonic()
-                    await control.sync_halt()
-                if time.monotonic() - last > 15:
-                    last = time.monotonic()
-                    console.print(_status_table(await sup.health()))
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), 0.5)
+            await _supervise(stop, handle, control, restart_agents=False)
     except ApiError as exc:
         err.print(f"[red]error:[/] {exc}")
         return 1
     finally:
         await sup.redis.aclose()
     return 0
+
+
+async def _supervise(stop: asyncio.Event, handle, control, *,  # noqa: ANN001
+                     restart_agents: bool) -> None:
+    """Until ``stop``: restart failed agents (unless they are run externally), mirror the
+    halt latch into the database every 2 s, print the agents' table every 15 s."""
+    sup = handle.supervisor
+    last = last_sync = 0.0
+    while not stop.is_set():
+        if restart_agents:
+            await sup.check_once()
+        if control is not None and time.monotonic() - last_sync > 2:
+            last_sync = time.monotonic()
+            await control.sync_halt()
+        if time.monotonic() - last > 15:
+            last = time.monotonic()
+            console.print(_status_table(await sup.health(), handle if restart_agents else None))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.25)
 
 
 @contextlib.asynccontextmanager
@@ -256,17 +266,7 @@ async def _up(s: Settings, token: str | None) -> int:
             proposal_pump(handle.settings),
             _control_plane(handle, token, dashboard=True) as control,
         ):
-            last = last_sync = 0.0
-            while not stop.is_set():
-                await handle.supervisor.check_once()
-                if control is not None and time.monotonic() - last_sync > 2:
-                    last_sync = time.monotonic()
-                    await control.sync_halt()
-                if time.monotonic() - last > 15:
-                    last = time.monotonic()
-                    console.print(_status_table(await handle.supervisor.health(), handle))
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), 0.25)
+            await _supervise(stop, handle, control, restart_agents=True)
     except ApiError as exc:
         err.print(f"[red]error:[/] {exc}")
         await stop_mesh(handle)
@@ -451,25 +451,44 @@ def stop(
     raise typer.Exit(asyncio.run(_emergency(s, reason, wait)))
 
 
-async def _emergency(s: Settings, reason: str, wait: float) -> int:
+@contextlib.asynccontextmanager
+async def _mesh_state(s: Settings):  # noqa: ANN202
+    """The running mesh's Redis and database, for commands that act on them directly.
+
+    Yields ``(redis, store)``; a Redis error inside the block is printed and re-raised
+    as :class:`_Unreachable`.
+    """
     from redis.asyncio import Redis as AsyncRedis
     from redis.exceptions import RedisError
 
     from backend.persistence import Store, make_engine
-    from orchestrator.killswitch import emergency_stop
 
     url = _mesh_redis_url(s)
     r = AsyncRedis.from_url(url, socket_timeout=10, socket_connect_timeout=3)
     store = Store(make_engine(s.db_url()))
     try:
-        res = await emergency_stop(r, store, reason=reason, actor="cli", wait_s=wait)
+        yield r, store
     except (RedisError, OSError) as exc:
-        err.print(f"[red]error:[/] Redis at {url.split('@')[-1]} is not reachable "
-                  f"({type(exc).__name__}): nothing was latched")
-        return 1
+        raise _Unreachable(f"Redis at {url.split('@')[-1]} is not reachable "
+                           f"({type(exc).__name__})") from None
     finally:
         await r.aclose()
         store.close()
+
+
+class _Unreachable(Exception):
+    """The mesh's Redis did not answer (message printable)."""
+
+
+async def _emergency(s: Settings, reason: str, wait: float) -> int:
+    from orchestrator.killswitch import emergency_stop
+
+    try:
+        async with _mesh_state(s) as (r, store):
+            res = await emergency_stop(r, store, reason=reason, actor="cli", wait_s=wait)
+    except _Unreachable as exc:
+        err.print(f"[red]error:[/] {exc}: nothing was latched")
+        return 1
     colour = "green" if res.confirmed and not res.positions_left else "yellow"
     console.print(f"[{colour}]{res.message}[/]")
     console.print_json(res.model_dump_json())
@@ -486,27 +505,17 @@ def reset(
 
 
 async def _reset(s: Settings, reason: str) -> int:
-    from redis.asyncio import Redis as AsyncRedis
-    from redis.exceptions import RedisError
-
-    from backend.persistence import Store, make_engine
     from orchestrator.killswitch import reset_halt
 
     if len(reason.strip()) < 3:
         err.print("[red]error:[/] --reason must say why (at least 3 characters)")
         return 2
-    url = _mesh_redis_url(s)
-    r = AsyncRedis.from_url(url, socket_timeout=10, socket_connect_timeout=3)
-    store = Store(make_engine(s.db_url()))
     try:
-        res = await reset_halt(r, store, reason=reason, actor="cli")
-    except (RedisError, OSError) as exc:
-        err.print(f"[red]error:[/] Redis at {url.split('@')[-1]} is not reachable "
-                  f"({type(exc).__name__})")
+        async with _mesh_state(s) as (r, store):
+            res = await reset_halt(r, store, reason=reason, actor="cli")
+    except _Unreachable as exc:
+        err.print(f"[red]error:[/] {exc}")
         return 1
-    finally:
-        await r.aclose()
-        store.close()
     console.print(res.message)
     return 0
 

@@ -15,11 +15,10 @@ import contextlib
 import logging
 import time
 
-import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from backend import channels, views
+from backend import views
 from backend.api_models import (
     AgentAction,
     AgentInfo,
@@ -215,8 +214,7 @@ class ControlPlane:
 
     # ------------------------------------------------------------------ trading
     async def _mark(self) -> PortfolioMarked | None:
-        raw = await self._redis(self.redis.get(channels.PORTFOLIO_KEY))
-        return PortfolioMarked.model_validate(orjson.loads(raw)) if raw else None
+        return await self._redis(views.read_portfolio_mark(self.redis))
 
     async def _redis(self, coro):  # noqa: ANN001, ANN202
         try:

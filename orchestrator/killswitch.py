@@ -36,14 +36,14 @@ from backend.api_models import (
 from backend.bus import DATA_FIELD, Bus
 from backend.halt import HALT_STATE, HaltState, parse_halt, read_halt
 from backend.messages import (
+    NON_FINAL_STATUSES,
     AuditRecorded,
     CancelAllOrders,
     KillSwitchExecuted,
-    OrderStatus,
-    PortfolioMarked,
     decode,
 )
 from backend.persistence import Store
+from backend.views import read_portfolio_mark
 
 log = logging.getLogger("orchestrator.killswitch")
 
@@ -144,13 +144,10 @@ async def _wait_executed(
 
 async def _what_is_left(redis: Redis, store: Store) -> tuple[list[str], dict[str, float]]:
     rows = await asyncio.to_thread(store.orders)
-    live = (OrderStatus.NEW.value, OrderStatus.ACCEPTED.value, OrderStatus.UNKNOWN.value)
-    open_orders = [r["client_order_id"] for r in rows if r["status"] in live]
-    raw = await redis.get(channels.PORTFOLIO_KEY)
-    positions: dict[str, float] = {}
-    if raw:
-        mark = PortfolioMarked.model_validate(orjson.loads(raw))
-        positions = {s: p.quantity for s, p in mark.positions.items() if p.quantity}
+    open_orders = [r["client_order_id"] for r in rows if r["status"] in NON_FINAL_STATUSES]
+    mark = await read_portfolio_mark(redis)
+    positions = {} if mark is None else {
+        s: p.quantity for s, p in mark.positions.items() if p.quantity}
     return open_orders, positions
 
 

@@ -20,8 +20,9 @@ from backend.persistence import Store, make_engine
 from orchestrator.api import create_app
 from orchestrator.auth import check_bind
 from orchestrator.control import ControlPlane
+from orchestrator.latency import LatencyTracker
 from orchestrator.mesh import MeshHandle
-from orchestrator.metrics import LatencyTracker, MeshMetrics
+from orchestrator.metrics import MeshMetrics
 
 log = logging.getLogger("orchestrator.api")
 

@@ -7,9 +7,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import orjson
+import redis
+
+from backend import channels
+from backend.messages import BarClosed
 from backend.settings import SETTINGS_FILE_ENV, Settings, write_resolved
 
 ROOT = Path(__file__).resolve().parent.parent
+#: Open time of bar 0 of the synthetic test bars (ns UTC) and their spacing.
+T0 = 1_515_560_100_000_000_000
+FIVE_MIN = 300_000_000_000
 
 
 def make_settings(tmp: Path, redis_url: str, **overrides: object) -> Settings:
@@ -56,3 +64,16 @@ def stop(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> int:
         except subprocess.TimeoutExpired:
             proc.kill()
     return proc.wait(timeout)
+
+
+def running(r: redis.Redis, agent_id: str) -> bool:
+    """True when ``agent_id``'s heartbeat says ``running``."""
+    raw = r.get(channels.health_key(agent_id))
+    return bool(raw) and orjson.loads(raw)["state"] == "running"
+
+
+def bar(seq: int, price: float = 0.1) -> BarClosed:
+    """A flat ETH/BTC 5-minute bar number ``seq`` at ``price``."""
+    return BarClosed(source="test", symbol="ETH/BTC", open_time=T0 + seq * FIVE_MIN,
+                     open=price, high=price * 1.001, low=price * 0.999, close=price,
+                     volume=10, seq=seq)

@@ -15,14 +15,13 @@ from pathlib import Path
 import orjson
 import pytest
 import redis
-from agentproc import agent_env, make_settings, start_agent, stop
+from agentproc import FIVE_MIN, T0, agent_env, bar, make_settings, running, start_agent, stop
 from helpers import eventually
 from redis.asyncio import Redis as AsyncRedis
 
 from backend import channels
 from backend.halt import HALT_STATE, read_halt
 from backend.messages import (
-    BarClosed,
     ComplianceDecided,
     PortfolioMarked,
     Side,
@@ -35,13 +34,6 @@ from backend.persistence import Store, make_engine
 from orchestrator.killswitch import emergency_stop, reset_halt
 
 pytestmark = pytest.mark.integration
-T0 = 1_515_560_100_000_000_000
-FIVE_MIN = 300_000_000_000
-
-
-def _running(r: redis.Redis, agent_id: str) -> bool:
-    raw = r.get(channels.health_key(agent_id))
-    return bool(raw) and orjson.loads(raw)["state"] == "running"
 
 
 def _xadd(r: redis.Redis, channel: str, msg) -> None:  # noqa: ANN001
@@ -75,7 +67,7 @@ def test_breaker_latches_and_risk_adopts_the_reset(redis_url: str, tmp_path: Pat
     store = Store(make_engine(settings.db_url()))
     proc = start_agent("risk", agent_env(settings, tmp_path), tmp_path)
     try:
-        eventually(lambda: _running(r, "risk"), 20, message="risk running")
+        eventually(lambda: running(r, "risk"), 20, message="risk running")
         _xadd(r, channels.TRADING_EVENTS, _mark(1, 1.0))
         _xadd(r, channels.TRADING_EVENTS, _mark(2, 0.97))  # 3% down on the day: trips
         halt = eventually(lambda: r.get(channels.HALT_KEY), 20, message="breaker latched")
@@ -110,12 +102,6 @@ def test_breaker_latches_and_risk_adopts_the_reset(redis_url: str, tmp_path: Pat
         stop(proc)
 
 
-def _bar(seq: int, price: float) -> BarClosed:
-    return BarClosed(source="test", symbol="ETH/BTC", open_time=T0 + seq * FIVE_MIN,
-                     open=price, high=price * 1.001, low=price * 0.999, close=price,
-                     volume=10, seq=seq)
-
-
 def _order(sig: str, qty: float) -> SubmitOrder:
     return SubmitOrder(source="risk", correlation_id=sig, client_order_id=client_order_id_for(sig),
                        symbol="ETH/BTC", side=Side.BUY, quantity=qty, signal_id=sig, bar_seq=1)
@@ -127,10 +113,10 @@ def test_kill_switch_cancels_flattens_and_denies(redis_url: str, tmp_path: Path)
     store = Store(make_engine(settings.db_url()))
     proc = start_agent("execution", agent_env(settings, tmp_path), tmp_path)
     try:
-        eventually(lambda: _running(r, "execution"), 20, message="execution running")
-        _xadd(r, channels.MARKET_DATA, _bar(1, 0.1))
+        eventually(lambda: running(r, "execution"), 20, message="execution running")
+        _xadd(r, channels.MARKET_DATA, bar(1, 0.1))
         _xadd(r, channels.ORDERS, _order("sig-a", 2.0))
-        _xadd(r, channels.MARKET_DATA, _bar(2, 0.1))  # fills sig-a at the open
+        _xadd(r, channels.MARKET_DATA, bar(2, 0.1))  # fills sig-a at the open
         eventually(lambda: len(store.fills()) == 1, 20, message="first order filled")
         _xadd(r, channels.ORDERS, _order("sig-b", 1.0))  # rests until the next bar
         coid_b = client_order_id_for("sig-b")
@@ -158,7 +144,7 @@ def test_kill_switch_cancels_flattens_and_denies(redis_url: str, tmp_path: Path)
         row = eventually(lambda: store.get_order(coid_c), 20)
         eventually(lambda: store.get_order(coid_c)["status"] == "REJECTED", 20)
         assert row["symbol"] == "ETH/BTC"
-        _xadd(r, channels.MARKET_DATA, _bar(3, 0.1))
+        _xadd(r, channels.MARKET_DATA, bar(3, 0.1))
         eventually(lambda: r.hget("venue:paper:orders", coid_c) is None and
                    store.get_order(coid_c)["status"] == "REJECTED", 20)
         assert len([f for f in store.fills() if f["exit_reason"] != "flatten"]) == 1

@@ -8,13 +8,12 @@ from pathlib import Path
 import orjson
 import pytest
 import redis
-from agentproc import agent_env, make_settings, start_agent, stop
+from agentproc import T0, agent_env, bar, make_settings, running, start_agent, stop
 from helpers import eventually
 
 from backend import channels
 from backend.bus import Bus
 from backend.messages import (
-    BarClosed,
     PortfolioMarked,
     ReplayFinished,
     Side,
@@ -26,13 +25,6 @@ from backend.messages import (
 from backend.persistence import Store, make_engine
 
 pytestmark = pytest.mark.integration
-T0 = 1_515_560_100_000_000_000
-FIVE_MIN = 300_000_000_000
-
-
-def _running(r: redis.Redis, agent_id: str) -> bool:
-    raw = r.get(channels.health_key(agent_id))
-    return bool(raw) and orjson.loads(raw)["state"] == "running"
 
 
 def _pending(r: redis.Redis, stream: str, group: str) -> int:
@@ -40,12 +32,6 @@ def _pending(r: redis.Redis, stream: str, group: str) -> int:
         if g["name"].decode() == group:
             return int(g["pending"]) + int(g["lag"] or 0)
     return -1
-
-
-def _bar(seq: int, price: float = 0.1) -> BarClosed:
-    return BarClosed(source="test", symbol="ETH/BTC", open_time=T0 + seq * FIVE_MIN,
-                     open=price, high=price * 1.001, low=price * 0.999, close=price,
-                     volume=10, seq=seq)
 
 
 @pytest.mark.parametrize("stream", channels.ORDER_PATH_STREAMS)
@@ -78,7 +64,7 @@ def test_execution_killed_before_ack_places_order_exactly_once(
     env = agent_env(settings, tmp_path, failpoints="execution:before_ack@orders")
     proc = start_agent("execution", env, tmp_path)
     try:
-        eventually(lambda: _running(r, "execution"), 20, message="execution running")
+        eventually(lambda: running(r, "execution"), 20, message="execution running")
         order = SubmitOrder(
             source="risk", correlation_id="sig-1", client_order_id=client_order_id_for("sig-1"),
             symbol="ETH/BTC", side=Side.BUY, quantity=2.0, signal_id="sig-1", bar_seq=1,
@@ -87,7 +73,7 @@ def test_execution_killed_before_ack_places_order_exactly_once(
         def publish(channel: str, msg) -> None:  # noqa: ANN001
             r.xadd(channel, {b"data": msg.to_json()})
 
-        publish(channels.MARKET_DATA, _bar(1))
+        publish(channels.MARKET_DATA, bar(1))
         publish(channels.ORDERS, order)
         # The agent read the order, wrote its intent, then died before its XACK.
         assert proc.wait(20) != 0
@@ -101,7 +87,7 @@ def test_execution_killed_before_ack_places_order_exactly_once(
         eventually(lambda: _pending(r, channels.ORDERS, "execution") == 0, 20,
                    message="order redelivered and acked after restart")
         publish(channels.ORDERS, order)  # a duplicate delivery, too
-        publish(channels.MARKET_DATA, _bar(2, 0.11))
+        publish(channels.MARKET_DATA, bar(2, 0.11))
         eventually(lambda: len(store.fills()) >= 1, 20, message="order filled on next bar")
         eventually(lambda: _pending(r, channels.MARKET_DATA, "execution") == 0, 20)
         fills = store.fills()
@@ -125,7 +111,7 @@ def test_malformed_payload_is_dead_lettered_and_agent_keeps_going(
     r = redis.Redis.from_url(redis_url)
     proc = start_agent("compliance", agent_env(settings, tmp_path), tmp_path)
     try:
-        eventually(lambda: _running(r, "compliance"), 20, message="compliance running")
+        eventually(lambda: running(r, "compliance"), 20, message="compliance running")
         r.xadd(channels.SIGNALS, {b"data": b'{"type": "signal_generated", "confidence": 7}'})
         r.xadd(channels.SIGNALS, {b"data": b"garbage \x00\xff"})
         r.xadd(channels.SIGNALS, {b"other": b"no data field"})

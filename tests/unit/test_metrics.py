@@ -26,7 +26,8 @@ from backend.messages import (
     SubmitOrder,
     client_order_id_for,
 )
-from orchestrator.metrics import AGENT_STATES, LatencyTracker, MeshMetrics
+from orchestrator.latency import LatencyTracker
+from orchestrator.metrics import AGENT_STATES, MeshMetrics
 
 
 def run(coro):  # noqa: ANN001, ANN201
