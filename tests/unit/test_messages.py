@@ -73,6 +73,14 @@ SAMPLES: list[m.Message] = [
                             symbol="ETH/BTC", strategy="sma_cross", params={"fast": 7},
                             old_strategy="sma_cross", old_params={"fast": 10}, from_seq=43,
                             command_id="c1", run_id="r2"),
+    m.RiskAlertRaised(source="risk", metric="var_99", level="warning", value=0.018,
+                      limit=0.02, ratio=0.9, method="historical", reason="near limit"),
+    m.ModelRetrainStatus(source="strategy:ETHBTC", model="ml_classifier", symbol="ETH/BTC",
+                         status="finished", trigger="hit_rate", version=3, data_start=1,
+                         data_end=2, bars=2000, cv_score=0.53),
+    m.ModelMetricsReported(source="strategy:ETHBTC", model="ml_classifier", symbol="ETH/BTC",
+                           version=3, hit_rate=0.48, predictions=50, window=50,
+                           threshold=0.5, cv_score=0.53, bar_seq=900),
 ]
 
 
