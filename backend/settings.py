@@ -31,6 +31,7 @@ from pydantic_settings import (
 )
 
 from backend.channels import compact_symbol
+from backend.venues.config import VenueConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -182,6 +183,8 @@ class Settings(BaseSettings):
     compliance: ComplianceConfig = Field(default_factory=ComplianceConfig)
     risk: RiskConfig = Field(default_factory=RiskConfig)
     paper: PaperConfig = Field(default_factory=PaperConfig)
+    #: The venue execution trades on (paper by default; see backend.venues.config).
+    venue: VenueConfig = Field(default_factory=VenueConfig)
     orchestrator: OrchestratorConfig = Field(default_factory=OrchestratorConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
     dashboard: DashboardConfig = Field(default_factory=DashboardConfig)

@@ -1,0 +1,113 @@
+"""Configuration of the venue the execution agent trades on (``[venue]`` in the TOML).
+
+``kind = "paper"`` (the default, and the only kind the tests trade for real) keeps the
+simulated venue of :mod:`backend.venues.paper`.  The live kinds read their secrets from
+environment variables (names configurable) or from a secrets file; secret values are
+held as :class:`pydantic.SecretStr`, never logged and never written to the resolved
+``settings.json``.
+
+Units: times in seconds unless the name says otherwise; MT5 ``deviation`` in points.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["CcxtConfig", "IbkrConfig", "IbContract", "Mt5Config", "VenueConfig"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CcxtConfig(_Strict):
+    """A crypto exchange through ccxt.
+
+    ``exchange`` is a ccxt exchange id (``binance``, ``kraken``, ...); ``sandbox`` switches
+    to its testnet (``set_sandbox_mode``).  Keys come from the environment variables named
+    here, else from ``secrets_file`` (TOML or ``KEY=value`` lines with ``api_key``,
+    ``secret``, ``password``).  ``urls`` overrides ccxt's ``urls['api']`` entries (the
+    tests point them at a loopback fake).  ccxt's own rate limiter stays on unless
+    ``enable_rate_limit`` is false.
+    """
+
+    exchange: str = "binance"
+    sandbox: bool = False
+    api_key_env: str = "TRADINGMESH_CCXT_API_KEY"
+    secret_env: str = "TRADINGMESH_CCXT_SECRET"
+    password_env: str = "TRADINGMESH_CCXT_PASSWORD"
+    secrets_file: Path | None = None
+    urls: dict[str, str] = Field(default_factory=dict)
+    timeout_ms: int = Field(default=10_000, ge=100, le=120_000)
+    enable_rate_limit: bool = True
+    options: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    #: Live market data through ccxt: candles polled every ``poll_s`` (websockets are
+    #: used where ccxt supports them for the exchange and ``websocket`` is true).
+    poll_s: float = Field(default=2.0, gt=0)
+    websocket: bool = False
+
+
+class Mt5Config(_Strict):
+    """A MetaTrader 5 terminal (Windows only; the ``MetaTrader5`` package).
+
+    ``login``/``server`` identify the account; the password comes from ``password_env``
+    or ``secrets_file``.  Orders carry ``magic`` and our client order id in ``comment``;
+    ``deviation`` is the accepted slippage in points; ``filling`` the filling mode.
+    """
+
+    login: int | None = None
+    server: str = ""
+    password_env: str = "TRADINGMESH_MT5_PASSWORD"
+    secrets_file: Path | None = None
+    terminal_path: Path | None = None
+    magic: int = Field(default=240_615, ge=0)
+    deviation: int = Field(default=20, ge=0)
+    filling: Literal["ioc", "fok", "return"] = "ioc"
+    timeout_ms: int = Field(default=10_000, ge=100)
+    reconnect_attempts: int = Field(default=5, ge=1)
+    #: Our symbol -> terminal symbol (default: ``EUR/USD`` -> ``EURUSD``).
+    symbols: dict[str, str] = Field(default_factory=dict)
+
+
+class IbContract(_Strict):
+    """How one of our symbols maps to an IB contract (``Stock`` or ``Forex``)."""
+
+    sec_type: Literal["STK", "CASH"] = "STK"
+    symbol: str = ""  # IB's symbol (default: our base currency / ticker)
+    exchange: str = "SMART"  # "IDEALPRO" for FX
+    currency: str = ""  # default: our quote currency
+
+
+class IbkrConfig(_Strict):
+    """Interactive Brokers TWS / IB Gateway through ``ib_async`` (or ``ib_insync``)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=7497, ge=1, le=65535)  # 7497 TWS paper, 4002 gateway paper
+    client_id: int = Field(default=17, ge=0)
+    account: str = ""
+    timeout_s: float = Field(default=10.0, gt=0)
+    reconnect_backoff_s: float = Field(default=1.0, gt=0)
+    reconnect_max_s: float = Field(default=60.0, gt=0)
+    contracts: dict[str, IbContract] = Field(default_factory=dict)
+
+
+class VenueConfig(_Strict):
+    """Which venue execution trades on and how it talks to it.
+
+    ``poll_s``: how often a live venue is asked for fills and order updates besides
+    every bar; ``submit_timeout_s``: an order creation that takes longer is UNKNOWN;
+    ``resolve_attempts``/``resolve_backoff_s``: lookups by client order id of an UNKNOWN
+    order before execution gives up and reports the venue unreconciled.
+    """
+
+    kind: Literal["paper", "ccxt", "mt5", "ibkr"] = "paper"
+    poll_s: float = Field(default=1.0, gt=0)
+    submit_timeout_s: float = Field(default=10.0, gt=0)
+    resolve_attempts: int = Field(default=5, ge=1)
+    resolve_backoff_s: float = Field(default=0.5, gt=0)
+    ccxt: CcxtConfig = Field(default_factory=CcxtConfig)
+    mt5: Mt5Config = Field(default_factory=Mt5Config)
+    ibkr: IbkrConfig = Field(default_factory=IbkrConfig)
