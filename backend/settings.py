@@ -31,6 +31,7 @@ from pydantic_settings import (
 )
 
 from backend.channels import compact_symbol
+from backend.secretfiles import check_config_secrets
 from backend.venues.config import VenueConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -224,6 +225,7 @@ class Settings(BaseSettings):
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         path = config_path()
         if path is not None:
+            check_config_secrets(path)  # a secret in a world-readable file is refused
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
         return tuple(sources)
 
