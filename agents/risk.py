@@ -6,6 +6,18 @@ HALTED in ``mesh:halt`` until a manual reset).  On an approved signal it catches
 the portfolio of the signal's bar, applies :func:`backend.rules.risk.decide` and emits
 a :class:`SubmitOrder` on ``orders`` (client order id derived from the signal id) or a
 :class:`RiskDecided` rejection on ``signals:rejected``.  Every decision is audited.
+
+Portfolio VaR (when ``risk.var_limit > 0``): an approved order must also pass
+:func:`backend.rules.var_limit.check_var_limit`, and after every mark that holds a
+position the portfolio VaR is compared with the limit; a change of alert level
+(warning / breach, with hysteresis, :func:`backend.rules.var_limit.alert_level`) is
+published as a :class:`RiskAlertRaised` on ``risk_alerts`` and audited (a return to
+``ok`` is audited only).  The level and the last VaR are part of the durable rule state.
+The symbols' recent closes come from the ``market_data`` stream: a bounded
+:class:`~backend.bar_history.CloseHistory` (``var_window + var_horizon + 1`` closes per
+symbol) read forward up to the bar seq of the mark or decision that needs it, and
+rebuilt backwards from the stream when the agent (re)starts, so it always holds the
+bars the backtester holds at that seq.
 """
 
 from __future__ import annotations
@@ -16,6 +28,7 @@ from redis.asyncio.client import Pipeline
 
 from agents.portfolio_follower import PortfolioFollower
 from backend import channels
+from backend.bar_history import CloseHistory, Series, load_history, read_bars_after
 from backend.bus import Delivery
 from backend.halt import HALT_STATE, HaltState, read_halt
 from backend.messages import (
@@ -24,11 +37,13 @@ from backend.messages import (
     CircuitBreakerTripped,
     ComplianceDecided,
     PortfolioMarked,
+    RiskAlertRaised,
     RiskDecided,
     stable_id,
 )
 from backend.persistence import Store, make_engine
 from backend.pipeline import order_message
+from backend.rules import var_limit
 from backend.rules.risk import (
     RiskState,
     daily_drawdown,
@@ -43,6 +58,9 @@ class RiskAgent(PortfolioFollower):
 
     role = "risk"
     rules: RiskState
+    #: Recent closes per symbol (only while the VaR limit is on); see the module docstring.
+    closes: CloseHistory | None = None
+    _closes_cursor: str = "0"
 
     async def setup(self) -> None:
         """Open the store; restore breaker state and last mark."""
@@ -92,7 +110,56 @@ class RiskAgent(PortfolioFollower):
             self.emit(pipe, channels.RISK_ALERTS, alert)
             self.emit(pipe, channels.AUDIT, audit)
             self.log.warning("circuit breaker tripped: %s", reason)
+        if var_limit.enabled(self.settings.risk):
+            new = await self._var_alert(mark, new, pipe)
         self.stage_rule_state(pipe, new)
+
+    async def _history(self, until_seq: int) -> dict[str, Series]:
+        """Closes of the bars with ``seq <= until_seq`` (read from ``market_data``)."""
+        assert self.redis is not None
+        if self.closes is None or self.closes.last_seq > until_seq:
+            self.closes, self._closes_cursor = await load_history(
+                self.redis, var_limit.history_len(self.settings.risk), self.settings.symbols,
+                until_seq)
+        else:
+            bars, self._closes_cursor = await read_bars_after(
+                self.redis, self._closes_cursor, until_seq)
+            self.closes.extend(bars)
+        return self.closes.series()
+
+    async def _var_alert(self, mark: PortfolioMarked, state: RiskState,
+                         pipe: Pipeline) -> RiskState:
+        """Portfolio VaR after ``mark`` against the limit; alert on a change of level."""
+        cfg = self.settings.risk
+        view = self.portfolio_view()
+        held = var_limit.notionals(view)
+        hist = await self._history(mark.bar_seq) if held else {}
+        res = var_limit.portfolio_var(held, view.equity, hist, cfg)
+        ratio = None if res.var is None else res.var / cfg.var_limit
+        level = var_limit.alert_level(state.var_alert, ratio, cfg)
+        new = state.model_copy(update={"var_alert": level, "var": res.var, "var_ratio": ratio,
+                                       "var_bar_seq": mark.bar_seq})
+        if level == state.var_alert or res.var is None or ratio is None:
+            return new
+        reason = (f"portfolio {cfg.var_method} VaR {cfg.var_level:.4g} over {cfg.var_horizon} "
+                  f"bar(s) {res.var:.4%} of equity = {ratio:.1%} of the limit "
+                  f"{cfg.var_limit:.4%} at bar {mark.bar_seq} ({state.var_alert} -> {level}; "
+                  f"{res.observations} bar returns of {', '.join(res.symbols) or 'no position'})")
+        audit = AuditRecorded(
+            id=stable_id("audit", "var_alert", mark.bar_seq), source=self.agent_id,
+            actor=self.agent_id, action="var_alert",
+            decision=level if level != "ok" else "cleared", reason=reason[:1000],
+            subject_id=str(mark.bar_seq))
+        await asyncio.to_thread(self.store.record_audit_event, audit)
+        if level != "ok":
+            alert = RiskAlertRaised(
+                id=stable_id("var_alert", mark.bar_seq), source=self.agent_id,
+                metric=f"var_{round(cfg.var_level * 100)}", level=level, value=res.var,
+                limit=cfg.var_limit, ratio=ratio, method=cfg.var_method, reason=reason[:500])
+            self.emit(pipe, channels.RISK_ALERTS, alert)
+            self.log.warning("VaR alert: %s", reason)
+        self.emit(pipe, channels.AUDIT, audit)
+        return new
 
     async def _on_approved(self, approval: ComplianceDecided, pipe: Pipeline) -> None:
         assert self.redis is not None
@@ -108,6 +175,9 @@ class RiskAgent(PortfolioFollower):
         d = None
         if fresh:
             d = decide(sig, view, state, self.settings.risk, self.settings.paper.fee_rate)
+            if d.approved and not d.reduce_only and var_limit.enabled(self.settings.risk):
+                d = var_limit.check_var_limit(sig, d, view, await self._history(view.bar_seq),
+                                              self.settings.risk)
             approved, rule, reason = d.approved, d.rule, d.reason
         else:
             approved, rule, reason = False, "stale_portfolio", (

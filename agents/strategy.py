@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from redis.asyncio.client import Pipeline
 
 from agents.base import Agent
+from agents.strategy_models import ModelManager
 from backend import channels
 from backend.bus import Delivery
 from backend.channels import compact_symbol
@@ -48,7 +49,7 @@ from backend.messages import (
 )
 from backend.persistence import Store, make_engine
 from backend.pipeline import signal_message
-from backend.strategies import StrategyRunner, get_strategy
+from backend.strategies import StrategyRunner, build_named, build_strategy
 
 WARMUP_CHUNK = 5000
 
@@ -71,19 +72,21 @@ class StrategyAgent(Agent):
         super().__init__(settings, agent_id)
         self.symbol = symbol
         cfg = settings.strategy_for(symbol)
-        self.strategy = get_strategy(cfg.name)
+        self.strategy = build_strategy(cfg)  # regime labels/gate, combined components
         self.params = self.strategy.resolve_params(cfg.params)
         self.runner = StrategyRunner(self.strategy, self.params, symbol=symbol)
         self.pstate = StrategyAgentState(
             active=ActiveParams(strategy=self.strategy.name, params=self.params))
         self._last_time = -1
         self._staged: _Staged | None = None
+        self.models = ModelManager(self)  # ml_classifier model versions
 
     async def setup(self) -> None:
         """Open the store, restore the active parameters, rebuild the bar history."""
         self.store = Store(make_engine(self.settings.db_url()))
         await self._restore_params()
         n = await self._warm_up()
+        self._adopt(self.pstate, await self.models.setup(self.runner))  # ML model hook
         pending = self.pstate.pending
         self.log.info(
             "%s on %s params=%s (%s; warm-up %d bars)%s", self.strategy.name, self.symbol,
@@ -101,7 +104,8 @@ class StrategyAgent(Agent):
             if saved.active.source == "config":
                 state = saved.model_copy(update={"active": self.pstate.active})
             try:
-                strategy = get_strategy(state.active.strategy)
+                strategy = build_named(state.active.strategy, self.settings.strategy_for(
+                    self.symbol))
                 params = strategy.resolve_params(state.active.params)
                 self._adopt(state, StrategyRunner(strategy, params, symbol=self.symbol))
             except ValueError as exc:
@@ -146,6 +150,7 @@ class StrategyAgent(Agent):
     async def handle(self, delivery: Delivery, msg: AnyMessage, pipe: Pipeline) -> None:
         """Commands for our symbol and our symbol's bars; ignore everything else."""
         self._staged = None
+        self.models.discard()
         if isinstance(msg, UpdateStrategyParams) and \
                 compact_symbol(msg.symbol) == compact_symbol(self.symbol):
             await self._on_command(msg, pipe)
@@ -154,6 +159,7 @@ class StrategyAgent(Agent):
 
     def after_commit(self) -> None:
         """Adopt the state, runner and bar of the input whose transaction just executed."""
+        self.models.after_commit()
         st, self._staged = self._staged, None
         if st is None:
             return
@@ -166,7 +172,7 @@ class StrategyAgent(Agent):
 
     async def _on_command(self, cmd: UpdateStrategyParams, pipe: Pipeline) -> None:
         try:
-            strategy = get_strategy(cmd.strategy)
+            strategy = build_named(cmd.strategy, self.settings.strategy_for(self.symbol))
             params = strategy.resolve_params(cmd.params)
             self.runner.with_params(params, strategy)  # validates them against our history
         except ValueError as exc:
@@ -185,12 +191,18 @@ class StrategyAgent(Agent):
         pending = self.pstate.pending
         if switch_due(pending, bar.seq):
             assert pending is not None
-            runner = self.runner.with_params(pending.params, get_strategy(pending.strategy))
+            runner = self.runner.with_params(pending.params, build_named(
+                pending.strategy, self.settings.strategy_for(self.symbol)))
             staged = _Staged(self._switched(pending, bar.seq), runner, bar.open_time)
             await self._record_switch(pipe, pending, bar.seq, staged.state)
         if runner.last_time != bar.open_time:  # not already fed by a failed attempt
             runner.append(bar.open_time, bar.open, bar.high, bar.low, bar.close, bar.volume)
         self._staged = staged
+        model_runner = await self.models.on_bar(bar, runner, pipe)  # ML model hook
+        if model_runner is None:
+            return  # ml_classifier without a model yet: no signal
+        if model_runner is not runner:
+            runner = staged.runner = model_runner
         point = runner.latest()
         if point is None:
             return

@@ -30,6 +30,19 @@ from backend.api_optimizer import (  # noqa: F401 - the optimizer's bodies, re-e
     StrategyAgentView,
     StrategyInfo,
 )
+from backend.api_report import (  # noqa: F401 - the report's bodies, re-exported
+    BreakdownRow,
+    EvaluationReport,
+    ParamChange,
+    ParamSuggestion,
+    ReportPoint,
+)
+from backend.api_risk import EquityBandView, PortfolioMetricsView, RiskLimitsView
+from backend.ml.schemas import (  # noqa: F401 - GET /api/models, re-exported
+    ModelLiveView,
+    ModelsView,
+    ModelVersionView,
+)
 from backend.report import Trade
 
 
@@ -168,6 +181,8 @@ class SignalView(ApiModel):
     reason: str | None = None
     bar_seq: int | None = None
     bar_time: int | None = None
+    #: Market regime of the signal's bar (``backend.regime``), ``""`` when unknown.
+    regime: str = ""
     compliance: DecisionView | None = None
     risk: DecisionView | None = None
     outcome: Literal["ordered", "rejected", "pending"]
@@ -272,19 +287,20 @@ class ResetResult(ApiModel):
 
 
 class VaREstimate(ApiModel):
-    """One-bar Value at Risk and Conditional VaR (expected shortfall); a loss is positive
-    (a negative figure means even the tail quantile is a gain).
+    """Value at Risk and Conditional VaR (expected shortfall) over ``horizon`` bars; a loss
+    is positive (a negative figure means even the tail quantile is a gain).
 
     ``var``/``cvar`` are fractions of equity; ``var_quote``/``cvar_quote`` in quote
-    currency (fraction x current equity).
+    currency (fraction x current equity).  ``monte_carlo``: simulated GBM outcomes.
     """
 
-    method: Literal["historical", "parametric"]
+    method: Literal["historical", "parametric", "monte_carlo"]
     level: float
     var: float | None = None
     cvar: float | None = None
     var_quote: float | None = None
     cvar_quote: float | None = None
+    horizon: int = 1  # bars
 
 
 class SymbolExposure(ApiModel):
@@ -293,6 +309,7 @@ class SymbolExposure(ApiModel):
     quantity: float
     notional: float
     exposure_pct: float | None = None
+    estimates: list[VaREstimate] = Field(default_factory=list)  # VaR of this position
 
 
 class RiskFigures(ApiModel):
@@ -304,6 +321,12 @@ class RiskFigures(ApiModel):
     by_symbol: dict[str, SymbolExposure]
     observations: int
     estimates: list[VaREstimate]
+    # positions x the symbols' bar returns (backend.portfolio_var), and the analytics
+    position_estimates: list[VaREstimate] = Field(default_factory=list)
+    position_observations: int = 0
+    metrics: PortfolioMetricsView | None = None
+    limits: RiskLimitsView | None = None
+    equity_band: EquityBandView | None = None
 
 
 # ---------------------------------------------------------------------- plumbing

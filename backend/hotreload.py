@@ -107,13 +107,14 @@ async def running_params(redis, settings, symbol: str) -> tuple[str, ParamValues
     """The strategy and parameters the agent of ``symbol`` runs, or is about to run.
 
     A pending switch counts (it is what the agent runs from its next bar on); without a
-    state (agent never started) the configured strategy, defaults filled in.
+    state (agent never started) the configured strategy, defaults filled in (built from
+    the configuration: a ``combined`` strategy's parameters are its prefixed ones).
     """
-    from backend.strategies import get_strategy
+    from backend.strategies import build_strategy
 
     state = parse_state(await redis.get(channels.state_key(strategy_id(symbol))))
     if state is not None:
         chosen = state.pending or state.active
         return chosen.strategy, dict(chosen.params)
     cfg = settings.strategy_for(symbol)
-    return cfg.name, get_strategy(cfg.name).resolve_params(cfg.params)
+    return cfg.name, build_strategy(cfg).resolve_params(cfg.params)

@@ -175,3 +175,172 @@ def volume_sma(volume: ArrayLike, n: int = 20) -> np.ndarray:
     rounding).  Shape ``(m,)``, NaN for the first ``n-1`` bars.
     """
     return rolling_mean(volume, n)
+
+
+# ------------------------------------------------------------------ finite-window additions
+# Appended for the reversion, VWAP and regime code: every function below is finite-memory
+# and bit-exact under truncation (each window is accumulated on its own, left to right).
+__all__ += [
+    "rolling_max",
+    "rolling_min",
+    "rolling_std",
+    "rolling_sum",
+    "rsi_cutler",
+    "session_vwap",
+]
+
+
+def rolling_sum(x: ArrayLike, n: int) -> np.ndarray:
+    """Exact finite-memory moving sum ``x[i-n+1] + ... + x[i]`` (summed left to right).
+
+    ``rolling_sum(x[k:], n)[j] == rolling_sum(x, n)[k+j]`` bit for bit (the sum
+    :func:`rolling_mean` divides by ``n``).  Shape ``(m,)``, units of ``x``; NaN for the
+    first ``n-1`` bars and for any window containing a NaN.
+    """
+    a = _f64(x)
+    n = _period(n)
+    out = np.full(a.shape, np.nan)
+    m = a.size - n + 1
+    if m <= 0:
+        return out
+    acc = a[:m].copy()
+    for k in range(1, n):
+        acc += a[k : k + m]
+    out[n - 1 :] = acc
+    return out
+
+
+def rolling_std(x: ArrayLike, n: int, ddof: int = 0) -> np.ndarray:
+    """Exact finite-memory moving standard deviation of ``x[i-n+1 .. i]``.
+
+    Two passes per window: ``mu = rolling_mean(x, n)``, then
+    ``sqrt(sum((x[j] - mu[i])**2) / (n - ddof))`` accumulated left to right, so it is
+    bit-exact under truncation.  ``ddof=0`` (default) is the population deviation that
+    Bollinger bands use (J. Bollinger, *Bollinger on Bollinger Bands*, 2001, ch. 7);
+    ``ddof=1`` equals pandas' ``rolling(n).std()``.  Shape ``(m,)``, units of ``x``; NaN
+    for the first ``n-1`` bars.
+    """
+    a = _f64(x)
+    n = _period(n)
+    if not 0 <= ddof < n:
+        raise ValueError(f"ddof must be in [0, {n - 1}], got {ddof!r}")
+    out = np.full(a.shape, np.nan)
+    m = a.size - n + 1
+    if m <= 0:
+        return out
+    mu = rolling_mean(a, n)[n - 1 :]
+    acc = (a[:m] - mu) ** 2
+    for k in range(1, n):
+        acc += (a[k : k + m] - mu) ** 2
+    out[n - 1 :] = np.sqrt(acc / (n - ddof))
+    return out
+
+
+def rolling_min(x: ArrayLike, n: int) -> np.ndarray:
+    """Lowest value of ``x[i-n+1 .. i]`` (exact).  Shape ``(m,)``; NaN for the first
+    ``n-1`` bars and for windows containing a NaN."""
+    a = _f64(x)
+    n = _period(n)
+    out = np.full(a.shape, np.nan)
+    m = a.size - n + 1
+    if m <= 0:
+        return out
+    acc = a[:m].copy()
+    for k in range(1, n):
+        acc = np.minimum(acc, a[k : k + m])  # NaN propagates
+    out[n - 1 :] = acc
+    return out
+
+
+def rolling_max(x: ArrayLike, n: int) -> np.ndarray:
+    """Highest value of ``x[i-n+1 .. i]`` (exact).  Shape ``(m,)``; NaN for the first
+    ``n-1`` bars and for windows containing a NaN."""
+    a = _f64(x)
+    return -rolling_min(-a, n)
+
+
+def rsi_cutler(x: ArrayLike, n: int = 14) -> np.ndarray:
+    """Cutler's RSI in [0, 100]: simple (not Wilder) averages of gains and losses.
+
+    With ``d[j] = x[j] - x[j-1]``, ``G = rolling_mean(max(d, 0), n)`` and
+    ``L = rolling_mean(max(-d, 0), n)``: ``RSI = 100 * G / (G + L)``
+    (= ``100 - 100 / (1 + G / L)``), and 50 where ``G + L == 0`` (no change in ``n``
+    bars).  Source: Cutler's variant of Wilder's RSI (J. W. Wilder, *New Concepts in
+    Technical Trading Systems*, 1978), which replaces the exponential smoothing by a
+    simple moving average so that the value depends only on the last ``n + 1`` prices
+    (en.wikipedia.org/wiki/Relative_strength_index#Cutler's_RSI).  Built on
+    :func:`rolling_mean`, so it is bit-exact under truncation (TA-Lib's ``RSI`` is not).
+
+    Shape ``(m,)``, dimensionless; NaN for the first ``n`` bars.
+    """
+    a = _f64(x)
+    n = _period(n, 1)
+    d = np.full(a.shape, np.nan)
+    if a.size > 1:
+        d[1:] = a[1:] - a[:-1]
+    with np.errstate(invalid="ignore"):
+        gain = rolling_mean(np.where(d > 0, d, np.where(np.isnan(d), np.nan, 0.0)), n)
+        loss = rolling_mean(np.where(d < 0, -d, np.where(np.isnan(d), np.nan, 0.0)), n)
+        tot = gain + loss
+        return np.where(tot > 0, 100.0 * gain / np.where(tot > 0, tot, 1.0),
+                        np.where(np.isnan(tot), np.nan, 50.0))
+
+
+def session_vwap(
+    high: ArrayLike, low: ArrayLike, close: ArrayLike, volume: ArrayLike,
+    session: ArrayLike, max_bars: int,
+) -> np.ndarray:
+    """Volume-weighted average price of each bar's session so far.
+
+    ``VWAP[i] = sum(tp[j] * volume[j]) / sum(volume[j])`` over ``j`` from
+    ``a = max(s, i - max_bars + 1)`` to ``i``, where ``tp = (high + low + close) / 3`` is
+    the typical price and ``s`` the first bar of bar ``i``'s session (the run of
+    consecutive bars with the same ``session`` id).  The sums restart at each session
+    start (the usual intraday VWAP, e.g. Berkowitz, Logue & Noser, "The total cost of
+    transactions on the NYSE", *J. Finance* 43(1), 1988) and are accumulated left to
+    right from ``a``, so the value depends only on the last ``max_bars`` bars, bit for
+    bit.  ``max_bars`` at least the bars in a session gives the exact session VWAP.
+
+    Parameters
+    ----------
+    high, low, close : array_like, shape (m,)
+        Prices (quote/base).
+    volume : array_like, shape (m,)
+        Base units.
+    session : array_like of int, shape (m,)
+        Session id of each bar; negative = outside any session (VWAP NaN).
+    max_bars : int
+        Most bars one VWAP value spans (>= 1).
+
+    Returns
+    -------
+    numpy.ndarray, shape (m,)
+        Price (quote/base); NaN outside sessions and where the volume sum is 0.
+    """
+    h, lo, c, v = _f64(high), _f64(low), _f64(close), _f64(volume)
+    sid = np.asarray(session, dtype=np.int64)
+    L = _period(max_bars)
+    m = c.size
+    out = np.full(m, np.nan)
+    if m == 0:
+        return out
+    pv = (h + lo + c) / 3.0 * v
+    starts = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1]])
+    ends = np.r_[starts[1:], m]
+    for s, e in zip(starts, ends, strict=True):
+        if sid[s] < 0:
+            continue
+        head = min(e, s + L)  # bars whose window starts at the session start
+        num = np.add.accumulate(pv[s:head])
+        den = np.add.accumulate(v[s:head])
+        if e > head:  # windows of exactly L bars, summed left to right
+            k = e - head
+            n_acc = pv[head - L + 1 : head - L + 1 + k].copy()
+            d_acc = v[head - L + 1 : head - L + 1 + k].copy()
+            for j in range(1, L):
+                n_acc += pv[head - L + 1 + j : head - L + 1 + j + k]
+                d_acc += v[head - L + 1 + j : head - L + 1 + j + k]
+            num, den = np.r_[num, n_acc], np.r_[den, d_acc]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[s:e] = np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+    return out

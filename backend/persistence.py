@@ -64,6 +64,8 @@ signals = sa.Table(
     C("side", SIDE, nullable=False), C("confidence", F), C("entry_price", F),
     C("stop_loss", F), C("take_profit", F), C("strategy", sa.String(64)), C("params", sa.JSON),
     C("reason", sa.Text), C("bar_seq", NS), C("bar_time", NS), C("source", ID),
+    # market regime label (backend.regime); added by migration (see _ADDED_COLUMNS)
+    C("regime", sa.String(48), nullable=False, default="", server_default=""),
 )
 decisions = sa.Table(
     "decisions", metadata,
@@ -83,6 +85,9 @@ orders = sa.Table(
     C("status", sa.String(24), nullable=False, index=True), C("venue_order_id", ID),
     C("reason", sa.Text), C("created_ts", NS, nullable=False),
     C("updated_ts", NS, nullable=False), C("bar_seq", NS),
+    # True for an order found at the venue that we did not place (adopted by execution's
+    # reconciliation); added by migration to older databases (see _ADDED_COLUMNS).
+    C("external", sa.Boolean, nullable=False, default=False, server_default=sa.false()),
 )
 fills = sa.Table(
     "fills", metadata,
@@ -225,10 +230,28 @@ def create_all(engine: Engine) -> None:
                 conn = conn.execution_options(sqlite_immediate=True)
                 with conn.begin():
                     metadata.create_all(conn, checkfirst=True)
+                    _add_missing_columns(conn)
             return
         except sa.exc.DBAPIError:
             if attempt:
                 raise
+
+
+#: Columns added after a table was first released: ``(table, column)``.  Each has a
+#: server default, so ``ALTER TABLE ... ADD COLUMN`` works on a populated table.
+_ADDED_COLUMNS = (("orders", "external"), ("signals", "regime"))
+
+
+def _add_missing_columns(conn: Connection) -> None:
+    """Add the :data:`_ADDED_COLUMNS` an existing database lacks (SQLite and PostgreSQL)."""
+    inspector = sa.inspect(conn)
+    for table_name, column_name in _ADDED_COLUMNS:
+        have = {c["name"] for c in inspector.get_columns(table_name)}
+        if column_name in have:
+            continue
+        col = metadata.tables[table_name].c[column_name]
+        ddl = sa.schema.CreateColumn(col).compile(dialect=conn.dialect)
+        conn.exec_driver_sql(f"ALTER TABLE {table_name} ADD COLUMN {ddl}")
 
 
 def _insert(conn: Connection, table: sa.Table) -> Any:
@@ -298,7 +321,7 @@ class Store:
             "entry_price": msg.entry_price, "stop_loss": msg.stop_loss,
             "take_profit": msg.take_profit, "strategy": msg.strategy,
             "params": dict(msg.params), "reason": msg.reason, "bar_seq": msg.bar_seq,
-            "bar_time": msg.bar_time, "source": msg.source,
+            "bar_time": msg.bar_time, "source": msg.source, "regime": msg.regime,
         })
 
     def record_decision(
@@ -360,6 +383,26 @@ class Store:
             "stop_loss": msg.stop_loss, "take_profit": msg.take_profit,
             "status": str(OrderStatus.NEW), "venue_order_id": None, "reason": "",
             "created_ts": msg.ts, "updated_ts": msg.ts, "bar_seq": msg.bar_seq,
+        })
+
+    def record_external_order(
+        self, client_order_id: str, symbol: str, side: str, quantity: float, status: str,
+        venue_order_id: str, reason: str = "", *, ts: int | None = None,
+    ) -> bool:
+        """Adopt an order found at the venue that we did not place (``external`` = true).
+
+        ``quantity`` in base units; ``status`` an :class:`OrderStatus` value; ``ts`` ns
+        (default now).  The correlation id is the client order id (it descends from no
+        signal of ours).  Returns ``False`` if the client order id is already stored.
+        """
+        ts = now_ns() if ts is None else ts
+        return self._insert_ignore(orders, {
+            "client_order_id": client_order_id, "signal_id": "external",
+            "correlation_id": client_order_id, "symbol": symbol, "side": str(side),
+            "quantity": quantity, "reduce_only": False, "stop_loss": None,
+            "take_profit": None, "status": str(OrderStatus(status)),
+            "venue_order_id": venue_order_id, "reason": reason, "created_ts": ts,
+            "updated_ts": ts, "bar_seq": None, "external": True,
         })
 
     def update_order_status(
@@ -468,6 +511,10 @@ class Store:
         """The stored order as a dict, or ``None``."""
         rows = self._select(orders, None, client_order_id=client_order_id)
         return rows[0] if rows else None
+
+    def order_fills(self, client_order_id: str) -> list[dict[str, Any]]:
+        """The fills of one order, in execution order."""
+        return self._select(fills, None, client_order_id=client_order_id)
 
     def fills(self, symbol: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
         """Fills in execution order (bar seq, fill time, ts); ``limit`` keeps the last N."""

@@ -43,7 +43,8 @@ def signal_message(
 ) -> SignalGenerated:
     """The signal a strategy's ``point`` on ``bar`` becomes (id from strategy, symbol, seq).
 
-    The chain of correlation starts here: ``correlation_id == id``; entry price = close.
+    The chain of correlation starts here: ``correlation_id == id``; entry price = close;
+    ``regime`` is the point's market regime label (``""`` when the strategy has none).
     """
     sig_id = stable_id("signal", strategy, bar.symbol, bar.seq)
     return SignalGenerated(
@@ -53,7 +54,7 @@ def signal_message(
         confidence=float(point.confidence), entry_price=bar.close,
         stop_loss=float(point.stop_loss), take_profit=float(point.take_profit),
         reason=point.reason[:500], strategy=strategy, params=dict(params),
-        bar_seq=bar.seq, bar_time=bar.open_time,
+        bar_seq=bar.seq, bar_time=bar.open_time, regime=point.regime,
     )
 
 

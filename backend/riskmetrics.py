@@ -25,6 +25,7 @@ from scipy.stats import norm
 
 from backend.api_models import RiskFigures, SymbolExposure, VaREstimate
 from backend.messages import PortfolioMarked
+from backend.montecarlo import mc_var_cvar
 
 #: Default confidence levels of :func:`risk_figures`.
 DEFAULT_LEVELS: tuple[float, ...] = (0.95, 0.99)
@@ -165,15 +166,33 @@ def parametric_var_cvar(
         with too few returns or a level outside (0, 1).  A flat curve gives ``(0, 0)``.
     """
     r = _clean(returns)
-    tail = _tail(level)
-    if tail is None or r.size < max(int(min_obs), 2):
+    if _tail(level) is None or r.size < max(int(min_obs), 2):
         return None, None
-    mu = float(np.mean(r))
-    sigma = float(np.std(r, ddof=1))
+    return normal_var_cvar(float(np.mean(r)), float(np.std(r, ddof=1)), level)
+
+
+def normal_var_cvar(mu: float, sigma: float, level: float) -> tuple[float | None, float | None]:
+    """VaR and CVaR of a normal return ``N(mu, sigma^2)`` (formulas of
+    :func:`parametric_var_cvar`); ``(None, None)`` for a level outside (0, 1)."""
+    tail = _tail(level)
+    if tail is None:
+        return None, None
     lvl = 1.0 - tail
     var = _finite(-(mu + sigma * norm.ppf(tail)))
     cvar = _finite(-(mu - sigma * norm.pdf(norm.ppf(lvl)) / tail))
     return var, cvar
+
+
+def monte_carlo_var_cvar(
+    returns: ArrayLike, level: float, min_obs: int = DEFAULT_MIN_OBS, paths: int = 10_000,
+    seed: int = 0, horizon: int = 1,
+) -> tuple[float | None, float | None]:
+    """Monte Carlo VaR and CVaR: GBM calibrated on the returns, ``paths`` simulated
+    ``horizon``-bar outcomes (:func:`backend.montecarlo.mc_var_cvar`, seeded)."""
+    r = _clean(returns)
+    var, cvar = mc_var_cvar(r, level, horizon=horizon, paths=paths, seed=seed,
+                            min_obs=max(int(min_obs), 2))
+    return (None, None) if var is None else (_finite(var), _finite(cvar))
 
 
 def _equity_now(equity: np.ndarray, mark: PortfolioMarked | None) -> float | None:
@@ -202,6 +221,9 @@ def risk_figures(
     mark: PortfolioMarked | None,
     levels: Sequence[float] = DEFAULT_LEVELS,
     min_obs: int = DEFAULT_MIN_OBS,
+    methods: Sequence[str] = ("historical", "parametric"),
+    mc_paths: int = 10_000,
+    mc_seed: int = 0,
 ) -> RiskFigures:
     """Exposure now and VaR / CVaR of the equity curve's bar returns.
 
@@ -214,9 +236,12 @@ def risk_figures(
         equity now), or ``None`` before any bar: then no exposure, and equity is the
         curve's last finite point.
     levels
-        Confidence levels; one estimate per method (historical, then parametric) and level.
+        Confidence levels; one estimate per method (in ``methods`` order) and level.
     min_obs
         Minimum number of returns for an estimate; below it ``var``/``cvar`` are ``None``.
+    methods
+        Any of ``historical``, ``parametric``, ``monte_carlo`` (:func:`monte_carlo_var_cvar`
+        with ``mc_paths`` paths and seed ``mc_seed``).
 
     Returns
     -------
@@ -245,10 +270,13 @@ def risk_figures(
     exposure = float(sum(s.notional for s in by_symbol.values()))
 
     estimates: list[VaREstimate] = []
-    methods = (("historical", historical_var_cvar), ("parametric", parametric_var_cvar))
-    for method, fn in methods:
+    fns = {
+        "historical": historical_var_cvar, "parametric": parametric_var_cvar,
+        "monte_carlo": lambda r, lv, n: monte_carlo_var_cvar(r, lv, n, mc_paths, mc_seed),
+    }
+    for method in methods:
         for level in levels:
-            var, cvar = fn(returns, level, min_obs)
+            var, cvar = fns[method](returns, level, min_obs)
             estimates.append(VaREstimate(
                 method=method, level=float(level), var=var, cvar=cvar,
                 var_quote=_quote(var, equity), cvar_quote=_quote(cvar, equity),

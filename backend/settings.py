@@ -18,10 +18,12 @@ from typing import Literal
 from pydantic import (
     AliasChoices,
     BaseModel,
+    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import (
     BaseSettings,
@@ -41,11 +43,59 @@ class ConfigError(ValueError):
     """The configuration is invalid; the message names the field and the problem."""
 
 
+class ComponentConfig(BaseModel):
+    """One member of a ``combined`` strategy (``backend.strategies.combiner``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str  # a registered strategy
+    weight: float = Field(default=1.0, gt=0, allow_inf_nan=False)  # vote weight
+    params: dict[str, float | int | str | bool] = Field(default_factory=dict)
+    #: Prefix of its parameters in the combined strategy ("" = ``name``); unique.
+    label: str = Field(default="", pattern=r"^[^.]*$")
+
+
 class StrategyConfig(BaseModel):
-    """Which strategy a symbol's strategy agent runs, and its parameters."""
+    """Which strategy a symbol's strategy agent runs, and its parameters.
+
+    ``regimes``: market regimes the strategy may open positions in (``backend.regime``:
+    ``"ranging"``, ``"high_vol"``, ``"trending_up/low_vol"``...; empty = all).
+    ``components`` and ``threshold``: only for ``name = "combined"``, the strategies it
+    fuses and the vote threshold (docs/strategies.md).
+    """
+
+    model_config = ConfigDict(extra="forbid")
 
     name: str = "sma_cross"
     params: dict[str, float | int | str | bool] = Field(default_factory=dict)
+    regimes: list[str] = Field(default_factory=list)
+    components: list[ComponentConfig] = Field(default_factory=list)
+    threshold: float = Field(default=0.5, gt=0, le=1)
+
+    @field_validator("regimes")
+    @classmethod
+    def _regimes(cls, v: list[str]) -> list[str]:
+        from backend.regime import validate_regimes  # numpy only; imported on use
+
+        return validate_regimes(v)
+
+    @model_validator(mode="after")
+    def _combined(self) -> StrategyConfig:
+        if self.name != "combined":
+            if self.components:
+                raise ValueError(f"'components' are only for name = \"combined\" "
+                                 f"(name is {self.name!r})")
+            return self
+        if not self.components:
+            raise ValueError("name = \"combined\" needs at least one entry in 'components'")
+        labels = [c.label or c.name for c in self.components]
+        dup = sorted({x for x in labels if labels.count(x) > 1})
+        if dup:
+            raise ValueError(f"components {dup} appear twice: give each a distinct 'label'")
+        from backend.strategies.build import build_strategy  # imported on use (no cycle)
+
+        build_strategy(self)  # unknown component, bad component parameter: clear errors
+        return self
 
 
 class ComplianceConfig(BaseModel):
@@ -71,6 +121,36 @@ class RiskConfig(BaseModel):
     #: How long risk/compliance wait for the portfolio state of a signal's bar
     #: (seconds).  ``0`` waits forever (deterministic replay).
     portfolio_wait_s: float = Field(default=0.0, ge=0)
+    # -- portfolio VaR limit and alerts (backend.rules.var_limit); 0 = off
+    #: Largest portfolio VaR after an order, fraction of equity (0 = no limit, no alerts).
+    var_limit: float = Field(default=0.0, ge=0, le=1)
+    var_level: float = Field(default=0.99, ge=0.5, lt=1)  # confidence level
+    var_method: Literal["historical", "parametric", "monte_carlo"] = "historical"
+    var_horizon: int = Field(default=1, ge=1, le=10_000)  # bars
+    var_min_obs: int = Field(default=30, ge=2)  # fewest joint bar returns (else fail closed)
+    var_window: int = Field(default=288, ge=2, le=100_000)  # bar returns used (288 = 1 day)
+    var_mc_paths: int = Field(default=10_000, ge=100, le=1_000_000)
+    var_seed: int = Field(default=0, ge=0)
+    #: Alert on ``risk_alerts`` when VaR / limit reaches this (warning) or 1 (breach);
+    #: a level is left when the ratio falls ``alert_hysteresis`` below its threshold.
+    alert_ratio: float = Field(default=0.8, gt=0, lt=1)
+    alert_hysteresis: float = Field(default=0.05, ge=0, lt=1)
+    #: Symbol the API's beta is measured against ("" = the first configured symbol).
+    benchmark_symbol: str = ""
+    # -- position sizing (backend.rules.kelly)
+    sizing: Literal["fixed_fractional", "kelly"] = "fixed_fractional"
+    kelly_fraction: float = Field(default=0.5, gt=0, le=1)  # multiple of full Kelly
+    kelly_cap: float = Field(default=0.02, gt=0, le=1)  # max fraction of equity at risk
+    #: Win probability for Kelly (0 = the signal's confidence).
+    kelly_win_rate: float = Field(default=0.0, ge=0, lt=1)
+
+    @field_validator("var_window")
+    @classmethod
+    def _var_window(cls, v: int, info) -> int:  # noqa: ANN001 - pydantic ValidationInfo
+        need = info.data.get("var_min_obs")
+        if need is not None and v < need:
+            raise ValueError(f"var_window {v} must be >= var_min_obs {need}")
+        return v
 
 
 class PaperConfig(BaseModel):
@@ -152,6 +232,31 @@ class OptimizerConfig(BaseModel):
     workers: int = Field(default=1, ge=1, le=64)
 
 
+class MlConfig(BaseModel):
+    """The ``ml_classifier`` strategy's models in the live mesh (``backend.ml``).
+
+    A strategy agent running ``ml_classifier`` retrains its symbol's model on the bars it
+    holds when the live hit rate (share of the model's up/down calls that the sign of the
+    forward return confirmed, over the last ``hit_rate_window`` resolved calls) falls
+    below ``hit_rate_threshold`` with at least ``min_predictions`` resolved, or every
+    ``retrain_every_bars`` bars; the new version is used from the next bar.
+    """
+
+    #: Directory of the versioned models ("" = ``<var_dir>/models``).
+    model_dir: str = ""
+    hit_rate_threshold: float = Field(default=0.5, ge=0, le=1)
+    hit_rate_window: int = Field(default=200, ge=1, le=100_000)
+    min_predictions: int = Field(default=100, ge=1, le=100_000)
+    #: Scheduled retrain every this many bars of the symbol (0 = off).
+    retrain_every_bars: int = Field(default=0, ge=0)
+    #: Bars the agent must hold before it trains its first model (trigger ``initial``).
+    min_train_bars: int = Field(default=1000, ge=300)
+    #: Publish the live metrics on ``model_metrics`` every this many bars.
+    metrics_every_bars: int = Field(default=50, ge=1)
+    #: Bars to wait after a failed training before trying again.
+    retry_after_bars: int = Field(default=100, ge=1)
+
+
 class Settings(BaseSettings):
     """All configuration of one mesh."""
 
@@ -179,6 +284,9 @@ class Settings(BaseSettings):
     replay_speed: Literal["max"] | float = "max"
     #: Stop after this many bars per symbol (0 = all).
     replay_limit: int = Field(default=0, ge=0)
+    #: Where market_data gets bars: the CSV replay, or live candles polled through ccxt
+    #: from ``venue.ccxt`` (backend.live_feed; ``replay_limit`` then caps bars per symbol).
+    market_data_source: Literal["replay", "ccxt"] = "replay"
     default_strategy: StrategyConfig = Field(default_factory=StrategyConfig)
     strategies: dict[str, StrategyConfig] = Field(default_factory=dict)  # per compact symbol
     compliance: ComplianceConfig = Field(default_factory=ComplianceConfig)
@@ -190,6 +298,7 @@ class Settings(BaseSettings):
     api: ApiConfig = Field(default_factory=ApiConfig)
     dashboard: DashboardConfig = Field(default_factory=DashboardConfig)
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    ml: MlConfig = Field(default_factory=MlConfig)
     #: Bearer token of the REST API (``TRADINGMESH_API_TOKEN``); else ``var/api_token``.
     api_token: SecretStr | None = None
     stream_maxlen: int = Field(default=200_000, ge=1000)

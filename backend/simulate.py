@@ -9,7 +9,8 @@ back-pressure guarantees:
 2. risk: :func:`backend.rules.risk.update_breaker` on that mark;
 3. strategy: :class:`backend.strategies.StrategyRunner` for the bar's symbol;
 4. compliance: :func:`backend.rules.compliance.check_signal`;
-5. risk: :func:`backend.rules.risk.decide`;
+5. risk: :func:`backend.rules.risk.decide`, then (when ``risk.var_limit > 0``)
+   :func:`backend.rules.var_limit.check_var_limit` on the closes of the bars so far;
 6. execution: :func:`backend.paper.submit` (the order rests until the symbol's next bar).
 
 Message ids are derived the same way as in the agents, so the fills of a mesh replay and of
@@ -18,17 +19,20 @@ this loop can be compared one to one.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from backend import paper
+from backend.bar_history import CloseHistory
 from backend.marketdata import Candles, limit_per_symbol, merge_bars
 from backend.messages import OrderFilled, PortfolioMarked, SignalGenerated, SubmitOrder
 from backend.paper import PaperBook
 from backend.pipeline import bar_message, order_message, signal_message
+from backend.rules import var_limit
 from backend.rules.compliance import ComplianceState, check_signal, utc_day
 from backend.rules.risk import RiskState, decide, update_breaker
 from backend.settings import Settings
-from backend.strategies import StrategyRunner, get_strategy
+from backend.strategies import Strategy, StrategyRunner, build_strategy
 
 
 @dataclass
@@ -45,7 +49,12 @@ class SimResult:
     halted_at: int | None = None  # bar seq where the circuit breaker tripped
 
 
-def simulate(settings: Settings, candles: dict[str, Candles], limit: int = 0) -> SimResult:
+def simulate(
+    settings: Settings,
+    candles: dict[str, Candles],
+    limit: int = 0,
+    strategies: Mapping[str, Strategy] | None = None,
+) -> SimResult:
     """Replay ``candles`` through strategy -> compliance -> risk -> paper venue in process.
 
     Parameters
@@ -56,6 +65,10 @@ def simulate(settings: Settings, candles: dict[str, Candles], limit: int = 0) ->
         Per-symbol candles (``backend.marketdata.load_dir``); keys are venue symbols.
     limit
         At most this many bars per symbol (0 = all), like ``tradingmesh run --limit``.
+    strategies
+        Strategy instances by symbol that replace the one built from the settings (an
+        ``ml_classifier`` with stored models attached, which configuration cannot hold);
+        their parameters are still the settings' ``strategy_for(symbol).params``.
 
     Returns
     -------
@@ -66,10 +79,13 @@ def simulate(settings: Settings, candles: dict[str, Candles], limit: int = 0) ->
     book = PaperBook.new(settings.paper.initial_cash)
     comp = ComplianceState(day=-1, trades_today=0, last_approved={})
     risk = RiskState()
+    closes = CloseHistory(var_limit.history_len(settings.risk)) \
+        if var_limit.enabled(settings.risk) else None
     runners = {}
     for sym in candles:
         cfg = settings.strategy_for(sym)
-        runners[sym] = StrategyRunner(get_strategy(cfg.name), cfg.params, symbol=sym)
+        strat = strategies[sym] if strategies and sym in strategies else build_strategy(cfg)
+        runners[sym] = StrategyRunner(strat, cfg.params, symbol=sym)
     order = limit_per_symbol(list(merge_bars(candles)), limit)
     for seq, (t, sym, i) in enumerate(order, start=1):
         bar = bar_message(candles[sym], i, seq, settings.timeframe, ts=int(t))
@@ -79,6 +95,8 @@ def simulate(settings: Settings, candles: dict[str, Candles], limit: int = 0) ->
         res.marks.append(paper.portfolio_mark(book, bar))
         view = paper.portfolio_view(book, seq, bar.open_time)
         risk, tripped = update_breaker(risk, view, settings.risk)
+        if closes is not None:
+            closes.append(sym, bar.open_time, bar.close, seq)
         if tripped and res.halted_at is None:
             res.halted_at = seq
         # 3. strategy
@@ -96,6 +114,8 @@ def simulate(settings: Settings, candles: dict[str, Candles], limit: int = 0) ->
             continue
         # 5. risk
         rd = decide(sig, view, risk, settings.risk, settings.paper.fee_rate)
+        if closes is not None:
+            rd = var_limit.check_var_limit(sig, rd, view, closes.series(), settings.risk)
         res.decisions.append((sig.id, "risk", rd.approved, rd.rule))
         if not rd.approved:
             continue

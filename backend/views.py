@@ -42,7 +42,7 @@ from backend.bus import STATS_KEY
 from backend.hotreload import parse_state
 from backend.messages import PortfolioMarked, now_ns
 from backend.report import extract_trades
-from backend.strategies import STRATEGIES, get_strategy
+from backend.strategies import STRATEGIES, build_strategy
 from backend.topology import strategy_id
 
 Row = Mapping[str, Any]
@@ -110,7 +110,7 @@ def signal_views(
                 "id", "ts", "symbol", "side", "confidence", "entry_price", "stop_loss",
                 "take_profit", "strategy", "reason", "bar_seq", "bar_time")},
             compliance=comp, risk=risk, outcome=outcome, rejected_by=rejected_by,
-            client_order_id=coid.get(s["id"]),
+            client_order_id=coid.get(s["id"]), regime=s.get("regime") or "",
         ))
     return out
 
@@ -223,7 +223,7 @@ def strategies_view(settings: Any, states: Mapping[str, bytes | str | None]) -> 
     agents = []
     for sym in settings.symbols:
         cfg = settings.strategy_for(sym)
-        configured = get_strategy(cfg.name).resolve_params(cfg.params)
+        configured = build_strategy(cfg).resolve_params(cfg.params)
         state = parse_state(states.get(sym))
         base = {"agent_id": strategy_id(sym), "symbol": sym,
                 "configured_strategy": cfg.name, "configured_params": configured}

@@ -20,6 +20,7 @@ Authentication: see :mod:`orchestrator.auth`.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
 from fastapi import Body, Depends, FastAPI, Path, Query, Request
@@ -40,8 +41,10 @@ from backend.api_models import (
     EmergencyStopResult,
     EquityPoint,
     ErrorBody,
+    EvaluationReport,
     FillView,
     Health,
+    ModelsView,
     OptimizerRunAccepted,
     OptimizerRunDetail,
     OptimizerRunRequest,
@@ -58,6 +61,7 @@ from backend.api_models import (
     TradeList,
 )
 from backend.messages import OrderStatus
+from backend.ml.views import models_view
 from orchestrator.auth import token_matches
 from orchestrator.control import ControlError, ControlPlane
 
@@ -290,8 +294,22 @@ def create_app(control: ControlPlane, token: str | None, metrics_text: Callable[
     @app.get("/api/risk", response_model=RiskFigures, dependencies=reader, responses=READ,
              tags=["risk"])
     async def risk() -> RiskFigures:
-        """Exposure per symbol, VaR and CVaR (historical and parametric, 95% and 99%)."""
+        """Exposure, VaR and CVaR (historical, parametric, Monte Carlo; 95% and 99%) of the
+        equity curve, the portfolio and each position; portfolio metrics; the VaR limit
+        and alert level; a Monte Carlo equity forecast band."""
         return await control.risk()
+
+    @app.get("/api/report", response_model=EvaluationReport, dependencies=reader,
+             responses=READ, tags=["risk"])
+    async def report(
+        since: Annotated[date | None, Query(description="First day (UTC), YYYY-MM-DD.")]
+        = None,
+    ) -> EvaluationReport:
+        """Self-evaluation: win rate, P&L, drawdown, Sharpe, trade duration, best and worst
+        symbols and strategies, regime breakdown, suggested parameter changes."""
+        start = None if since is None else int(
+            datetime(since.year, since.month, since.day, tzinfo=UTC).timestamp()) * 10**9
+        return await control.report(start)
 
     # ------------------------------------------------ optimizer and strategies
     @app.get("/api/optimizer/runs", response_model=list[OptimizerRunView],
@@ -330,6 +348,13 @@ def create_app(control: ControlPlane, token: str | None, metrics_text: Callable[
     async def strategies() -> StrategiesView:
         """The strategy registry and each strategy agent's active parameters."""
         return await control.optimizer.strategies()
+
+    @app.get("/api/models", response_model=ModelsView, dependencies=reader,
+             responses=READ, tags=["optimizer"])
+    async def models() -> ModelsView:
+        """ml_classifier model versions (metadata, CV scores) and each symbol's live model:
+        active version, live hit rate, a pending retrained version."""
+        return await models_view(control.settings, control.redis)
 
     # ------------------------------------------------ plumbing
     @app.get("/api/audit", response_model=list[AuditView], dependencies=reader,

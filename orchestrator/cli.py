@@ -6,6 +6,7 @@
 ``tradingmesh agent``   run one agent in the foreground.
 ``tradingmesh backtest`` backtest a strategy on OHLCV CSV files (same code as the agents).
 ``tradingmesh optimize`` genetic-algorithm search (DEAP) with walk-forward validation.
+``tradingmesh report``  self-evaluation report (Markdown/HTML with charts) from the database.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ from backend.messages import AgentHeartbeat, decode, now_ns
 from backend.report import print_report
 from backend.settings import ConfigError, Settings, load_settings
 from orchestrator.cli_backtest import register as register_backtest
+from orchestrator.cli_models import register as register_models
 from orchestrator.cli_optimize import register as register_optimize
+from orchestrator.cli_report import register as register_report
 from orchestrator.mesh import (
     MeshError,
     collect_report,
@@ -43,6 +46,8 @@ from orchestrator.optimizer_control import proposal_pump
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 register_backtest(app)
 register_optimize(app)
+register_report(app)
+register_models(app)
 console = Console(width=None if sys.stdout.isatty() else 120)
 err = Console(stderr=True)
 

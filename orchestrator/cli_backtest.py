@@ -3,6 +3,12 @@
 Hooked into the main CLI by ``register(app)`` (``orchestrator/cli.py``).  Bad input
 (missing or invalid file, bad ``--params``, unknown strategy or sizing, invalid setting)
 prints one line ``error: ...`` on stderr and exits with code 2.
+
+``--strategy`` takes a registered name, or ``configured``: the strategy the
+configuration gives the backtested symbol(s) (``[strategies.<SYM>]`` or
+``[default_strategy]``: a ``combined`` portfolio, a regime gate ...), built with
+:func:`backend.strategies.build_strategy` as the mesh builds it.  ``--regimes`` gates a
+registered strategy by market regime (``backend.regime``).
 """
 
 from __future__ import annotations
@@ -20,9 +26,13 @@ from rich.table import Table
 
 from backend.backtest import SIZINGS, BacktestResult, BacktestStats, run_backtest
 from backend.marketdata import Candles, DataError, load_candles, symbol_from_filename
-from backend.settings import ConfigError, load_settings
+from backend.settings import ConfigError, Settings, StrategyConfig, load_settings
+from orchestrator.cli_models import backtest_strategy
 
-__all__ = ["backtest", "parse_params", "register"]
+__all__ = ["CONFIGURED", "backtest", "parse_params", "register", "strategy_config"]
+
+#: ``--strategy`` value meaning "the strategy configured for the symbol(s)".
+CONFIGURED = "configured"
 
 #: Trades listed on the terminal (all of them go to the JSON report).
 SHOW_TRADES = 10
@@ -56,6 +66,33 @@ def parse_params(text: str | None) -> dict[str, str]:
             raise InputError(f"--params: {key!r} is given twice")
         out[key] = val
     return out
+
+
+def strategy_config(settings: Settings, strategy: str, symbols: list[str],
+                    regimes: str | None) -> StrategyConfig:
+    """The configuration ``--strategy``/``--regimes`` ask for (see the module docstring).
+
+    Raises
+    ------
+    InputError
+        ``configured`` with symbols configured differently, or a bad ``--regimes``.
+    """
+    if strategy == CONFIGURED:
+        cfgs = {settings.strategy_for(s).model_dump_json(): settings.strategy_for(s)
+                for s in symbols}
+        if len(cfgs) > 1:
+            raise InputError("--strategy configured: the symbols have different configured "
+                             "strategies; backtest them one --data file at a time")
+        cfg = next(iter(cfgs.values()))
+    else:
+        cfg = StrategyConfig(name=strategy)
+    if regimes:
+        try:
+            cfg = StrategyConfig.model_validate({**cfg.model_dump(), "regimes": [
+                r.strip() for r in regimes.split(",") if r.strip()]})
+        except ValueError as exc:
+            raise InputError(f"--regimes: {' '.join(str(exc).split())}") from None
+    return cfg
 
 
 def _load(data: list[Path], symbol: str | None) -> dict[str, Candles]:
@@ -172,8 +209,15 @@ def backtest(
     data: list[Path] | None = typer.Option(
         None, "--data", help="OHLCV CSV file (timestamp,open,high,low,close,volume); repeat "
                              "for several symbols."),
-    strategy: str = typer.Option("sma_cross", help="Strategy name (tradingmesh strategies)."),
+    strategy: str = typer.Option("sma_cross", help="Strategy name (tradingmesh strategies), "
+                                                   "or 'configured': the config file's."),
     params: str = typer.Option("", help="Strategy parameters, e.g. fast=10,slow=30."),
+    regimes: str | None = typer.Option(None, help="Open positions only in these market "
+                                                  "regimes, e.g. ranging or "
+                                                  "trending_up,high_vol."),
+    model_version: int | None = typer.Option(
+        None, "--model-version", min=0, help="ml_classifier: stored model version (0 = "
+        "self-train) [default: the latest stored, else self-train]."),
     cash: float | None = typer.Option(None, help="Initial cash in quote currency "
                                                   "[default: paper.initial_cash]."),
     commission: float | None = typer.Option(None, help="Fee per side, fraction of notional "
@@ -201,14 +245,20 @@ def backtest(
         overrides = parse_params(params)
         candles = _load(list(data or []), symbol)
         settings = load_settings()
+        cfg = strategy_config(settings, strategy, list(candles), regimes)
+        run, notes = backtest_strategy(cfg, candles, settings, model_version, sizing)
+        if run is not cfg:  # ml_classifier with stored models: the config's params too
+            overrides = {**cfg.params, **overrides}
         res = run_backtest(
-            candles, strategy, overrides, sizing=sizing,  # type: ignore[arg-type]
+            candles, run, overrides, sizing=sizing,  # type: ignore[arg-type]
             cash=cash, commission=commission, slippage_bps=slippage_bps, settings=settings,
             whole_units=whole_units, periods_per_year=periods_per_year)
     except (InputError, DataError, ConfigError, ValueError) as exc:
         raise _fail(str(exc)) from None
     console = Console(width=None if sys.stdout.isatty() else 120)
     console.print(headline(res), soft_wrap=True, highlight=False)
+    for note in notes:
+        console.print(note, soft_wrap=True, highlight=False)
     console.print(stats_table(res))
     if res.trades:
         console.print(trades_table(res))

@@ -15,10 +15,12 @@ import contextlib
 import logging
 import time
 
+import orjson
+from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from backend import views
+from backend import channels, views
 from backend.api_models import (
     AgentAction,
     AgentInfo,
@@ -28,6 +30,7 @@ from backend.api_models import (
     ChannelStats,
     EmergencyStopResult,
     EquityPoint,
+    EvaluationReport,
     FillView,
     Health,
     OrderView,
@@ -39,11 +42,14 @@ from backend.api_models import (
     SignalView,
     TradeList,
 )
+from backend.bar_history import load_history
+from backend.evaluation import evaluate
 from backend.halt import read_halt
 from backend.messages import AgentHeartbeat, OrderStatus, PortfolioMarked, now_ns
 from backend.persistence import Store
-from backend.riskmetrics import risk_figures
-from backend.rules.risk import daily_drawdown
+from backend.risk_analytics import risk_analytics
+from backend.rules import var_limit
+from backend.rules.risk import RiskState, daily_drawdown
 from backend.settings import Settings
 from backend.topology import strategy_id
 from orchestrator import killswitch
@@ -286,13 +292,37 @@ class ControlPlane:
             killswitch.reset_halt(self.redis, self.store, reason=reason, actor=actor))
 
     async def risk(self) -> RiskFigures:
-        """Exposure now, VaR and CVaR of the bar returns of the equity curve."""
+        """Exposure now; VaR and CVaR of the equity curve's bar returns and of the
+        positions (portfolio and per symbol; historical, parametric, Monte Carlo);
+        portfolio metrics; the VaR limit and the risk agent's alert level; the equity
+        forecast band (:func:`backend.risk_analytics.risk_analytics`)."""
         curve = await self._db(self.store.equity_curve)
         # One point per bar time (every symbol's bar gets a mark; same-time marks would
         # add near-zero returns and shrink the figures).
-        eq = [] if curve.empty else (
-            curve.groupby("bar_time", sort=True)["equity"].last().to_numpy(dtype=float))
-        return risk_figures(eq, await self._mark())
+        by_time = None if curve.empty else curve.groupby("bar_time", sort=True)["equity"].last()
+        times = [] if by_time is None else by_time.index.to_numpy(dtype="int64")
+        eq = [] if by_time is None else by_time.to_numpy(dtype=float)
+        cfg = self.settings.risk
+        hist, _ = await self._redis(load_history(
+            self.redis, var_limit.history_len(cfg), self.settings.symbols))
+        mark = await self._mark()
+        agent = await self._risk_agent_state()
+        return await asyncio.to_thread(risk_analytics, times, eq, mark, hist.series(), cfg,
+                                       self.settings.symbols, agent)
+
+    async def _risk_agent_state(self) -> RiskState | None:
+        """The risk agent's durable rule state (``agent:state:risk``), if readable."""
+        raw = await self._redis(self.redis.get(channels.state_key("risk")))
+        if not raw:
+            return None
+        try:
+            return RiskState.model_validate(orjson.loads(raw)["state"])
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValidationError):
+            return None
+
+    async def report(self, since: int | None) -> EvaluationReport:
+        """The self-evaluation report from ``since`` (ns UTC; None = everything)."""
+        return await self._db(evaluate, self.store, self.settings, since)
 
     async def emergency_stop(self, reason: str, actor: str, wait_s: float) -> EmergencyStopResult:
         """The kill switch (see :mod:`orchestrator.killswitch`)."""

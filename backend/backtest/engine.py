@@ -29,8 +29,8 @@ from backend.backtest.risk import run_risk
 from backend.backtest.signals import signal_source
 from backend.backtest.stats import compute_stats, infer_periods_per_year
 from backend.marketdata import Candles
-from backend.settings import Settings
-from backend.strategies import get_strategy
+from backend.settings import Settings, StrategyConfig
+from backend.strategies import STRATEGIES, Strategy, build_strategy, config_of, get_strategy
 
 __all__ = ["SIZINGS", "backtest_settings", "run_backtest"]
 
@@ -54,7 +54,7 @@ def _one_line(exc: ValidationError) -> str:
 def backtest_settings(
     base: Settings,
     symbols: list[str],
-    strategy: str,
+    strategy: str | StrategyConfig,
     params: Mapping[str, Any],
     cash: float | None = None,
     commission: float | None = None,
@@ -62,6 +62,9 @@ def backtest_settings(
 ) -> Settings:
     """``base`` with the backtest's symbols, strategy (for every symbol), cash, fee and
     slippage (``None`` keeps the base value), validated like any configuration.
+
+    ``strategy`` is a registry name or a whole :class:`StrategyConfig` (components,
+    regimes ...); ``params`` replace its ``params``.
 
     Raises
     ------
@@ -74,19 +77,21 @@ def backtest_settings(
                      ("slippage_bps", slippage_bps)):
         if val is not None:
             paper[key] = val
-    data = {
-        **base.model_dump(), "symbols": symbols, "strategies": {}, "paper": paper,
-        "default_strategy": {"name": strategy, "params": dict(params)},
-    }
+    cfg = strategy if isinstance(strategy, StrategyConfig) else StrategyConfig(name=strategy)
+    data = {**base.model_dump(), "symbols": symbols, "paper": paper}
     try:
-        return Settings.model_validate(data)
+        s = Settings.model_validate(data)
+        chosen = StrategyConfig.model_validate({**cfg.model_dump(), "params": dict(params)})
     except ValidationError as exc:
         raise ValueError(f"invalid setting {_one_line(exc)}") from None
+    # set after validation: the config file's sources would be deep-merged into a nested
+    # value (its [strategies.<SYM>] and [default_strategy] keys would leak in)
+    return s.model_copy(update={"strategies": {}, "default_strategy": chosen})
 
 
 def run_backtest(
     candles: Mapping[str, Candles],
-    strategy: str,
+    strategy: str | Strategy | StrategyConfig,
     params: Mapping[str, Any] | None = None,
     *,
     sizing: Sizing = "risk",
@@ -104,8 +109,12 @@ def run_backtest(
     ----------
     candles : mapping of str to Candles
         Keyed by ``BASE/QUOTE`` (``backend.marketdata.load_candles``).
-    strategy : str
-        Registry name (``"sma_cross"``, ``"momentum"``).
+    strategy : str or Strategy or StrategyConfig
+        Registry name (``"sma_cross"``, ``"momentum"`` ...), a configuration (built with
+        :func:`backend.strategies.build_strategy`: ``combined``, regime gates), or a
+        strategy instance.  ``risk`` sizing replays the mesh's pipeline, which builds its
+        strategy from configuration: an instance must come from ``build_strategy`` or be
+        a plain registered strategy (:func:`backend.strategies.config_of`).
     params : mapping, optional
         Parameter overrides (validated against the strategy's declaration).
     sizing : {"risk", "all-in"}
@@ -137,22 +146,38 @@ def run_backtest(
         raise ValueError(f"unknown sizing {sizing!r} (known: {', '.join(SIZINGS)})")
     if not candles:
         raise ValueError("no candles to backtest")
-    strat = get_strategy(strategy)
+    instance = False
+    if isinstance(strategy, StrategyConfig):
+        strat, cfg = build_strategy(strategy), strategy
+        params = {**strategy.params, **(params or {})}
+    elif isinstance(strategy, str):
+        strat, cfg = get_strategy(strategy), StrategyConfig(name=strategy)
+    else:
+        strat = strategy
+        try:
+            cfg = config_of(strategy)
+        except ValueError:
+            # an instance configuration cannot describe (e.g. ml_classifier with stored
+            # models): the risk replay runs the instance itself for every symbol
+            cfg = StrategyConfig(name=strat.name) if strat.name in STRATEGIES \
+                else StrategyConfig()
+            instance = True
     resolved = strat.resolve_params(params)
     base = settings or Settings()
-    s = backtest_settings(base, list(candles), strategy, resolved, cash, commission,
+    s = backtest_settings(base, list(candles), cfg, resolved, cash, commission,
                           slippage_bps if sizing == "risk" else None)
     if sizing == "risk":
-        return run_risk(s, dict(candles), periods_per_year)
-    return _run_allin(candles, strategy, resolved, s.paper.initial_cash, s.paper.fee_rate,
+        return run_risk(s, dict(candles), periods_per_year,
+                        strategies=dict.fromkeys(candles, strat) if instance else None)
+    return _run_allin(candles, strat, resolved, s.paper.initial_cash, s.paper.fee_rate,
                       whole_units, finalize, periods_per_year)
 
 
 def _run_allin(
-    candles: Mapping[str, Candles], strategy: str, params: dict[str, int | float], cash: float,
-    commission: float, whole_units: bool, finalize: bool, ppy: float | None,
+    candles: Mapping[str, Candles], strat: Strategy, params: dict[str, int | float],
+    cash: float, commission: float, whole_units: bool, finalize: bool, ppy: float | None,
 ) -> BacktestResult:
-    strat = get_strategy(strategy)
+    strategy = strat.name
     sub_cash = cash / len(candles)
     trades, opened, per_sym, curves = [], [], {}, {}
     fees = 0.0

@@ -24,6 +24,7 @@ from backend.marketdata import Candles, merge_bars
 from backend.report import Trade, extract_trades, symbol_curves
 from backend.settings import Settings
 from backend.simulate import SimResult, simulate
+from backend.strategies import Strategy
 
 __all__ = ["equity_frame", "run_risk", "to_backtest_trade"]
 
@@ -55,6 +56,7 @@ def run_risk(
     settings: Settings,
     candles: dict[str, Candles],
     periods_per_year: float | None = None,
+    strategies: Mapping[str, Strategy] | None = None,
 ) -> BacktestResult:
     """Backtest ``candles`` through the mesh's pipeline with ``settings``.
 
@@ -67,6 +69,9 @@ def run_risk(
         Keyed by ``BASE/QUOTE``; one account trades them all.
     periods_per_year : float, optional
         Annualisation; inferred from the bar times by default.
+    strategies : mapping of str to Strategy, optional
+        Instances by symbol replacing the configured ones (see
+        :func:`backend.simulate.simulate`).
 
     Returns
     -------
@@ -75,7 +80,7 @@ def run_risk(
         (``initial_cash`` + its mark-to-market P&L); ``extra`` holds the signal,
         decision and order counts and the bar seq where the circuit breaker tripped.
     """
-    res = simulate(settings, candles)
+    res = simulate(settings, candles, strategies=strategies)
     rows = {seq: i for seq, (_, _, i) in enumerate(merge_bars(candles), start=1)}
     closed, still_open = extract_trades(res.fills)
     trades = [to_backtest_trade(t, rows) for t in closed]
@@ -99,8 +104,9 @@ def run_risk(
     stats = compute_stats(t, eq, any_open, trades, cash, ppy,
                           fees_paid=sum(f.fee for f in res.fills), open_trades=len(opened))
     cfg = settings.strategy_for(next(iter(candles))) if candles else settings.default_strategy
+    name = next(iter(strategies.values())).name if strategies else cfg.name
     return BacktestResult(
-        sizing="risk", strategy=cfg.name, params=dict(cfg.params), symbols=list(candles),
+        sizing="risk", strategy=name, params=dict(cfg.params), symbols=list(candles),
         cash=cash, commission=settings.paper.fee_rate,
         slippage_bps=settings.paper.slippage_bps, stats=stats, symbol_stats=per_sym,
         trades=trades, open_trades=opened,

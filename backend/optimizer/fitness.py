@@ -44,7 +44,7 @@ from backend.backtest.fast import OBJECTIVES, allin_vectorised, score_equity
 from backend.backtest.signals import SignalSource, signal_source
 from backend.backtest.stats import infer_periods_per_year
 from backend.marketdata import Candles
-from backend.strategies import get_strategy
+from backend.strategies import Strategy, get_strategy
 
 __all__ = [
     "GA_OBJECTIVES",
@@ -91,8 +91,10 @@ class FitnessContext:
 
     Attributes
     ----------
-    strategy : str
-        Registry name.
+    strategy : str or Strategy
+        Registry name, or a strategy instance (e.g. one built from configuration by
+        :func:`backend.strategies.build_strategy`: a ``combined`` portfolio or a regime
+        gate); instances pickle with the context to worker processes.
     candles : tuple of Candles
         One series per symbol, time ascending.
     cash : float
@@ -112,7 +114,7 @@ class FitnessContext:
         Unique id of this context (the workers' cache key).
     """
 
-    strategy: str
+    strategy: str | Strategy
     candles: tuple[Candles, ...]
     cash: float
     commission: float
@@ -124,7 +126,8 @@ class FitnessContext:
     token: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     def __post_init__(self) -> None:
-        get_strategy(self.strategy)  # ValueError naming the known ones
+        if isinstance(self.strategy, str):
+            get_strategy(self.strategy)  # ValueError naming the known ones
         if self.objective not in GA_OBJECTIVES:
             raise ValueError(f"unknown objective {self.objective!r} "
                              f"(known: {', '.join(GA_OBJECTIVES)})")
@@ -165,7 +168,8 @@ class Scorer:
 
     def __init__(self, ctx: FitnessContext) -> None:
         self.ctx = ctx
-        self.strategy = get_strategy(ctx.strategy)
+        self.strategy = get_strategy(ctx.strategy) if isinstance(ctx.strategy, str) \
+            else ctx.strategy
         self.sources: list[SignalSource] = [signal_source(self.strategy, c) for c in ctx.candles]
         self.open = [np.ascontiguousarray(c.open, dtype=np.float64) for c in ctx.candles]
         self.close = [np.ascontiguousarray(c.close, dtype=np.float64) for c in ctx.candles]
@@ -202,7 +206,7 @@ class Scorer:
             c = self.ctx.candles[k]
             if b - a < 2:
                 return float("-inf")
-            res = run_backtest({c.symbol: c.slice(a, b)}, self.ctx.strategy, params,
+            res = run_backtest({c.symbol: c.slice(a, b)}, self.strategy, params,
                                sizing="risk", cash=self.ctx.cash,
                                commission=self.ctx.commission, settings=self.ctx.settings,
                                periods_per_year=self.ppy[k])

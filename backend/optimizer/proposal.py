@@ -31,6 +31,7 @@ from backend.optimizer.fitness import Scorer
 from backend.optimizer.models import OptimizeResult
 from backend.optimizer.runner import fitness_context
 from backend.optimizer.walkforward import mean_score
+from backend.strategies import Strategy
 
 __all__ = [
     "ProposalRecord",
@@ -96,16 +97,19 @@ def _defined(x: float | None) -> float | None:
 
 
 def baseline_scores(
-    run: OptimizeResult, candles: Mapping[str, Candles] | Sequence[Candles], strategy: str,
-    params: Mapping[str, Any], *, settings: Any = None,
+    run: OptimizeResult, candles: Mapping[str, Candles] | Sequence[Candles],
+    strategy: str | Strategy, params: Mapping[str, Any], *, settings: Any = None,
 ) -> tuple[float | None, list[float | None]]:
-    """Score ``strategy`` with ``params`` on each out-of-sample window of ``run``.
+    """Score ``strategy`` (a name or an instance, e.g. one built from configuration) with
+    ``params`` on each out-of-sample window of ``run``.
 
     Same candles, objective, cash, commission and sizing as the run.  Returns the mean
     (``None`` if undefined) and the per-fold scores (``None`` where undefined).
     """
-    cfg = run.config.model_copy(update={"strategy": strategy, "fixed": {}})
-    ctx = fitness_context(candles, cfg, settings=settings)
+    name = strategy if isinstance(strategy, str) else strategy.name
+    cfg = run.config.model_copy(update={"strategy": name, "fixed": {}})
+    ctx = fitness_context(candles, cfg, settings=settings,
+                          strategy=None if isinstance(strategy, str) else strategy)
     scorer = Scorer(ctx)
     raw = [scorer.score(ctx.window(f.out_of_sample_window.start, f.out_of_sample_window.end),
                         params)

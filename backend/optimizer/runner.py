@@ -29,6 +29,7 @@ from backend.optimizer.models import (
 )
 from backend.optimizer.parallel import Executor, make_executor
 from backend.optimizer.walkforward import is_overfit, mean_score, split_folds
+from backend.strategies import Strategy
 
 __all__ = [
     "Observer",
@@ -116,11 +117,19 @@ class StoreObserver:
 
 def fitness_context(candles: Mapping[str, Candles] | Sequence[Candles], cfg: OptimizeConfig,
                     *, periods_per_year: float | None = None,
-                    settings: Any = None) -> FitnessContext:
-    """The :class:`FitnessContext` of ``cfg`` over ``candles`` (ValueError if invalid)."""
+                    settings: Any = None, strategy: Strategy | None = None) -> FitnessContext:
+    """The :class:`FitnessContext` of ``cfg`` over ``candles`` (ValueError if invalid).
+
+    ``strategy``: an instance named ``cfg.strategy`` to optimize instead of the registry's
+    (e.g. ``build_strategy(settings.strategy_for(symbol))`` for a ``combined`` one).
+    """
     series = tuple(candles.values()) if isinstance(candles, Mapping) else tuple(candles)
+    if strategy is not None and strategy.name != cfg.strategy:
+        raise ValueError(f"strategy instance {strategy.name!r} does not match the "
+                         f"configured {cfg.strategy!r}")
     return FitnessContext(
-        strategy=cfg.strategy, candles=series, cash=cfg.cash, commission=cfg.commission,
+        strategy=cfg.strategy if strategy is None else strategy, candles=series,
+        cash=cfg.cash, commission=cfg.commission,
         objective=cfg.objective, sizing=cfg.sizing, whole_units=cfg.whole_units,
         periods_per_year=periods_per_year, settings=settings)
 
@@ -139,6 +148,7 @@ def optimize(
     periods_per_year: float | None = None,
     settings: Any = None,
     dask_client: Any = None,
+    strategy: Strategy | None = None,
 ) -> OptimizeResult:
     """Run the GA (walk-forward if ``cfg.walk_forward``) and score the results.
 
@@ -161,6 +171,9 @@ def optimize(
         ``sizing="risk"`` only: compliance, risk and paper settings.
     dask_client : dask.distributed.Client, optional
         Evaluate on this client (instead of ``cfg.scheduler``).
+    strategy : Strategy, optional
+        The instance to optimize (named ``cfg.strategy``), e.g. a strategy built from
+        configuration (``combined``, regime gate); default: the registry's.
 
     Returns
     -------
@@ -176,8 +189,9 @@ def optimize(
         Whatever the executor or an observer raised during the run; the observers were
         told the run ``"failed"`` first.
     """
-    ctx = fitness_context(candles, cfg, periods_per_year=periods_per_year, settings=settings)
-    genome = Genome(cfg.strategy, cfg.fixed, cx_eta=cfg.cx_eta, mut_eta=cfg.mut_eta,
+    ctx = fitness_context(candles, cfg, periods_per_year=periods_per_year, settings=settings,
+                          strategy=strategy)
+    genome = Genome(ctx.strategy, cfg.fixed, cx_eta=cfg.cx_eta, mut_eta=cfg.mut_eta,
                     indpb=cfg.indpb)
     folds = split_folds(ctx, cfg.walk_forward, anchored=cfg.anchored)
     full = ctx.full_window()

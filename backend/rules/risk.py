@@ -16,10 +16,13 @@ Two pieces:
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field
 
 from backend.channels import compact_symbol
 from backend.messages import Side, SignalGenerated
+from backend.rules.kelly import kelly_risk
 from backend.settings import RiskConfig
 
 #: Relative tolerance for "drawdown at exactly the limit" (float round-off).
@@ -111,12 +114,20 @@ class RiskState(BaseModel):
 
     ``day`` is the UTC day index ``day_start_equity`` (quote currency) belongs to;
     ``-1`` = none yet.  ``halted`` is latched until :func:`reset_breaker`.
+    ``var_alert`` is the portfolio-VaR alert level (:func:`backend.rules.var_limit.
+    alert_level`, with hysteresis); ``var``/``var_ratio``/``var_bar_seq`` the last
+    portfolio VaR (fraction of equity), its ratio to the limit and the mark it was
+    computed at (``None`` when unknown or the limit is off).
     """
 
     halted: bool = False
     halt_reason: str = ""
     day: int = -1
     day_start_equity: float = 0.0
+    var_alert: Literal["ok", "warning", "breach"] = "ok"
+    var: float | None = None
+    var_ratio: float | None = None
+    var_bar_seq: int | None = None
 
 
 class RiskDecision(BaseModel):
@@ -365,6 +376,9 @@ def _size(
 ) -> tuple[str, float, str]:
     """Size a new position from the stop distance, capped by the limits.
 
+    The amount at risk is ``risk_per_trade`` of equity (``cfg.sizing ==
+    "fixed_fractional"``) or the capped Kelly fraction (``"kelly"``,
+    :func:`backend.rules.kelly.kelly_risk`; no edge -> ``size_zero``).
     ``closing`` is the quantity of an opposite position the same order closes first
     (a reversal): its exposure is freed, and a reversing BUY first spends cash on it.
 
@@ -381,11 +395,17 @@ def _size(
             f"{signal.side.value} stop {stop:.8g} must be {where} entry {entry:.8g}",
         )
     equity = portfolio.equity
-    risk_amount = equity * cfg.risk_per_trade
+    fraction, head = cfg.risk_per_trade, ""
+    if cfg.sizing == "kelly":
+        fraction, head = kelly_risk(signal, cfg, dist)
+        if not fraction > 0:
+            return "size_zero", 0.0, f"size is zero: {head}"
+        head += "; "
+    risk_amount = equity * fraction
     qty = risk_amount / dist
     notional = qty * entry
-    reason = (
-        f"risk {cfg.risk_per_trade:.4g} of equity {equity:.8g} = {risk_amount:.8g} over stop "
+    reason = head + (
+        f"risk {fraction:.4g} of equity {equity:.8g} = {risk_amount:.8g} over stop "
         f"distance {dist:.8g} -> qty {qty:.8g} (notional {notional:.8g})"
     )
     sym_exposure = 0.0 if closing else portfolio.exposure(signal.symbol)

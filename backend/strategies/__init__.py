@@ -10,25 +10,40 @@ from __future__ import annotations
 import json
 
 from backend.strategies.base import ParamSpec, SignalFrame, SignalPoint, Strategy
+from backend.strategies.bollinger_reversion import BollingerReversion
+from backend.strategies.build import build_named, build_strategy, config_of
+from backend.strategies.ml_classifier import MlClassifier
 from backend.strategies.momentum import Momentum
+from backend.strategies.rsi_reversion import RsiReversion
 from backend.strategies.runner import StrategyRunner
 from backend.strategies.sma_cross import SmaCross
+from backend.strategies.smc import SmartMoney
+from backend.strategies.vwap_momentum import VwapMomentum
 
 __all__ = [
     "STRATEGIES",
+    "BollingerReversion",
     "Momentum",
     "ParamSpec",
     "SignalFrame",
+    "RsiReversion",
     "SignalPoint",
     "SmaCross",
     "Strategy",
     "StrategyRunner",
+    "VwapMomentum",
+    "build_named",
+    "build_strategy",
+    "config_of",
     "get_strategy",
     "strategies_json",
 ]
 
 #: Every known strategy, by name.
-STRATEGIES: dict[str, type[Strategy]] = {cls.name: cls for cls in (SmaCross, Momentum)}
+STRATEGIES: dict[str, type[Strategy]] = {
+    cls.name: cls for cls in (SmaCross, Momentum, MlClassifier,
+                              VwapMomentum, RsiReversion, BollingerReversion,
+                              SmartMoney)}
 
 
 def get_strategy(name: str) -> Strategy:

@@ -12,12 +12,15 @@ volume in base units; time in ns since the Unix epoch (UTC).
 from __future__ import annotations
 
 import math
+import types
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Literal, Protocol
 
 import numpy as np
+
+from backend.strategies.frame import SignalFrame, SignalPoint, labeller
 
 __all__ = [
     "OHLCV",
@@ -25,8 +28,10 @@ __all__ = [
     "SignalFrame",
     "SignalPoint",
     "Strategy",
+    "armed_exits",
     "bracket",
     "finish",
+    "finish_brackets",
     "logistic",
 ]
 
@@ -95,83 +100,6 @@ class ParamSpec:
         return int(v) if self.kind == "int" else v
 
 
-@dataclass(frozen=True)
-class SignalPoint:
-    """One signal: act at the close of bar ``index``.
-
-    ``side`` +1 buy / -1 sell; ``confidence`` in [0, 1]; ``price`` the bar's close,
-    ``stop_loss`` and ``take_profit`` absolute prices (quote/base); ``time`` the bar's
-    open time (ns UTC); ``index`` the bar's position in the series (0-based).
-    """
-
-    index: int
-    time: int
-    side: int
-    confidence: float
-    price: float
-    stop_loss: float
-    take_profit: float
-    reason: str
-
-
-@dataclass(frozen=True, eq=False)
-class SignalFrame:
-    """Signals for every bar of a series, as parallel arrays of shape ``(n,)``.
-
-    Attributes
-    ----------
-    side : numpy.ndarray of int8
-        +1 buy, -1 sell, 0 none (at the close of the bar).
-    confidence : numpy.ndarray of float64
-        In [0, 1]; 0 where ``side == 0``.
-    stop_loss, take_profit : numpy.ndarray of float64
-        Absolute prices (quote/base); NaN where ``side == 0``.
-    time, close : numpy.ndarray
-        The input bars' open times (int64 ns) and closes (references, not copies).
-    reasoner : callable
-        ``reasoner(i) -> str`` explaining the signal at bar ``i``; use :meth:`reason_at`.
-    """
-
-    side: np.ndarray
-    confidence: np.ndarray
-    stop_loss: np.ndarray
-    take_profit: np.ndarray
-    time: np.ndarray
-    close: np.ndarray
-    reasoner: Callable[[int], str]
-
-    def __len__(self) -> int:
-        return len(self.side)
-
-    def indices(self) -> np.ndarray:
-        """Bar indices with a signal (``side != 0``), ascending; int64 shape ``(k,)``."""
-        return np.flatnonzero(self.side)
-
-    def reason_at(self, i: int) -> str:
-        """Human-readable reason for the signal at bar ``i`` (``""`` if none)."""
-        return self.reasoner(int(i)) if self.side[i] != 0 else ""
-
-    def point(self, i: int) -> SignalPoint | None:
-        """The signal at bar ``i`` (negative ``i`` counts from the end), or ``None``."""
-        i = int(i) % len(self.side) if i < 0 else int(i)
-        if self.side[i] == 0:
-            return None
-        return SignalPoint(
-            index=i,
-            time=int(self.time[i]),
-            side=int(self.side[i]),
-            confidence=float(self.confidence[i]),
-            price=float(self.close[i]),
-            stop_loss=float(self.stop_loss[i]),
-            take_profit=float(self.take_profit[i]),
-            reason=self.reasoner(i),
-        )
-
-    def points(self) -> list[SignalPoint]:
-        """All signals, in bar order."""
-        return [p for i in self.indices() if (p := self.point(int(i))) is not None]
-
-
 def logistic(z: np.ndarray) -> np.ndarray:
     """``1 / (1 + exp(-z))`` element-wise, in [0, 1] (NaN stays NaN)."""
     with np.errstate(over="ignore"):
@@ -194,18 +122,37 @@ def bracket(
     return stop, target
 
 
+class _hybridmethod:
+    """A method bound to the instance when called on one, else to the class.
+
+    ``Strategy.spec``/``defaults``/``resolve_params`` work on a strategy class (its
+    declared ``params``) and on an instance, whose ``params`` may be its own (a
+    strategy built from configuration, e.g. ``combined``, declares per-instance
+    parameters).
+    """
+
+    def __init__(self, func: Callable[..., Any]) -> None:
+        self.__func__ = func
+        self.__doc__ = func.__doc__
+        self.__name__ = func.__name__
+
+    def __get__(self, obj: Any, objtype: type | None = None) -> Callable[..., Any]:
+        return types.MethodType(self.__func__, obj if obj is not None else objtype)
+
+
 class Strategy(ABC):
     """Base class of all strategies.
 
     Subclasses set ``name`` and ``params`` (the one declaration of their tunable
-    parameters) and implement :meth:`warmup` and :meth:`_generate`.
+    parameters) and implement :meth:`warmup` and :meth:`_generate`.  A strategy
+    assembled at run time (:mod:`backend.strategies.build`) sets them on the instance.
     """
 
     name: ClassVar[str]
     params: ClassVar[tuple[ParamSpec, ...]]
 
     # ------------------------------------------------------------ parameters
-    @classmethod
+    @_hybridmethod
     def spec(cls, name: str) -> ParamSpec:
         """The :class:`ParamSpec` called ``name`` (ValueError if unknown)."""
         for p in cls.params:
@@ -214,12 +161,12 @@ class Strategy(ABC):
         known = ", ".join(p.name for p in cls.params)
         raise ValueError(f"strategy {cls.name!r} has no parameter {name!r} (known: {known})")
 
-    @classmethod
+    @_hybridmethod
     def defaults(cls) -> dict[str, int | float]:
         """All parameters at their default values."""
         return {p.name: _default(p) for p in cls.params}
 
-    @classmethod
+    @_hybridmethod
     def resolve_params(cls, overrides: Mapping[str, Any] | None = None) -> dict[str, int | float]:
         """Validate ``overrides`` against the declared specs and fill in defaults.
 
@@ -265,14 +212,47 @@ class Strategy(ABC):
         Returns
         -------
         SignalFrame
-            Shape ``(n,)``; the signal at bar ``i`` depends only on bars ``0..i``.
+            Shape ``(n,)``; the signal at bar ``i`` depends only on bars ``0..i``.  Its
+            points carry the market regime of their bar (:mod:`backend.regime`, labels
+            from the last ``regime.LOOKBACK`` closes) unless ``_generate`` set its own.
         """
         p = self.resolve_params(params)
-        return self._generate(bars, p)
+        frame = self._generate(bars, p)
+        if frame.regimer is None:
+            frame = replace(frame, regimer=labeller(frame.close))
+        return frame
 
     @abstractmethod
     def _generate(self, bars: OHLCV, params: dict[str, int | float]) -> SignalFrame:
         """Compute the signals; ``params`` is already resolved."""
+
+
+def armed_exits(buy: np.ndarray, candidate: np.ndarray, hold: int) -> np.ndarray:
+    """Exit signals of a long-only strategy, sent only while an entry may be open.
+
+    ``exit[i]`` is true when ``candidate[i]`` and the strategy bought at some bar ``j``
+    in ``[i - hold, i - 1]`` with no candidate in ``(j, i)`` (the first exit after the
+    last buy, if it comes within ``hold`` bars).  So a flat strategy does not send a
+    stream of SELLs that compliance would count as trades.  Finite memory: ``hold``
+    bars of ``buy`` and ``candidate`` (add ``hold`` to the warmup).
+
+    Parameters
+    ----------
+    buy, candidate : numpy.ndarray of bool, shape (n,)
+    hold : int
+        Bars after a buy during which its exit is armed (>= 1).
+
+    Returns
+    -------
+    numpy.ndarray of bool, shape (n,)
+    """
+    n = len(buy)
+    idx = np.arange(n)
+    last_buy = np.maximum.accumulate(np.where(buy, idx, -1)) if n else idx
+    last_cand = np.maximum.accumulate(np.where(candidate, idx, -1)) if n else idx
+    lb = np.r_[-1, last_buy[:-1]] if n else idx
+    lc = np.r_[-1, last_cand[:-1]] if n else idx
+    return candidate & (lb >= 0) & (lb >= idx - hold) & (lc <= lb)
 
 
 def _default(p: ParamSpec) -> int | float:
@@ -286,11 +266,14 @@ def finish(
     atr: np.ndarray,
     params: Mapping[str, Any],
     reasoner: Callable[[int], str],
+    exit: np.ndarray | None = None,
 ) -> SignalFrame:
     """Common tail of ``_generate``: brackets, clean-up, the :class:`SignalFrame`.
 
     A signal is dropped (side 0) where its confidence or ATR is not finite, the ATR
-    is not positive (zero stop distance) or a bracket price would be <= 0.
+    is not positive (zero stop distance) or a bracket price would be <= 0.  ``exit``
+    (bool, shape ``(n,)``, optional) marks exit-only signals: their confidence is set
+    to 0 (see :class:`SignalFrame`).
     """
     close = np.asarray(bars.close, dtype=np.float64)
     side = side.astype(np.int8)
@@ -306,4 +289,61 @@ def finish(
     stop[side == 0] = np.nan
     target[side == 0] = np.nan
     conf = np.where(side != 0, np.clip(np.nan_to_num(confidence), 0.0, 1.0), 0.0)
-    return SignalFrame(side, conf, stop, target, np.asarray(bars.time), close, reasoner)
+    ex = None
+    if exit is not None:
+        ex = np.asarray(exit, dtype=bool) & (side != 0)
+        conf[ex] = 0.0
+    return SignalFrame(side, conf, stop, target, np.asarray(bars.time), close, reasoner, ex)
+
+
+def finish_brackets(
+    bars: OHLCV,
+    side: np.ndarray,
+    confidence: np.ndarray,
+    stop: np.ndarray,
+    target: np.ndarray,
+    reasoner: Callable[[int], str],
+    exit: np.ndarray | None = None,
+) -> SignalFrame:
+    """:func:`finish` for a strategy that sets its own stop loss and take profit.
+
+    Parameters
+    ----------
+    bars : OHLCV
+        Shape ``(n,)``.
+    side : numpy.ndarray
+        +1 / -1 / 0 per bar.
+    confidence : numpy.ndarray
+        In [0, 1] where ``side != 0`` (clipped).
+    stop, target : numpy.ndarray
+        Absolute stop-loss and take-profit prices (quote/base) per bar.
+    reasoner : callable
+        ``reasoner(i) -> str``.
+    exit : numpy.ndarray of bool, optional
+        Exit-only signals (confidence set to 0).
+
+    Returns
+    -------
+    SignalFrame
+        A signal is dropped where its confidence, stop or target is not finite, a
+        bracket price is <= 0, or the stop (target) is not on the losing (winning)
+        side of the close: ``side * (close - stop) > 0`` and ``side * (target - close)
+        > 0``.
+    """
+    close = np.asarray(bars.close, dtype=np.float64)
+    side = side.astype(np.int8)
+    stop = np.array(stop, dtype=np.float64)
+    target = np.array(target, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        ok = (np.isfinite(confidence) & np.isfinite(stop) & np.isfinite(target)
+              & (stop > 0) & (target > 0)
+              & (side * (close - stop) > 0) & (side * (target - close) > 0))
+    side[~ok] = 0
+    stop[side == 0] = np.nan
+    target[side == 0] = np.nan
+    conf = np.where(side != 0, np.clip(np.nan_to_num(confidence), 0.0, 1.0), 0.0)
+    ex = None
+    if exit is not None:
+        ex = np.asarray(exit, dtype=bool) & (side != 0)
+        conf[ex] = 0.0
+    return SignalFrame(side, conf, stop, target, np.asarray(bars.time), close, reasoner, ex)

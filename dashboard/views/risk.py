@@ -78,7 +78,34 @@ def _risk(loader: Loader) -> None:
             "CVaR": fmt_pct(e.cvar, 3), "VaR (quote)": e.var_quote,
             "CVaR (quote)": e.cvar_quote,
         } for e in r.estimates]), hide_index=True, width="stretch")
+    _analytics(r)
     stale_marker(f, "risk")
+
+
+def _analytics(r) -> None:  # noqa: ANN001 - RiskFigures
+    """Position VaR, the VaR limit and the portfolio metrics (when the API has them)."""
+    lim, m = r.limits, r.metrics
+    if lim is not None:
+        c = st.columns(4)
+        c[0].metric("VaR limit", "off" if not lim.var_limit else fmt_pct(lim.var_limit, 3))
+        c[1].metric(f"Portfolio VaR ({lim.var_method}, {lim.var_level:.0%})",
+                    fmt_pct(lim.var, 3))
+        c[2].metric("Of the limit", fmt_pct(lim.ratio, 0))
+        c[3].metric("Alert level (risk agent)", lim.agent_level or lim.level)
+    if r.position_estimates:
+        st.caption(f"Positions x the symbols' last {r.position_observations} bar returns.")
+        st.dataframe(pd.DataFrame([{
+            "method": e.method, "level": f"{e.level:.0%}", "bars": e.horizon,
+            "VaR": fmt_pct(e.var, 3), "CVaR": fmt_pct(e.cvar, 3), "VaR (quote)": e.var_quote,
+        } for e in r.position_estimates]), hide_index=True, width="stretch")
+    if m is not None:
+        c = st.columns(4)
+        c[0].metric("Sharpe", fmt_num(m.sharpe, 2))
+        c[1].metric("Sortino", fmt_num(m.sortino, 2))
+        c[2].metric("Max drawdown", fmt_pct(m.max_drawdown))
+        c[3].metric(f"Beta to {m.benchmark or '—'}", fmt_num(m.beta, 2))
+        if m.correlation:
+            st.dataframe(pd.DataFrame(m.correlation), width="stretch")
 
 
 @st.fragment(run_every=refresh_s())

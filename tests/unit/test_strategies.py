@@ -49,10 +49,12 @@ def candles(close, high=None, low=None, volume=None) -> Candles:
 
 # ------------------------------------------------------------------ registry and params
 def test_registry():
-    assert set(STRATEGIES) == {"sma_cross", "momentum"}
+    assert set(STRATEGIES) == {"sma_cross", "momentum", "rsi_reversion", "bollinger_reversion",
+                               "vwap_momentum", "smc", "ml_classifier"}
     assert isinstance(get_strategy("sma_cross"), SmaCross)
     assert isinstance(get_strategy("momentum"), Momentum)
-    with pytest.raises(ValueError, match=r"unknown strategy 'nope' \(known: momentum, sma_cross\)"):
+    with pytest.raises(ValueError, match=r"unknown strategy 'nope' \(known: bollinger_reversion, "
+                       r"ml_classifier, momentum, rsi_reversion, sma_cross, smc, vwap_momentum\)"):
         get_strategy("nope")
 
 
