@@ -9,7 +9,9 @@ Dispatch: the agent reads its input streams through its consumer group (group na
 agent id), decodes each entry and calls :meth:`Agent.handle` with a MULTI/EXEC pipeline;
 the base adds the ``XACK`` to that pipeline and executes it, so outputs and the ack are
 atomic.  Undecodable payloads go to ``dead_letter`` (and are acked); a handler that
-raises is retried up to ``MAX_ATTEMPTS`` times, then the entry is dead-lettered.
+raises is retried up to ``MAX_ATTEMPTS`` times, then the entry is dead-lettered; one that
+raises :class:`RetryLater` (a dependency such as the venue is unreachable) is retried
+after a pause for as long as it takes, the agent ``degraded`` meanwhile.
 
 SIGTERM/SIGINT: stop reading, finish the batch in hand, publish the final state.
 """
@@ -45,6 +47,20 @@ from backend.settings import Settings
 
 MAX_ATTEMPTS = 3
 REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+
+
+class RetryLater(Exception):
+    """Raised by :meth:`Agent.handle` when an input cannot be handled *now* for a reason
+    outside the message (e.g. the venue is unreachable).
+
+    The input is not acknowledged and is handled again after ``delay_s`` seconds (the
+    agent shows ``degraded`` with ``str(exc)`` as its last error meanwhile); it never
+    counts as a failure of the handler, so it is never dead-lettered.
+    """
+
+    def __init__(self, reason: str, delay_s: float = 1.0) -> None:
+        super().__init__(reason)
+        self.delay_s = delay_s
 
 
 class Agent:
@@ -294,6 +310,7 @@ class Agent:
         except DecodeError as exc:
             await self._dead_letter(delivery, str(exc))
             return
+        retried = False
         while True:
             try:
                 pipe = self.redis.pipeline(transaction=True)
@@ -303,7 +320,15 @@ class Agent:
                 await pipe.execute()
                 self.after_commit()
                 self._attempts.pop(delivery.entry_id, None)
+                if retried:
+                    self.state = AgentState.RUNNING
                 return
+            except RetryLater as exc:
+                self.state, self.last_error, retried = AgentState.DEGRADED, str(exc)[:500], True
+                self.log.warning("%s %s: %s; retrying in %.1fs", delivery.stream,
+                                 delivery.entry_id, exc, exc.delay_s)
+                if await self.wait_stop(exc.delay_s):
+                    return  # stays pending; redelivered after restart
             except REDIS_ERRORS as exc:
                 # Not the message's fault: wait for Redis and try the same message again.
                 self.state = AgentState.DEGRADED

@@ -9,6 +9,9 @@ order of events on every run).  At a numeric speed N the replay sleeps
 
 The replay cursor (last published ``seq``) is written in the same transaction as each
 bar, so a restarted agent resumes with the next bar: nothing is skipped or repeated.
+
+With ``market_data_source = "ccxt"`` it publishes live closed candles polled through ccxt
+instead (:mod:`backend.live_feed`), with the same messages and the same cursor rule.
 """
 
 from __future__ import annotations
@@ -18,9 +21,11 @@ import asyncio
 from agents.base import Agent
 from backend import channels, topology
 from backend.bus import pipeline_caught_up
+from backend.live_feed import CandleFeed, FeedCursor
 from backend.marketdata import limit_per_symbol, load_dir, merge_bars
-from backend.messages import ReplayFinished
+from backend.messages import AgentState, ReplayFinished
 from backend.pipeline import bar_message
+from backend.venues.broker import VenueUnavailable
 
 
 class MarketDataAgent(Agent):
@@ -32,6 +37,9 @@ class MarketDataAgent(Agent):
         """Replay to the end (or until stopped), then idle with heartbeats."""
         assert self.redis is not None and self.bus is not None
         s = self.settings
+        if s.market_data_source == "ccxt":
+            await self._live()
+            return
         candles = load_dir(s.data_dir, s.symbols, s.timeframe)
         order = limit_per_symbol(list(merge_bars(candles)), s.replay_limit)
         cursor = int(await self.redis.get(channels.REPLAY_CURSOR_KEY) or 0)
@@ -73,6 +81,68 @@ class MarketDataAgent(Agent):
             await self.bus.publish(channels.AGENT_BROADCAST, done)
         self.log.info("replay finished: %d bars (%d this run)", last_seq, published)
         await self._stop.wait()
+
+    async def _live(self) -> None:
+        """Poll live candles through ccxt (``backend.live_feed``) until stopped.
+
+        Each closed candle is published with the next ``seq``; the feed's cursor (agent
+        state) and ``market_data:cursor`` are written in the same transaction.  With
+        ``replay_limit`` > 0 it stops after that many bars per symbol and reports the
+        end like a finished replay.  An unreachable exchange degrades the agent and is
+        retried with backoff (up to 30 s).
+        """
+        assert self.redis is not None and self.bus is not None
+        s = self.settings
+        cfg = s.venue.ccxt
+        feed = CandleFeed(cfg, s.symbols, s.timeframe, cfg.history_bars)
+        seq0 = int(await self.redis.get(channels.REPLAY_CURSOR_KEY) or 0)
+        cursor = FeedCursor.from_json(await self.load_state(), seq0)
+        limit = s.replay_limit
+        self.log.info("live candles of %s (%s) from %s, seq %d", ",".join(s.symbols),
+                      s.timeframe, cfg.exchange, cursor.seq + 1)
+        delay = cfg.poll_s
+        try:
+            while not self.stopping:
+                if limit and all(cursor.emitted.get(x, 0) >= limit for x in s.symbols):
+                    await self._finished(cursor.seq)
+                    break
+                try:
+                    rows = await feed.poll(cursor)
+                except VenueUnavailable as exc:
+                    self.state = AgentState.DEGRADED
+                    await self.report_error(f"live candles: {exc}; retrying in {delay:g}s")
+                    await self.wait_stop(delay)
+                    delay = min(delay * 2, 30.0)
+                    continue
+                if self.state is AgentState.DEGRADED:
+                    self.state = AgentState.RUNNING
+                delay = cfg.poll_s
+                for symbol, row in rows:
+                    if self.stopping or (limit and cursor.emitted.get(symbol, 0) >= limit):
+                        continue
+                    bar = feed.bar(symbol, row, cursor.seq + 1)
+                    nxt = FeedCursor.from_json(cursor.to_json())
+                    nxt.advance(bar)
+                    pipe = self.redis.pipeline(transaction=True)
+                    self.emit(pipe, channels.MARKET_DATA, bar)
+                    pipe.set(channels.REPLAY_CURSOR_KEY, bar.seq)
+                    self.stage_state(pipe, nxt.to_json())
+                    await pipe.execute()
+                    cursor = nxt
+                if not (limit and all(cursor.emitted.get(x, 0) >= limit for x in s.symbols)):
+                    await self.wait_stop(cfg.poll_s)
+        finally:
+            await feed.close()
+        await self._stop.wait()
+
+    async def _finished(self, last_seq: int) -> None:
+        """Report the end of a finite feed once (as a finished replay does)."""
+        assert self.redis is not None and self.bus is not None
+        if not await self.redis.exists(channels.REPLAY_DONE_KEY):
+            await self.redis.set(channels.REPLAY_DONE_KEY, last_seq)
+            done = ReplayFinished(source=self.agent_id, bars=last_seq, last_seq=last_seq)
+            await self.bus.publish(channels.AGENT_BROADCAST, done)
+        self.log.info("live feed finished: %d bars", last_seq)
 
     async def _wait_quiescent(self, groups: dict[str, list[str]]) -> bool:
         """Poll until the order path is idle; False if a stop came first."""

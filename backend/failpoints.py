@@ -7,8 +7,14 @@ entry).  When an agent reaches that point it SIGKILLs itself, once: a marker fil
 from dying again.
 Unset in production; then it costs one set lookup.
 
-Points: ``before_ack`` (outputs computed and database written, Redis transaction with
-the outputs and the XACK not yet executed).
+Points:
+
+* ``before_ack`` (every agent): outputs computed and database written, the Redis
+  transaction with the outputs and the XACK not yet executed;
+* ``after_submit`` (execution, stream ``orders``): the venue accepted the order
+  (``venue.submit`` returned), nothing recorded yet but the intent, nothing acknowledged;
+* ``poll_before_commit`` (execution, live venues): a poll's fills persisted to the
+  database, its events and the venue ledger not yet saved in Redis.
 """
 
 from __future__ import annotations

@@ -44,10 +44,20 @@ class CcxtConfig(_Strict):
     timeout_ms: int = Field(default=10_000, ge=100, le=120_000)
     enable_rate_limit: bool = True
     options: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    #: Market types ``load_markets`` fetches, where the exchange takes
+    #: ``options['fetchMarkets']`` (binance, bybit, okx, ...); the mesh trades spot, so
+    #: the futures/options exchange-info endpoints are not called.  Empty = ccxt's default.
+    market_types: list[str] = Field(default_factory=lambda: ["spot"])
+    #: Overrides the exchange's ccxt ``rateLimit`` (ms per request of weight 1; the
+    #: loopback fake of the tests uses 1).  ``None`` keeps ccxt's value for the exchange.
+    rate_limit_ms: float | None = Field(default=None, gt=0)
     #: Live market data through ccxt: candles polled every ``poll_s`` (websockets are
     #: used where ccxt supports them for the exchange and ``websocket`` is true).
     poll_s: float = Field(default=2.0, gt=0)
     websocket: bool = False
+    #: Closed candles before its start a fresh live feed emits (indicator warm-up; the
+    #: strategies may signal on them, so 0 when trading for real).
+    history_bars: int = Field(default=0, ge=0, le=1000)
 
 
 class Mt5Config(_Strict):
@@ -68,6 +78,12 @@ class Mt5Config(_Strict):
     filling: Literal["ioc", "fok", "return"] = "ioc"
     timeout_ms: int = Field(default=10_000, ge=100)
     reconnect_attempts: int = Field(default=5, ge=1)
+    #: First pause between reconnect attempts (doubles each attempt, at most 8x).
+    reconnect_backoff_s: float = Field(default=0.5, ge=0)
+    #: How far back order/deal history is searched for a client order id (days).
+    history_days: int = Field(default=7, ge=1)
+    #: The trade server's clock minus UTC (s): MT5 reports deal times in server time.
+    server_utc_offset_s: int = 0
     #: Our symbol -> terminal symbol (default: ``EUR/USD`` -> ``EURUSD``).
     symbols: dict[str, str] = Field(default_factory=dict)
 
@@ -100,7 +116,10 @@ class VenueConfig(_Strict):
     ``poll_s``: how often a live venue is asked for fills and order updates besides
     every bar; ``submit_timeout_s``: an order creation that takes longer is UNKNOWN;
     ``resolve_attempts``/``resolve_backoff_s``: lookups by client order id of an UNKNOWN
-    order before execution gives up and reports the venue unreconciled.
+    order before execution gives up and reports the venue unreconciled;
+    ``quote_currency``: the account currency a live venue's cash is read from (empty:
+    the quote currency of the first symbol); ``retry_max_s``: the longest pause between
+    two attempts to reconcile or to handle an input while the venue is unreachable.
     """
 
     kind: Literal["paper", "ccxt", "mt5", "ibkr"] = "paper"
@@ -108,6 +127,8 @@ class VenueConfig(_Strict):
     submit_timeout_s: float = Field(default=10.0, gt=0)
     resolve_attempts: int = Field(default=5, ge=1)
     resolve_backoff_s: float = Field(default=0.5, gt=0)
+    quote_currency: str = ""
+    retry_max_s: float = Field(default=30.0, gt=0)
     ccxt: CcxtConfig = Field(default_factory=CcxtConfig)
     mt5: Mt5Config = Field(default_factory=Mt5Config)
     ibkr: IbkrConfig = Field(default_factory=IbkrConfig)

@@ -1,13 +1,21 @@
 """Paper venue adapter: the pure matching engine of :mod:`backend.paper`, kept in Redis.
 
 The book lives in Redis (``venue:paper:book`` for cash, positions, open orders and
-marks; ``venue:paper:orders`` hash for the status of every client order id), so it
-survives a restart of the execution agent like a real venue would.  Updates are staged
-in the execution agent's transaction (atomic with the XACK of the input that caused
-them) and adopted on commit.
+marks; ``venue:paper:orders`` hash for the status of every client order id;
+``venue:paper:order_log`` for each order's symbol, side and quantity;
+``venue:paper:fills`` for every execution, the venue's trade history), so it survives a
+restart of the execution agent like a real venue would.  Updates are staged in the
+execution agent's transaction (atomic with the XACK of the input that caused them) and
+adopted on commit.
+
+The matching itself is :mod:`backend.paper` (shared with the backtester), untouched
+here: the adapter only answers the venue questions of :class:`backend.venues.base.Venue`
+(order by client order id, working orders, trade history) from the book.
 """
 
 from __future__ import annotations
+
+from collections.abc import Collection, Iterable
 
 import orjson
 from redis.asyncio import Redis
@@ -18,28 +26,39 @@ from backend.messages import (
     BarClosed,
     OrderAccepted,
     OrderCancelled,
+    OrderFilled,
     OrderRejected,
+    OrderStatus,
     PortfolioMarked,
+    Side,
     SubmitOrder,
 )
 from backend.paper import PaperBook
 from backend.settings import PaperConfig
-from backend.venues.base import VenueEvent
+from backend.venues.base import BookPosition, PositionFix, VenueEvent
+from backend.venues.broker import VenueOrder
 
 ORDERS_HASH = "venue:paper:orders"
 REJECTS_HASH = "venue:paper:rejects"
+#: client order id -> ``{"symbol", "side", "quantity"}`` of every order submitted.
+ORDER_LOG_HASH = "venue:paper:order_log"
+#: fill id -> ``OrderFilled`` JSON of every execution (the venue's trade history).
+FILLS_HASH = "venue:paper:fills"
 
 
 class PaperVenue:
     """Simulated venue: market orders fill at the next bar's open with fee and slippage."""
 
     name = "paper"
+    polls = False
 
     def __init__(self, redis: Redis, cfg: PaperConfig) -> None:
         self.redis = redis
         self.cfg = cfg
         self.book = PaperBook.new(cfg.initial_cash)
         self._next: PaperBook | None = None
+        self._new_fills: dict[str, OrderFilled] = {}
+        self._new_log: dict[str, bytes] = {}
 
     async def load(self) -> None:
         """Load the book from Redis (a new account if none)."""
@@ -54,26 +73,114 @@ class PaperVenue:
         data["reject_reasons"] = {k.decode(): v.decode() for k, v in rejects.items()}
         self.book = PaperBook.model_validate(data)
 
+    async def close(self) -> None:
+        """Nothing to release (the book lives in the agent's Redis)."""
+
     @property
     def _cur(self) -> PaperBook:
         return self._next if self._next is not None else self.book
 
     async def submit(self, order: SubmitOrder, now_ns: int) -> OrderAccepted | OrderRejected:
         """Accept (rest until the next bar) or reject; idempotent by client order id."""
+        known = paper.known_status(self._cur, order.client_order_id) is not None
         self._next, ev = paper.submit(self._cur, order, self.cfg, now_ns)
+        if not known:
+            self._new_log[order.client_order_id] = orjson.dumps({
+                "symbol": order.symbol, "side": order.side.value, "quantity": order.quantity,
+            })
         return ev
 
-    async def order_status(self, client_order_id: str) -> str | None:
-        """Status of ``client_order_id`` at the venue, None if never seen."""
-        return paper.known_status(self._cur, client_order_id)
+    def adopt(self, order: SubmitOrder, found: VenueOrder, now_ns: int) -> VenueEvent:
+        """The book's answer for an order it already has (same message id as the first
+        answer); nothing changes."""
+        del found
+        _, ev = paper.submit(self._cur, order, self.cfg, now_ns)
+        return ev
+
+    async def fetch_order(self, client_order_id: str, symbol: str) -> VenueOrder | None:
+        """The book's record of ``client_order_id`` (``None`` if never submitted)."""
+        cur = self._cur
+        status = paper.known_status(cur, client_order_id)
+        if status is None:
+            return None
+        fills = [f for f in await self._all_fills() if f.client_order_id == client_order_id]
+        filled = sum(f.quantity for f in fills)
+        avg = sum(f.quantity * f.price for f in fills) / filled if filled else None
+        side, qty = Side.BUY, filled
+        resting = cur.open_orders.get(client_order_id)
+        raw = await self.redis.hget(ORDER_LOG_HASH, client_order_id)
+        if client_order_id in self._new_log:
+            raw = self._new_log[client_order_id]
+        if resting is not None:
+            symbol, side, qty = resting.symbol, resting.side, resting.quantity
+        elif raw is not None:
+            log = orjson.loads(raw)
+            symbol, side, qty = log["symbol"], Side(log["side"]), float(log["quantity"])
+        elif fills:
+            symbol, side = fills[0].symbol, fills[0].side
+        return VenueOrder(
+            client_order_id=client_order_id, venue_order_id=f"paper-{client_order_id}",
+            symbol=symbol, side=side, quantity=max(qty, filled), filled=filled,
+            avg_price=avg, status=OrderStatus(status),
+            reason=cur.reject_reasons.get(client_order_id, ""),
+        )
+
+    def fill_status(self, client_order_id: str) -> OrderStatus:
+        """Paper orders fill completely in one execution: always ``FILLED``."""
+        del client_order_id
+        return OrderStatus.FILLED
 
     async def open_orders(self) -> list[str]:
         """Client order ids resting at the venue."""
         return list(self._cur.open_orders)
 
+    async def open_venue_orders(self) -> list[VenueOrder]:
+        """The resting orders in full (nothing filled yet: paper orders fill at once)."""
+        return [
+            VenueOrder(
+                client_order_id=o.client_order_id, venue_order_id=f"paper-{o.client_order_id}",
+                symbol=o.symbol, side=o.side, quantity=o.quantity, filled=0.0, avg_price=None,
+                status=OrderStatus.ACCEPTED,
+            )
+            for o in sorted(self._cur.open_orders.values(), key=lambda o: o.submitted_seq)
+        ]
+
     async def positions(self) -> dict[str, float]:
         """Signed positions (base units), flat ones omitted."""
         return {s: p.quantity for s, p in self._cur.positions.items() if p.quantity}
+
+    def book_positions(self) -> dict[str, BookPosition]:
+        """The book's positions (flat ones omitted): it *is* the venue."""
+        return {
+            s: BookPosition(p.quantity, p.avg_price, p.realized_pnl)
+            for s, p in self._cur.positions.items() if p.quantity
+        }
+
+    async def fills_of(self, client_order_ids: Collection[str]) -> list[OrderFilled]:
+        """The book's executions of these orders, oldest first."""
+        want = set(client_order_ids)
+        return [f for f in await self._all_fills() if f.client_order_id in want]
+
+    async def _all_fills(self) -> list[OrderFilled]:
+        raw = await self.redis.hvals(FILLS_HASH)
+        fills = {f.fill_id: f for f in (OrderFilled.model_validate_json(r) for r in raw)}
+        fills.update(self._new_fills)
+        return sorted(fills.values(), key=lambda f: (f.fill_time, f.bar_seq, f.ts, f.fill_id))
+
+    async def poll(self, now_ns: int, since_ns: int | None = None) -> list[VenueEvent]:
+        """Nothing to poll: paper fills happen on bars (:meth:`on_bar`)."""
+        del now_ns, since_ns
+        return []
+
+    async def sync_positions(self, now_ns: int) -> list[PositionFix]:
+        """Nothing to correct: the book is the venue."""
+        del now_ns
+        return []
+
+    def _log_fills(self, events: Iterable[object]) -> None:
+        for ev in events:
+            if isinstance(ev, OrderFilled):
+                self._new_fills[ev.fill_id] = ev
 
     async def cancel_all(self, reason: str, now_ns: int) -> list[OrderCancelled]:
         """Cancel every resting order."""
@@ -83,11 +190,18 @@ class PaperVenue:
     async def on_bar(self, bar: BarClosed) -> list[VenueEvent]:
         """Match resting orders and brackets of ``bar.symbol`` against the bar."""
         self._next, evs = paper.on_bar(self._cur, bar, self.cfg)
+        self._log_fills(evs)
         return list(evs)
 
-    async def flatten(self, now_ns: int) -> list[VenueEvent]:
-        """Close every position at its last mark (kill switch / end of day)."""
+    async def flatten(self, now_ns: int, command_id: str = "") -> list[VenueEvent]:
+        """Close every position at its last mark (kill switch / end of day).
+
+        Client order ids ``<entry coid>-flat`` (``command_id`` is not needed: a flat
+        book has nothing left to close on redelivery).
+        """
+        del command_id
         self._next, evs = paper.flatten(self._cur, None, now_ns, self.cfg)
+        self._log_fills(evs)
         return list(evs)
 
     def portfolio(self, bar: BarClosed) -> PortfolioMarked:
@@ -102,7 +216,11 @@ class PaperVenue:
         return paper.mark_now(cur)
 
     def stage(self, pipe: Pipeline) -> None:
-        """Stage the pending book (small blob + changed order statuses)."""
+        """Stage the pending book (small blob + changed order statuses + new fills)."""
+        if self._new_log:
+            pipe.hset(ORDER_LOG_HASH, mapping=self._new_log)
+        if self._new_fills:
+            pipe.hset(FILLS_HASH, mapping={k: v.to_json() for k, v in self._new_fills.items()})
         if self._next is None:
             return
         new, old = self._next, self.book
@@ -119,7 +237,9 @@ class PaperVenue:
         """Adopt the pending book after the transaction executed."""
         if self._next is not None:
             self.book, self._next = self._next, None
+        self._new_fills, self._new_log = {}, {}
 
     def rollback(self) -> None:
         """Forget the pending book (transaction not executed)."""
         self._next = None
+        self._new_fills, self._new_log = {}, {}

@@ -1,0 +1,441 @@
+"""A :class:`~backend.venues.broker.BrokerClient` for any crypto exchange ccxt supports.
+
+Built on ``ccxt.async_support`` (one exchange object per client, created lazily).  What it
+adds to ccxt (DESIGN.md, money safety; the protocol is in :mod:`backend.venues.broker`):
+
+* **Client order id.**  Every order goes out with ``params['clientOrderId']``, which ccxt
+  maps to the exchange's field (Binance spot ``newClientOrderId``; lookups and cancels by
+  ``origClientOrderId``).  Ours look like ``tm-o-<24 hex>`` (:func:`backend.messages.
+  client_order_id_for`); any other order at the exchange is *external* and is reported
+  with ``client_order_id = "ext-<exchange order id>"``.
+* **No automatic retry of an order creation.**  ccxt retries a request that failed with a
+  network error ``options['maxRetriesOnFailure']`` times (default 0); the create call
+  pins it to 0 through the call's own params, whatever the configured options say.  A
+  timeout or network error on create raises :class:`VenueUnavailable` (outcome UNKNOWN);
+  the caller asks :meth:`CcxtClient.fetch_order` by client order id before anything is
+  resent.  A create refused as a duplicate client order id is answered from the
+  exchange's record of that order (idempotent).
+* **Markets loaded once** (:meth:`CcxtClient.connect`; :meth:`CcxtClient.reload_markets`
+  on demand), only of ``cfg.market_types`` where the exchange supports that option, and
+  without Binance's key-protected ``sapi`` currency endpoint
+  (``options['fetchCurrencies'] = False``).
+* **Pre-trade checks** before anything is sent: the amount is truncated to the market's
+  step (``amount_to_precision``) and checked against ``limits.amount.min/max`` and
+  ``limits.cost.min`` (cost = amount x the last traded price from ``fetch_ticker``); a
+  failure raises :class:`VenueRejected` naming the limit.
+* **Error mapping.**  ``ccxt.NetworkError`` (``RequestTimeout``, ``ExchangeNotAvailable``,
+  ``DDoSProtection``, ...) and other ``OperationFailed`` -> :class:`VenueUnavailable`;
+  ``InvalidOrder``, ``InsufficientFunds``, ``BadSymbol``/``BadRequest``,
+  ``OperationRejected``, ``AuthenticationError``, ``NotSupported`` -> :class:`VenueRejected`;
+  ``OrderNotFound`` on a lookup -> ``None``; any other ccxt error -> :class:`VenueUnavailable`
+  (for an order creation that is the safe reading: outcome unknown, resolved by lookup).
+* **Secrets** (API key, secret, password) come from the environment variables named in
+  the config, else from ``secrets_file`` (:func:`backend.secretfiles.secret_from`).  They
+  are never logged (ccxt's own request logger, which would print the API-key header at
+  DEBUG, is replaced by one that drops DEBUG) and are scrubbed from every exception text.
+
+Units: amounts in base units, prices in quote per base, fees converted to quote (a fee in
+the base currency is ``fee x price``; a fee in a third currency, e.g. BNB, is reported as 0
+with a warning), times in ns UTC (the exchange's ms x 1e6).  Positions of a spot account
+are the base-currency balances of the configured symbols: holdings that existed before
+the mesh traded count as position (documented in ``docs/venues.md``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+from ccxt.base import errors as cx
+
+from backend.messages import Side
+from backend.venues.broker import VenueFill, VenueOrder, VenueRejected, VenueUnavailable
+from backend.venues.ccxt_map import (
+    EXTERNAL_PREFIX,
+    OUR_ID_PREFIX,
+    SIGNATURE,
+    credentials,
+    fee_in_quote,
+    make_exchange,
+    to_venue_order,
+)
+from backend.venues.config import CcxtConfig
+
+__all__ = ["OUR_ID_PREFIX", "CcxtClient", "make_exchange"]
+
+log = logging.getLogger(__name__)
+_NS_PER_MS = 1_000_000
+_TRADES_PAGE = 1000
+
+T = TypeVar("T")
+
+
+class CcxtClient:
+    """Broker client over one ccxt exchange (spot).
+
+    Parameters
+    ----------
+    cfg : CcxtConfig
+        ``settings.venue.ccxt``.
+    symbols : sequence of str
+        The mesh's symbols (``BASE/QUOTE``, ccxt's unified form): checked to be markets
+        of the exchange on connect; their base currencies are the positions; open orders
+        and fills are fetched per symbol.
+    exchange : object, optional
+        A prepared ccxt exchange (tests); default :func:`make_exchange`.
+    """
+
+    def __init__(
+        self, cfg: CcxtConfig, symbols: Sequence[str], exchange: Any | None = None
+    ) -> None:
+        self.cfg = cfg
+        self.symbols = list(symbols)
+        self.name = f"ccxt:{cfg.exchange}"
+        self._creds = credentials(cfg)
+        self._secrets = [v for v in self._creds.values() if len(v) >= 4]
+        self._ex = exchange
+        self._markets_loaded = False
+        self._coid_by_order: dict[tuple[str, str], str] = {}
+        self._warned_fee: set[str] = set()
+
+    # ------------------------------------------------------------------ plumbing
+    @property
+    def exchange(self) -> Any:
+        """The ccxt exchange object (created on first use)."""
+        if self._ex is None:
+            self._ex = make_exchange(self.cfg, self._creds)
+        return self._ex
+
+    def _scrub(self, text: str) -> str:
+        for s in self._secrets:
+            text = text.replace(s, "***")
+        return SIGNATURE.sub(r"\1***", text)
+
+    async def call(
+        self, what: str, fn: Callable[[], Awaitable[T]], *, not_found: bool = False
+    ) -> T | None:
+        """Run one ccxt call with the client's error mapping (see the module docstring).
+
+        ``not_found=True``: ``OrderNotFound`` returns ``None`` instead of raising.
+        """
+        try:
+            return await fn()
+        except cx.OrderNotFound as exc:
+            if not_found:
+                return None
+            raise VenueRejected(f"{self.name} {what}: {self._scrub(str(exc))}") from None
+        except cx.AuthenticationError as exc:
+            raise VenueRejected(
+                f"{self.name} {what}: authentication failed ({self._scrub(str(exc))}); "
+                f"check the API key and secret (env {self.cfg.api_key_env} / "
+                f"{self.cfg.secret_env} or the secrets file)"
+            ) from None
+        except (cx.InvalidOrder, cx.InsufficientFunds, cx.BadRequest, cx.OperationRejected,
+                cx.NotSupported, cx.ArgumentsRequired) as exc:
+            raise VenueRejected(
+                f"{self.name} {what}: {type(exc).__name__}: {self._scrub(str(exc))}"
+            ) from None
+        except cx.OperationFailed as exc:  # NetworkError, RequestTimeout, BadResponse, ...
+            raise VenueUnavailable(
+                f"{self.name} {what}: {type(exc).__name__}: {self._scrub(str(exc))}"
+            ) from None
+        except cx.BaseError as exc:  # unclassified exchange error: outcome unknown
+            raise VenueUnavailable(
+                f"{self.name} {what}: {type(exc).__name__}: {self._scrub(str(exc))}"
+            ) from None
+        except TimeoutError:
+            raise VenueUnavailable(f"{self.name} {what}: timed out") from None
+        except OSError as exc:
+            raise VenueUnavailable(f"{self.name} {what}: {type(exc).__name__}") from None
+
+    # ------------------------------------------------------------------ life cycle
+    async def connect(self) -> None:
+        """Load the markets (once) and check the symbols; with keys, check them too.
+
+        Raises
+        ------
+        VenueUnavailable
+            The exchange is unreachable.
+        VenueRejected
+            A symbol is not a market of the exchange, or the keys are refused.
+        """
+        if not self._markets_loaded:
+            await self.call("load_markets", lambda: self.exchange.load_markets())
+            self._markets_loaded = True
+        markets = self.exchange.markets or {}
+        missing = [s for s in self.symbols if s not in markets]
+        if missing:
+            raise VenueRejected(f"{self.name}: no market {', '.join(missing)} at the exchange")
+        if self._creds.get("apiKey"):
+            await self.call("fetch_balance", lambda: self.exchange.fetch_balance())
+
+    async def reload_markets(self) -> None:
+        """Reload the markets (precision/limits changed at the exchange)."""
+        await self.call("load_markets", lambda: self.exchange.load_markets(True))
+        self._markets_loaded = True
+
+    async def close(self) -> None:
+        """Close the HTTP session; never raises."""
+        if self._ex is None:
+            return
+        try:
+            await self._ex.close()
+        except Exception as exc:  # noqa: BLE001 - closing must not fail
+            log.debug("%s: close: %s", self.name, type(exc).__name__)
+
+    async def ensure_connected(self) -> None:
+        """Connect (load markets) unless done."""
+        if not self._markets_loaded:
+            await self.connect()
+
+    # ------------------------------------------------------------------ orders
+    async def place_market_order(
+        self, client_order_id: str, symbol: str, side: Side, quantity: float
+    ) -> VenueOrder:
+        """Send a market order tagged with ``client_order_id`` (never retried by ccxt).
+
+        Parameters
+        ----------
+        client_order_id : str
+            Ours (``tm-...``), sent as the exchange's client order id.
+        symbol : str
+            ``BASE/QUOTE``.
+        side : Side
+        quantity : float
+            Base units; truncated to the market's amount step before sending.
+
+        Returns
+        -------
+        VenueOrder
+            As the exchange acknowledged it (``quantity`` = the amount sent).
+
+        Raises
+        ------
+        VenueRejected
+            Pre-trade check failed (nothing sent) or the exchange refused.
+        VenueUnavailable
+            Unreachable or timed out: the order's outcome is UNKNOWN.
+        """
+        await self.ensure_connected()
+        amount = await self._checked_amount(symbol, quantity)
+        params = {"clientOrderId": client_order_id, "maxRetriesOnFailure": 0}
+        ex = self.exchange
+        try:
+            order = await self.call(
+                f"create_order {client_order_id}",
+                lambda: ex.create_order(symbol, "market", side.value.lower(), amount, None,
+                                        params),
+            )
+        except VenueRejected as exc:
+            if "duplicate" not in str(exc).lower():
+                raise
+            # Sent before (a resend after an UNKNOWN outcome): answer from its record.
+            known = await self.fetch_order(client_order_id, symbol)
+            if known is None:
+                raise
+            return known
+        assert order is not None
+        return self._venue_order(order, symbol, client_order_id)
+
+    async def _checked_amount(self, symbol: str, quantity: float) -> float:
+        """``quantity`` truncated to the step and checked against the market's limits."""
+        ex = self.exchange
+        try:
+            market = ex.market(symbol)
+        except cx.BaseError:
+            raise VenueRejected(f"{self.name}: no market {symbol}") from None
+        if market.get("active") is False:
+            raise VenueRejected(f"{self.name}: market {symbol} is not active")
+        step = (market.get("precision") or {}).get("amount")
+        try:
+            amount = float(ex.amount_to_precision(symbol, quantity))
+        except cx.BaseError:
+            amount = 0.0
+        if amount <= 0:
+            raise VenueRejected(
+                f"amount {quantity:g} {symbol} rounds to 0 at the market's amount step {step}"
+            )
+        limits = market.get("limits") or {}
+        amin = (limits.get("amount") or {}).get("min")
+        amax = (limits.get("amount") or {}).get("max")
+        if amin is not None and amount < amin:
+            raise VenueRejected(
+                f"amount {amount:g} {symbol} below the market minimum amount {amin:g} "
+                "(limits.amount.min)"
+            )
+        if amax is not None and amax > 0 and amount > amax:
+            raise VenueRejected(
+                f"amount {amount:g} {symbol} above the market maximum amount {amax:g} "
+                "(limits.amount.max)"
+            )
+        cmin = (limits.get("cost") or {}).get("min")
+        if cmin is not None and cmin > 0:
+            price = await self._last_price(symbol)
+            if price is not None and amount * price < cmin:
+                raise VenueRejected(
+                    f"cost {amount * price:.8g} {market.get('quote', '')} of {amount:g} "
+                    f"{symbol} at {price:.8g} below the market minimum cost {cmin:g} "
+                    "(limits.cost.min)"
+                )
+        return amount
+
+    async def _last_price(self, symbol: str) -> float | None:
+        ticker = await self.call(
+            f"fetch_ticker {symbol}", lambda: self.exchange.fetch_ticker(symbol)
+        )
+        if not ticker:
+            return None
+        for key in ("last", "close", "bid", "ask"):
+            v = ticker.get(key)
+            if v:
+                return float(v)
+        return None
+
+    async def fetch_order(self, client_order_id: str, symbol: str) -> VenueOrder | None:
+        """The order with our ``client_order_id`` (an ``ext-<id>`` by the exchange's id),
+        or ``None`` when the exchange answers that it does not exist."""
+        await self.ensure_connected()
+        ex = self.exchange
+        if client_order_id.startswith(EXTERNAL_PREFIX):
+            oid = client_order_id[len(EXTERNAL_PREFIX):]
+            order = await self.call(
+                f"fetch_order {oid}", lambda: ex.fetch_order(oid, symbol), not_found=True
+            )
+        else:
+            order = await self.call(
+                f"fetch_order {client_order_id}",
+                lambda: ex.fetch_order(None, symbol, {"clientOrderId": client_order_id}),
+                not_found=True,
+            )
+        return None if order is None else self._venue_order(order, symbol)
+
+    async def fetch_open_orders(self, symbols: Sequence[str] | None = None) -> list[VenueOrder]:
+        """Working orders of ``symbols`` (default: the configured ones), ours and external,
+        one request per symbol (an all-symbols request costs far more weight)."""
+        await self.ensure_connected()
+        ex = self.exchange
+        out: list[VenueOrder] = []
+        for sym in symbols if symbols is not None else self.symbols:
+            orders = await self.call(
+                f"fetch_open_orders {sym}", lambda s=sym: ex.fetch_open_orders(s)
+            )
+            out.extend(self._venue_order(o, sym) for o in orders or [])
+        return out
+
+    async def cancel_order(self, client_order_id: str, symbol: str) -> VenueOrder:
+        """Cancel a working order; an order already final is returned as it is.
+
+        Raises
+        ------
+        VenueRejected
+            The exchange does not know the order.
+        """
+        await self.ensure_connected()
+        ex = self.exchange
+        if client_order_id.startswith(EXTERNAL_PREFIX):
+            oid = client_order_id[len(EXTERNAL_PREFIX):]
+
+            def call() -> Awaitable[Any]:
+                return ex.cancel_order(oid, symbol)
+        else:
+            def call() -> Awaitable[Any]:
+                return ex.cancel_order(None, symbol, {"clientOrderId": client_order_id})
+        try:
+            order = await self.call(f"cancel_order {client_order_id}", call, not_found=True)
+        except VenueRejected:
+            order = None  # e.g. Binance spot -2011 "Unknown order sent." for a filled one
+        if order is not None and order.get("status") is not None:
+            return self._venue_order(order, symbol, client_order_id)
+        known = await self.fetch_order(client_order_id, symbol)
+        if known is None:
+            raise VenueRejected(f"{self.name}: cancel {client_order_id}: unknown order")
+        return known
+
+    # ------------------------------------------------------------------ fills, account
+    async def fetch_fills(self, symbols: Sequence[str], since_ns: int) -> list[VenueFill]:
+        """Our account's trades of ``symbols`` from ``since_ns`` (ms resolution), oldest
+        first; the trade id is the fill id.  Trades carry no client order id at most
+        exchanges: it is learnt from the order (cached per order id)."""
+        await self.ensure_connected()
+        ex = self.exchange
+        fills: list[VenueFill] = []
+        for sym in symbols:
+            since_ms = max(0, since_ns // _NS_PER_MS)
+            seen: set[str] = set()
+            while True:
+                trades = await self.call(
+                    f"fetch_my_trades {sym}",
+                    lambda s=sym, t=since_ms: ex.fetch_my_trades(s, t, _TRADES_PAGE),
+                ) or []
+                new = [t for t in trades if str(t["id"]) not in seen]
+                for t in new:
+                    seen.add(str(t["id"]))
+                    fills.append(await self._fill(t, sym))
+                if len(trades) < _TRADES_PAGE or not new:
+                    break
+                since_ms = max(int(t["timestamp"]) for t in trades)
+        fills.sort(key=lambda f: (f.time_ns, f.symbol, f.fill_id))
+        return fills
+
+    async def _fill(self, trade: dict, symbol: str) -> VenueFill:
+        oid = str(trade.get("order") or "")
+        coid = self._coid_by_order.get((symbol, oid))
+        if coid is None and oid:
+            order = await self.call(
+                f"fetch_order {oid}", lambda: self.exchange.fetch_order(oid, symbol),
+                not_found=True,
+            )
+            coid = self._venue_order(order, symbol).client_order_id if order else None
+        price = float(trade["price"])
+        return VenueFill(
+            fill_id=str(trade["id"]),
+            client_order_id=coid or f"{EXTERNAL_PREFIX}{oid}",
+            venue_order_id=oid,
+            symbol=symbol,
+            side=Side.BUY if trade["side"] == "buy" else Side.SELL,
+            quantity=float(trade["amount"]),
+            price=price,
+            fee=self._fee(trade.get("fee"), symbol, price),
+            time_ns=int(trade["timestamp"]) * _NS_PER_MS,
+        )
+
+    async def fetch_positions(self) -> dict[str, float]:
+        """Base-currency balance (total) of each configured symbol; amounts below the
+        market's amount step (untradeable dust) count as flat."""
+        balances = await self.fetch_balances()
+        ex = self.exchange
+        out: dict[str, float] = {}
+        for sym in self.symbols:
+            qty = balances.get(sym.split("/")[0], 0.0)
+            step = ((ex.markets or {}).get(sym, {}).get("precision") or {}).get("amount") or 0
+            if qty and abs(qty) >= step:
+                out[sym] = qty
+        return out
+
+    async def fetch_balances(self) -> dict[str, float]:
+        """Total (free + used) per currency, zero balances omitted."""
+        await self.ensure_connected()
+        bal = await self.call("fetch_balance", lambda: self.exchange.fetch_balance()) or {}
+        total = bal.get("total") or {}
+        return {cur: float(v) for cur, v in total.items() if v}
+
+    def _fee(self, fee: dict | None, symbol: str, price: float) -> float:
+        """The fee in quote currency; a third-currency fee is 0 with one warning."""
+        q = fee_in_quote(fee, symbol, price)
+        if q is not None:
+            return q
+        cur = str((fee or {}).get("currency"))
+        if cur not in self._warned_fee:
+            self._warned_fee.add(cur)
+            log.warning("%s: fees paid in %s are reported as 0 (no %s rate)",
+                        self.name, cur, symbol.split("/")[1])
+        return 0.0
+
+    def _venue_order(self, o: dict, symbol: str, sent_coid: str | None = None) -> VenueOrder:
+        """:func:`~backend.venues.ccxt_map.to_venue_order`, remembering which client
+        order id the exchange's order id belongs to (trades only carry the latter)."""
+        vo = to_venue_order(o, symbol, sent_coid)
+        if vo.venue_order_id:
+            self._coid_by_order[(vo.symbol, vo.venue_order_id)] = vo.client_order_id
+        return vo

@@ -1,0 +1,319 @@
+"""MetaTrader 5 broker client (FX/CFD) over the ``MetaTrader5`` package.
+
+The terminal session (lazy import, lock, threads, reconnect) is
+:class:`~backend.venues.mt5_terminal.Mt5Terminal`; this module maps our orders to MT5's.
+
+Orders are market deals (``TRADE_ACTION_DEAL``) carrying ``magic`` and our client order
+id in ``comment`` (ours are at most 30 characters; MT5 keeps 31).  Result codes are
+mapped by :mod:`backend.venues.mt5_map`:
+
+* ``DONE`` -> FILLED; ``DONE_PARTIAL`` -> PARTIALLY_FILLED (remainder still working,
+  ``return`` filling) or CANCELLED with the filled part (``ioc``: remainder cancelled);
+  ``PLACED`` -> ACCEPTED;
+* ``REQUOTE``/``PRICE_CHANGED``/``PRICE_OFF``: a requote is a definitive no-fill (the
+  server created no order), so the order is sent once more with a fresh price -- but
+  only after looking the client order id up and finding nothing; a second requote is
+  a rejection;
+* ``TIMEOUT``/``CONNECTION``/``ERROR``/``TOO_MANY_REQUESTS`` -> :class:`VenueUnavailable`
+  (outcome unknown: the caller looks the id up before anything is resent);
+* everything else (``NO_MONEY``, ``INVALID_VOLUME``, ``MARKET_CLOSED``, ...) ->
+  :class:`VenueRejected`;
+* ``order_send`` returning ``None``: ``last_error()``; a lost terminal (IPC error) ->
+  reconnect (``shutdown`` + ``initialize``, ``reconnect_attempts`` times with backoff)
+  and :class:`VenueUnavailable`.  Orders are never resent by the client.
+
+Units: quantities in base units (lots x ``trade_contract_size``), prices in quote
+currency per base unit, fees in quote currency (the deal's ``commission`` + ``fee``,
+converted from the account currency when they differ), times in ns UTC (deal times
+arrive in the trade server's clock, shifted by ``server_utc_offset_s``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from backend.messages import OrderStatus, Side
+from backend.venues.broker import VenueFill, VenueOrder, VenueRejected, VenueUnavailable
+from backend.venues.mt5_map import (
+    Outcome,
+    lots_for,
+    our_symbol,
+    outcome_of,
+    retcode_name,
+    status_of_state,
+    terminal_lost,
+)
+from backend.venues.mt5_terminal import MT5_MISSING, Mt5NotInstalled, Mt5Terminal
+
+__all__ = ["MT5_MISSING", "Mt5Client", "Mt5NotInstalled", "make_client"]
+
+log = logging.getLogger(__name__)
+
+
+class Mt5Client(Mt5Terminal):
+    """:class:`~backend.venues.broker.BrokerClient` for a MetaTrader 5 terminal.
+
+    Parameters
+    ----------
+    cfg : Mt5Config
+        ``settings.venue.mt5``.
+    symbols : sequence of str
+        Our symbols traded (``BASE/QUOTE``); selected in the terminal on connect.
+    module : module, optional
+        The ``MetaTrader5`` module or a fake with its API; imported on connect if None.
+    """
+
+    name = "mt5"
+
+    # -- orders ---------------------------------------------------------------------------
+    def _ours(self, o: Any) -> bool:
+        return o.magic == self.cfg.magic and str(o.comment).startswith("tm-")
+
+    def _view(self, o: Any, deals: Sequence[Any] | None = None) -> VenueOrder:
+        """VenueOrder of MT5 order ``o`` (``TradeOrder``) with its ``deals`` if known."""
+        cs = self._spec(o.symbol).trade_contract_size
+        if deals:
+            lots = sum(d.volume for d in deals)
+            avg = sum(d.volume * d.price for d in deals) / lots if lots else None
+        else:
+            lots = max(0.0, o.volume_initial - o.volume_current)
+            avg = o.price_open if lots > 0 else None
+        status = status_of_state(self._module(), o.state, lots)
+        reason = ""
+        if status is OrderStatus.CANCELLED:
+            reason = "remainder cancelled" if lots > 0 else "cancelled"
+        elif status is OrderStatus.REJECTED:
+            reason = "rejected by the trade server"
+        ours = self._ours(o)
+        return VenueOrder(
+            client_order_id=o.comment if ours else f"ext-{o.ticket}",
+            venue_order_id=str(o.ticket), symbol=our_symbol(o.symbol, self._to_ours),
+            side=Side.BUY if o.type % 2 == 0 else Side.SELL, quantity=o.volume_initial * cs,
+            filled=lots * cs, avg_price=avg, status=status, reason=reason, external=not ours)
+
+    def _sync_find(self, client_order_id: str, sym: str) -> VenueOrder | None:
+        working = [o for o in self._call("orders_get", symbol=sym, many=True)
+                   if self._ours(o) and o.comment == client_order_id]
+        if not working:
+            frm, to = self._window()
+            working = [o for o in self._call("history_orders_get", frm, to, group=sym, many=True)
+                       if self._ours(o) and o.comment == client_order_id]
+        if not working:
+            return None
+        if len(working) > 1:
+            log.error("MT5 has %d orders with comment %s", len(working), client_order_id)
+        o = working[-1]
+        return self._view(o, self._call("history_deals_get", ticket=o.ticket, many=True))
+
+    def _sync_place(self, client_order_id: str, symbol: str, side: Side, quantity: float,
+                    sl: float | None, tp: float | None) -> VenueOrder:
+        mod, sym = self._module(), self._sym(symbol)
+        spec = self._spec(sym)
+        cs = spec.trade_contract_size
+        lots = lots_for(quantity, cs, spec.volume_step)
+        if lots < spec.volume_min - 1e-12 or lots > spec.volume_max + 1e-12:
+            raise VenueRejected(
+                f"quantity {quantity:g} {symbol} = {lots:g} lots ({cs:g} per lot, step "
+                f"{spec.volume_step:g}) outside [{spec.volume_min:g}, {spec.volume_max:g}] lots")
+        buy = side is Side.BUY
+        for attempt in (0, 1):
+            tick = self._call("symbol_info_tick", sym)
+            price = tick.ask if buy else tick.bid
+            if price <= 0:
+                raise VenueRejected(f"no {'ask' if buy else 'bid'} price for {sym}")
+            req: dict[str, Any] = {
+                "action": mod.TRADE_ACTION_DEAL, "symbol": sym, "volume": lots,
+                "type": mod.ORDER_TYPE_BUY if buy else mod.ORDER_TYPE_SELL, "price": price,
+                "deviation": self.cfg.deviation, "magic": self.cfg.magic,
+                "comment": client_order_id, "type_time": mod.ORDER_TIME_GTC,
+                "type_filling": getattr(mod, f"ORDER_FILLING_{self.cfg.filling.upper()}"),
+            }
+            if sl is not None:
+                req["sl"] = float(sl)
+            if tp is not None:
+                req["tp"] = float(tp)
+            log.info("MT5 order_send %s %s %g lots %s @ %g", client_order_id, side.value, lots,
+                     sym, price)
+            res = mod.order_send(req)
+            if res is None:
+                err = mod.last_error()
+                if terminal_lost(err):
+                    back = self._reconnect()
+                    raise VenueUnavailable(
+                        f"terminal lost during order_send of {client_order_id} ({err[0]}, "
+                        f"{err[1]}){'; reconnected' if back else ''}: outcome unknown")
+                raise VenueRejected(f"order_send refused the request: {err}")
+            outcome, name = outcome_of(mod, res.retcode), retcode_name(mod, res.retcode)
+            if outcome is Outcome.REQUOTE and attempt == 0:
+                # A requote creates no order; resend only if the id is really unknown.
+                found = self._sync_find(client_order_id, sym)
+                if found is not None:
+                    return found
+                log.info("MT5 %s for %s (%s); retrying once with a fresh price", name,
+                         client_order_id, res.comment)
+                continue
+            break
+        what = f"{name} ({res.retcode}) {res.comment}".strip()
+        if outcome is Outcome.UNKNOWN:
+            raise VenueUnavailable(f"{what}: outcome of {client_order_id} unknown")
+        if outcome in (Outcome.REJECTED, Outcome.REQUOTE):
+            raise VenueRejected(what)
+        base = dict(client_order_id=client_order_id, venue_order_id=str(res.order),
+                    symbol=symbol, side=side, quantity=lots * cs)
+        if outcome is Outcome.PLACED:
+            return VenueOrder(**base, filled=0.0, avg_price=None, status=OrderStatus.ACCEPTED)
+        filled = min(res.volume, lots)
+        if outcome is Outcome.DONE and filled >= lots - 1e-9:
+            return VenueOrder(**base, filled=lots * cs, avg_price=res.price,
+                              status=OrderStatus.FILLED)
+        still = self._call("orders_get", ticket=res.order, many=True)
+        return VenueOrder(
+            **base, filled=filled * cs, avg_price=res.price,
+            status=OrderStatus.PARTIALLY_FILLED if still else OrderStatus.CANCELLED,
+            reason="" if still else f"{name}: remainder cancelled ({self.cfg.filling})")
+
+    async def place_market_order(self, client_order_id: str, symbol: str, side: Side,
+                                 quantity: float, *, sl: float | None = None,
+                                 tp: float | None = None) -> VenueOrder:
+        """Market deal of ``quantity`` base units (rounded down to the volume step) with
+        ``comment=client_order_id``; optional stop-loss/take-profit prices ``sl``/``tp``."""
+        return await self._run(self._sync_place, client_order_id, symbol, side, quantity, sl, tp)
+
+    async def fetch_order(self, client_order_id: str, symbol: str) -> VenueOrder | None:
+        """Our order by comment + magic: working (``orders_get``), else from the history of
+        the last ``history_days`` (``history_orders_get`` + its deals)."""
+        return await self._run(self._sync_find, client_order_id, self._sym(symbol))
+
+    def _sync_open(self, symbols: Sequence[str] | None) -> list[VenueOrder]:
+        want = None if symbols is None else {self._sym(s) for s in symbols}
+        return [self._view(o) for o in self._call("orders_get", many=True)
+                if want is None or o.symbol in want]
+
+    async def fetch_open_orders(self, symbols: Sequence[str] | None = None) -> list[VenueOrder]:
+        """Working orders; those without our magic + ``tm-`` comment are ``external``."""
+        return await self._run(self._sync_open, symbols)
+
+    def _sync_cancel(self, client_order_id: str, sym: str) -> VenueOrder:
+        mod = self._module()
+        working = [o for o in self._call("orders_get", symbol=sym, many=True)
+                   if self._ours(o) and o.comment == client_order_id]
+        if not working:
+            final = self._sync_find(client_order_id, sym)
+            if final is None:
+                raise VenueRejected(f"order {client_order_id} unknown to MetaTrader 5")
+            return final
+        res = mod.order_send({"action": mod.TRADE_ACTION_REMOVE, "order": working[0].ticket})
+        if res is None:
+            err = mod.last_error()
+            if terminal_lost(err):
+                self._reconnect()
+                raise VenueUnavailable(f"terminal lost during cancel of {client_order_id}")
+            raise VenueRejected(f"cancel refused: {err}")
+        if outcome_of(mod, res.retcode) is not Outcome.DONE:
+            raise VenueRejected(f"cancel of {client_order_id}: {retcode_name(mod, res.retcode)}")
+        found = self._sync_find(client_order_id, sym)
+        assert found is not None
+        return found
+
+    async def cancel_order(self, client_order_id: str, symbol: str) -> VenueOrder:
+        """Remove a working order (``TRADE_ACTION_REMOVE``); a final one is returned as is."""
+        return await self._run(self._sync_cancel, client_order_id, self._sym(symbol))
+
+    # -- fills, positions, balances -------------------------------------------------------
+    def _fee_in_quote(self, amount: float, quote: str) -> float:
+        if amount == 0 or quote == self._currency:
+            return amount
+        for pair, invert in ((self._currency + quote, False), (quote + self._currency, True)):
+            tick = self._module().symbol_info_tick(pair)
+            if tick is not None and tick.bid > 0:
+                return amount / tick.bid if invert else amount * tick.bid
+        log.warning("MT5 fee %g %s not converted to %s (no rate): reported as 0", amount,
+                    self._currency, quote)
+        return 0.0
+
+    def _deal_coid(self, d: Any) -> str:
+        if d.magic == self.cfg.magic and str(d.comment).startswith("tm-"):
+            return d.comment
+        if d.magic == self.cfg.magic:  # the server dropped the comment: ask the order
+            for fn in ("history_orders_get", "orders_get"):
+                orders = self._call(fn, ticket=d.order, many=True)
+                if orders and self._ours(orders[0]):
+                    return orders[0].comment
+        return f"ext-{d.order}"
+
+    def _sync_fills(self, symbols: Sequence[str], since_ns: int) -> list[VenueFill]:
+        mod, off = self._module(), self.cfg.server_utc_offset_s
+        want = {self._sym(s) for s in symbols}
+        frm, to = self._window(since_ns / 1e9)
+        kinds = (mod.DEAL_TYPE_BUY, mod.DEAL_TYPE_SELL)
+        out = []
+        for d in sorted(self._call("history_deals_get", frm, to, many=True),
+                        key=lambda d: (d.time_msc, d.ticket)):
+            t_ns = (d.time_msc - off * 1000) * 1_000_000
+            if d.type not in kinds or d.symbol not in want or t_ns < since_ns:
+                continue
+            spec = self._spec(d.symbol)
+            out.append(VenueFill(
+                fill_id=str(d.ticket), client_order_id=self._deal_coid(d),
+                venue_order_id=str(d.order), symbol=our_symbol(d.symbol, self._to_ours),
+                side=Side.BUY if d.type == mod.DEAL_TYPE_BUY else Side.SELL,
+                quantity=d.volume * spec.trade_contract_size, price=d.price,
+                fee=self._fee_in_quote(-(d.commission + d.fee), spec.currency_profit),
+                time_ns=int(t_ns)))
+        return out
+
+    async def fetch_fills(self, symbols: Sequence[str], since_ns: int) -> list[VenueFill]:
+        """Deals (``history_deals_get``) of ``symbols`` at or after ``since_ns``, oldest
+        first: deal ticket = fill id, lots -> base units, ``-(commission + fee)`` = fee."""
+        return await self._run(self._sync_fills, symbols, since_ns)
+
+    def _sync_positions(self) -> dict[str, float]:
+        mod, net = self._module(), {}
+        for p in self._call("positions_get", many=True):
+            qty = p.volume * self._spec(p.symbol).trade_contract_size
+            sym = our_symbol(p.symbol, self._to_ours)
+            net[sym] = net.get(sym, 0.0) + (-qty if p.type == mod.POSITION_TYPE_SELL else qty)
+        return {s: q for s, q in net.items() if abs(q) > 1e-9}
+
+    async def fetch_positions(self) -> dict[str, float]:
+        """Net signed position per symbol in base units (sell positions negative; several
+        positions of a hedging account are summed)."""
+        return await self._run(self._sync_positions)
+
+    def _sync_balances(self) -> dict[str, float]:
+        acct = self._call("account_info")
+        self._currency = acct.currency
+        return {acct.currency: float(acct.balance)}
+
+    async def fetch_balances(self) -> dict[str, float]:
+        """``{account currency: balance}`` (``account_info().balance``: realized cash, without
+        the floating P&L of open positions)."""
+        return await self._run(self._sync_balances)
+
+    async def fetch_equity(self) -> tuple[str, float]:
+        """``(account currency, equity)``: balance + floating P&L (``account_info``)."""
+        acct = await self._run(self._call, "account_info")
+        return acct.currency, float(acct.equity)
+
+
+def make_client(settings: Any) -> Mt5Client:
+    """Factory hook (:func:`backend.venues.factory.make_client`): the client of
+    ``settings.venue.mt5`` for ``settings.symbols``, failing at once -- not at the first
+    connect -- when the ``MetaTrader5`` package is missing.
+
+    Raises
+    ------
+    backend.venues.factory.VenueConfigError
+        The package cannot be imported here (message: :data:`MT5_MISSING`).
+    """
+    client = Mt5Client(settings.venue.mt5, list(settings.symbols))
+    try:
+        client._module()
+    except Mt5NotInstalled:
+        from backend.venues.factory import VenueConfigError  # lazy: the factory imports us
+
+        raise VenueConfigError(MT5_MISSING) from None
+    return client
+

@@ -1,0 +1,1 @@
+"""In-process fakes of the venues' APIs (MetaTrader 5 terminal, IB TWS, ...) for tests."""

@@ -1,0 +1,290 @@
+"""LiveVenue over the fake broker (fakeredis): ledger, brackets, idempotent submit, poll
+dedupe, flatten, cancel, position sync, marks."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from fakebroker import FakeBroker
+
+from backend.messages import (
+    BarClosed,
+    ExitReason,
+    OrderAccepted,
+    OrderCancelled,
+    OrderFilled,
+    OrderRejected,
+    OrderStatus,
+    PositionChanged,
+    Side,
+    SubmitOrder,
+)
+from backend.venues import ledger as lg
+from backend.venues.broker import VenueFill, VenueUnavailable
+from backend.venues.live import LiveVenue
+
+SYM = "ETH/BTC"
+T0 = 1_700_000_000_000_000_000
+BAR = 300_000_000_000
+
+
+def order(coid: str = "tm-o-1", side: Side = Side.BUY, qty: float = 2.0, sl: float | None = None,
+          tp: float | None = None, reduce_only: bool = False) -> SubmitOrder:
+    return SubmitOrder(source="risk", correlation_id=f"sig-{coid}", client_order_id=coid,
+                       symbol=SYM, side=side, quantity=qty, stop_loss=sl, take_profit=tp,
+                       reduce_only=reduce_only, signal_id=f"sig-{coid}", bar_seq=1)
+
+
+def bar(seq: int, o: float, h: float, low: float, c: float) -> BarClosed:
+    return BarClosed(source="md", symbol=SYM, open_time=T0 + seq * BAR, open=o, high=h, low=low,
+                     close=c, volume=1.0, seq=seq)
+
+
+async def commit(venue: LiveVenue, redis) -> None:  # noqa: ANN001
+    pipe = redis.pipeline(transaction=True)
+    venue.stage(pipe)
+    await pipe.execute()
+    venue.commit()
+
+
+async def loaded(redis, broker: FakeBroker | None = None) -> tuple[LiveVenue, FakeBroker]:  # noqa: ANN001
+    broker = broker or FakeBroker(prices={SYM: 0.1, "LTC/BTC": 0.01})
+    venue = LiveVenue(broker, redis, symbols=[SYM, "LTC/BTC"], quote_currency="BTC")
+    await venue.load()
+    return venue, broker
+
+
+def run(coro):  # noqa: ANN001, ANN201
+    return asyncio.run(coro)
+
+
+def test_fill_is_applied_once_and_the_ledger_survives_a_reload(fake_redis) -> None:
+    async def go() -> None:
+        venue, broker = await loaded(fake_redis)
+        ack = await venue.submit(order(), 1)
+        assert isinstance(ack, OrderAccepted) and ack.venue_order_id == "F1"
+        assert venue.fill_status("tm-o-1") is OrderStatus.PARTIALLY_FILLED  # no fill seen yet
+        evs = await venue.poll(2)
+        fill, pos = evs
+        assert isinstance(fill, OrderFilled) and isinstance(pos, PositionChanged)
+        assert fill.fill_id == "fake:T2" and fill.correlation_id == "sig-tm-o-1"
+        assert fill.price == 0.1 and fill.fee == pytest.approx(0.0002)
+        assert fill.exit_reason is ExitReason.ENTRY
+        assert pos.quantity == 2.0 and pos.avg_price == 0.1
+        assert venue.fill_status("tm-o-1") is OrderStatus.FILLED
+        await commit(venue, fake_redis)
+        assert await venue.poll(3, since_ns=0) == []  # the same fill fetched again: skipped
+        again = LiveVenue(broker, fake_redis, symbols=[SYM], quote_currency="BTC")
+        await again.load()
+        assert again.book_positions()[SYM].quantity == 2.0
+        assert again.ledger.cash == pytest.approx(10.0 - 0.2 - 0.0002)  # venue balance
+        assert await again.poll(4, since_ns=0) == []
+        assert [f.fill_id for f in await again.fills_of(["tm-o-1"])] == ["fake:T2"]
+
+    run(go())
+
+
+def test_a_poll_redone_after_a_failed_transaction_gives_the_same_events(fake_redis) -> None:
+    async def go() -> None:
+        venue, _ = await loaded(fake_redis)
+        await venue.submit(order(), 1)
+        await commit(venue, fake_redis)
+        first = await venue.poll(2)
+        venue.rollback()  # the poll's transaction did not execute
+        second = await venue.poll(3)
+        assert [e.id for e in first] == [e.id for e in second] and len(first) == 2
+        await commit(venue, fake_redis)
+        assert await venue.poll(4) == []  # nothing working any more: no venue call
+        calls = venue.client.calls("fetch_fills")  # type: ignore[attr-defined]
+        assert await venue.poll(5) == [] and venue.client.calls("fetch_fills") == calls  # type: ignore[attr-defined]
+
+    run(go())
+
+
+def test_timeout_after_placing_is_resolved_by_client_order_id(fake_redis) -> None:
+    async def go() -> None:
+        venue, broker = await loaded(fake_redis)
+        broker.fail_next("place_market_order", "timeout_after")
+        with pytest.raises(VenueUnavailable):
+            await venue.submit(order(), 1)
+        found = await venue.fetch_order("tm-o-1", SYM)
+        assert found is not None and found.status is OrderStatus.FILLED
+        ev = venue.adopt(order(), found, 2)
+        assert isinstance(ev, OrderAccepted) and ev.venue_order_id == found.venue_order_id
+        assert len(broker.orders("tm-o-1")) == 1
+        assert [type(e) for e in await venue.poll(3)] == [OrderFilled, PositionChanged]
+        broker.fail_next("place_market_order", "timeout_before")
+        with pytest.raises(VenueUnavailable):
+            await venue.submit(order("tm-o-2"), 4)
+        assert await venue.fetch_order("tm-o-2", SYM) is None  # definitely not there
+        assert broker.orders("tm-o-2") == []
+
+    run(go())
+
+
+def test_rejections_local_and_at_the_venue(fake_redis) -> None:
+    async def go() -> None:
+        venue, broker = await loaded(fake_redis)
+        ev = await venue.submit(order("tm-o-r", Side.SELL, reduce_only=True), 1)
+        assert isinstance(ev, OrderRejected) and "reduce_only" in ev.reason
+        assert broker.calls("place_market_order") == 0  # refused before the venue
+        broker.fail_next("place_market_order", "reject")
+        ev = await venue.submit(order("tm-o-x"), 2)
+        assert isinstance(ev, OrderRejected) and "refuses" in ev.reason
+
+    run(go())
+
+
+def test_stop_loss_sends_one_exit_with_a_deterministic_id(fake_redis) -> None:
+    async def go() -> None:
+        venue, broker = await loaded(fake_redis)
+        await venue.submit(order(sl=0.095, tp=0.12), 1)
+        await venue.poll(2)
+        await commit(venue, fake_redis)
+        assert await venue.on_bar(bar(1, 0.1, 0.101, 0.099, 0.1)) == []  # inside the bracket
+        await commit(venue, fake_redis)
+        broker.set_price(SYM, 0.094)
+        b = bar(2, 0.1, 0.1, 0.094, 0.095)
+        (ev,) = await venue.on_bar(b)
+        coid = lg.exit_coid("fake", "tm-o-1", ExitReason.STOP_LOSS)
+        assert isinstance(ev, OrderAccepted) and ev.client_order_id == coid
+        assert coid.startswith("tm-s-") and len(coid) <= 30
+        venue.rollback()  # the bar's transaction failed: the bar is handled again
+        (ev2,) = await venue.on_bar(b)
+        assert ev2.id == ev.id and len(broker.orders(coid)) == 1  # asked first: not resent
+        venue.rollback()  # failed again; a restarted agent polls before the bracket check
+        fresh = LiveVenue(broker, fake_redis, symbols=[SYM], quote_currency="BTC")
+        await fresh.load()
+        evs = await fresh.on_bar(b)
+        (fill,) = [e for e in evs if isinstance(e, OrderFilled)]
+        assert fill.client_order_id == coid and fill.exit_reason is ExitReason.STOP_LOSS
+        assert fill.correlation_id == "sig-tm-o-1" and fresh.book_positions() == {}
+        assert len(broker.orders(coid)) == 1 and not any(
+            isinstance(e, OrderAccepted) for e in evs)  # flat already: no second exit
+        await venue.on_bar(b)
+        await commit(venue, fake_redis)
+        evs = await venue.on_bar(bar(3, 0.094, 0.095, 0.09, 0.094))  # exit's fill arrives
+        fills = [e for e in evs if isinstance(e, OrderFilled)]
+        assert len(fills) == 1 and fills[0].exit_reason is ExitReason.STOP_LOSS
+        assert fills[0].realized_pnl == pytest.approx((0.094 - 0.1) * 2)
+        assert venue.book_positions() == {}
+        assert len(broker.orders(coid)) == 1 and broker.positions() == {}
+
+    run(go())
+
+
+def test_flatten_closes_every_venue_position_once(fake_redis) -> None:
+    async def go() -> None:
+        venue, broker = await loaded(fake_redis)
+        await venue.submit(order(), 1)
+        await venue.poll(2)
+        await commit(venue, fake_redis)
+        broker.set_position("LTC/BTC", -3.0)  # behind our back: also closed
+        evs = await venue.flatten(5, "cmd-1")
+        accepted = [e for e in evs if isinstance(e, OrderAccepted)]
+        assert {e.client_order_id for e in accepted} == {
+            lg.flatten_coid("cmd-1", SYM), lg.flatten_coid("cmd-1", "LTC/BTC")}
+        assert {(e.symbol, e.side) for e in accepted} == {(SYM, Side.SELL), ("LTC/BTC", Side.BUY)}
+        fills = [e for e in evs if isinstance(e, OrderFilled)]
+        assert {f.exit_reason for f in fills} == {ExitReason.FLATTEN} and len(fills) == 2
+        assert broker.positions() == {} and await venue.positions() == {}
+        await commit(venue, fake_redis)
+        n = len(broker.orders())
+        assert [e for e in await venue.flatten(6, "cmd-1") if isinstance(e, OrderAccepted)] == []
+        assert len(broker.orders()) == n
+
+    run(go())
+
+
+def test_cancel_all_cancels_ours_and_external(fake_redis) -> None:
+    async def go() -> None:
+        venue, broker = await loaded(fake_redis)
+        broker.set_fill_mode("rest")
+        await venue.submit(order(), 1)
+        ext = broker.add_external_order(SYM, Side.SELL, 1.0)
+        assert set(await venue.open_orders()) == {"tm-o-1", ext.client_order_id}
+        evs = await venue.cancel_all("kill", 2)
+        assert all(isinstance(e, OrderCancelled) for e in evs) and len(evs) == 2
+        assert evs[0].correlation_id == "sig-tm-o-1" and await venue.open_orders() == []
+        assert venue._cur.orders["tm-o-1"].working is False
+
+    run(go())
+
+
+def test_venue_cancel_and_partial_fill_are_reported_by_the_poll(fake_redis) -> None:
+    async def go() -> None:
+        venue, broker = await loaded(fake_redis)
+        broker.set_fill_mode("rest")
+        await venue.submit(order(), 1)
+        await commit(venue, fake_redis)
+        broker.fill("tm-o-1", 0.5)
+        evs = await venue.poll(2)
+        assert [type(e) for e in evs] == [OrderFilled, PositionChanged]
+        assert venue.fill_status("tm-o-1") is OrderStatus.PARTIALLY_FILLED
+        await commit(venue, fake_redis)
+        await broker.cancel_order("tm-o-1", SYM)
+        (ev,) = await venue.poll(3)
+        assert isinstance(ev, OrderCancelled)
+        await commit(venue, fake_redis)
+        assert await venue.poll(4) == []
+
+    run(go())
+
+
+def test_sync_positions_corrects_the_ledger_to_the_venue(fake_redis) -> None:
+    async def go() -> None:
+        venue, broker = await loaded(fake_redis)
+        await venue.submit(order(), 1)
+        await venue.poll(2)
+        await commit(venue, fake_redis)
+        assert await venue.sync_positions(3) == []
+        broker.set_position(SYM, 1.5)
+        (fix,) = await venue.sync_positions(4)
+        assert (fix.symbol, fix.before, fix.after) == (SYM, 2.0, 1.5)
+        assert fix.event.quantity == 1.5 and fix.event.avg_price == 0.1  # same side: kept
+        assert venue.book_positions()[SYM].quantity == 1.5
+
+    run(go())
+
+
+def test_marks_spot_and_margin() -> None:
+    led = lg.Ledger(cash=1.0)
+    buy = VenueFill("1", "c", "v", SYM, Side.BUY, 2.0, 0.1, 0.001, T0)
+    lg.apply_fill(led, buy, "x")
+    assert led.cash == pytest.approx(1.0 - 0.2 - 0.001)
+    led.marks[SYM] = 0.11
+    assert led.equity() == pytest.approx(led.cash + 0.22)
+    m = lg.Ledger(cash=1.0, accounting="margin")
+    lg.apply_fill(m, buy, "x")
+    assert m.cash == pytest.approx(1.0 - 0.001)  # only fees and realized P&L move it
+    m.marks[SYM] = 0.11
+    assert m.equity() == pytest.approx(m.cash + 2 * 0.01)
+    lg.roll_day(m, T0)
+    mark = lg.portfolio_mark(m, 7, T0, "x")
+    assert mark.equity == pytest.approx(m.equity()) and mark.positions[SYM].mark == 0.11
+    assert mark.exposure == pytest.approx(0.22)
+
+
+def test_realized_pnl_reduce_and_flip() -> None:
+    led = lg.Ledger()
+    lg.apply_fill(led, VenueFill("1", "c1", "v", SYM, Side.BUY, 2.0, 0.1, 0.0, T0), "x")
+    (f, p), _ = lg.apply_fill(led, VenueFill("2", "c2", "v", SYM, Side.SELL, 1.0, 0.12, 0.0,
+                                             T0 + 1), "x")
+    assert f.realized_pnl == pytest.approx(0.02) and f.exit_reason is ExitReason.SIGNAL
+    assert p.quantity == 1.0 and p.avg_price == 0.1
+    (f, p), _ = lg.apply_fill(led, VenueFill("3", "c3", "v", SYM, Side.SELL, 3.0, 0.11, 0.0,
+                                             T0 + 2), "x")
+    assert f.realized_pnl == pytest.approx(0.01)  # closes 1 at +0.01, opens 2 short
+    assert p.quantity == -2.0 and p.avg_price == 0.11
+    assert lg.apply_fill(led, VenueFill("3", "c3", "v", SYM, Side.SELL, 3.0, 0.11, 0.0,
+                                        T0 + 2), "x") == ([], None)  # same fill id: no-op
+    assert led.realized_pnl == pytest.approx(0.03)
+
+
+def test_load_fails_while_the_venue_is_unreachable(fake_redis) -> None:
+    broker = FakeBroker()
+    broker.set_unreachable()
+    venue = LiveVenue(broker, fake_redis, symbols=[SYM], quote_currency="BTC")
+    with pytest.raises(VenueUnavailable):
+        run(venue.load())
