@@ -101,17 +101,7 @@ def rolling_mean(x: ArrayLike, n: int) -> np.ndarray:
     numpy.ndarray, shape (m,)
         NaN for the first ``n-1`` bars (and for any window containing a NaN).
     """
-    a = _f64(x)
-    n = _period(n)
-    out = np.full(a.shape, np.nan)
-    m = a.size - n + 1
-    if m <= 0:
-        return out
-    acc = a[:m].copy()
-    for k in range(1, n):  # x[i-n+1] + x[i-n+2] + ... + x[i], left to right
-        acc += a[k : k + m]
-    out[n - 1 :] = acc / n
-    return out
+    return rolling_sum(x, n) / _period(n)  # each window summed left to right, then / n
 
 
 def ema(x: ArrayLike, n: int) -> np.ndarray:

@@ -85,7 +85,32 @@ class PaperPosition(BaseModel):
     correlation_id: str = ""
 
 
-class PaperBook(BaseModel):
+class MarkedPositions:
+    """Marks and positions read the same way by the paper book and a live venue's ledger.
+
+    Mixed into pydantic models that have ``positions: dict[str, <position with quantity,
+    avg_price>]`` and ``marks: dict[str, float]`` (quote/base).
+    """
+
+    def mark(self, symbol: str) -> float:
+        """Last mark of ``symbol`` (its close), else the position's average price."""
+        m = self.marks.get(symbol)
+        if m is not None:
+            return m
+        pos = self.positions.get(symbol)
+        return pos.avg_price if pos is not None else 0.0
+
+    def position_qty(self, symbol: str) -> float:
+        """Signed position of ``symbol`` in base units (0.0 if none)."""
+        pos = self.positions.get(symbol)
+        return pos.quantity if pos is not None else 0.0
+
+    def exposure(self) -> float:
+        """Gross exposure: ``sum(|quantity * mark|)`` (quote currency)."""
+        return sum(abs(p.quantity * self.mark(s)) for s, p in self.positions.items())
+
+
+class PaperBook(MarkedPositions, BaseModel):
     """The whole paper account (persisted as JSON: ``model_dump(mode="json")``).
 
     ``known_orders`` maps every client order id ever seen (bracket exits included) to
@@ -115,26 +140,9 @@ class PaperBook(BaseModel):
         """An empty account holding ``initial_cash`` (quote currency)."""
         return cls(cash=initial_cash)
 
-    def mark(self, symbol: str) -> float:
-        """Last mark of ``symbol`` (its close), else the position's average price."""
-        m = self.marks.get(symbol)
-        if m is not None:
-            return m
-        pos = self.positions.get(symbol)
-        return pos.avg_price if pos is not None else 0.0
-
-    def position_qty(self, symbol: str) -> float:
-        """Signed position of ``symbol`` in base units (0.0 if none)."""
-        pos = self.positions.get(symbol)
-        return pos.quantity if pos is not None else 0.0
-
     def equity(self) -> float:
         """Mark-to-market equity: ``cash + sum(quantity * mark)`` (quote currency)."""
         return self.cash + sum(p.quantity * self.mark(s) for s, p in self.positions.items())
-
-    def exposure(self) -> float:
-        """Gross exposure: ``sum(|quantity * mark|)`` (quote currency)."""
-        return sum(abs(p.quantity * self.mark(s)) for s, p in self.positions.items())
 
     def start_equity(self, day: int) -> float:
         """Equity at the first bar of UTC ``day`` (current equity if not recorded)."""

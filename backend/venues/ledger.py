@@ -41,6 +41,7 @@ from backend.messages import (
     Side,
     stable_id,
 )
+from backend.paper import MarkedPositions
 from backend.venues.broker import VenueFill
 
 #: Relative tolerance under which a quantity difference counts as zero.
@@ -107,7 +108,7 @@ class LedgerPosition(BaseModel):
     exit_coid: str = ""
 
 
-class Ledger(BaseModel):
+class Ledger(MarkedPositions, BaseModel):
     """The whole local account of one live venue (persisted as JSON in Redis).
 
     ``orders`` maps our client order ids to :class:`LedgerOrder`; ``fills`` maps every
@@ -131,29 +132,12 @@ class Ledger(BaseModel):
     traded_notional_by_day: dict[int, float] = Field(default_factory=dict)
     day_start_equity: dict[int, float] = Field(default_factory=dict)
 
-    def position_qty(self, symbol: str) -> float:
-        """Signed position of ``symbol`` (0.0 if none)."""
-        pos = self.positions.get(symbol)
-        return pos.quantity if pos is not None else 0.0
-
-    def mark(self, symbol: str) -> float:
-        """Last mark of ``symbol`` (bar close), else the position's average price."""
-        m = self.marks.get(symbol)
-        if m is not None:
-            return m
-        pos = self.positions.get(symbol)
-        return pos.avg_price if pos is not None else 0.0
-
     def equity(self) -> float:
         """Mark-to-market equity (see the module docstring for the two accountings)."""
         if self.accounting == "margin":
             return self.cash + sum(
                 p.quantity * (self.mark(s) - p.avg_price) for s, p in self.positions.items())
         return self.cash + sum(p.quantity * self.mark(s) for s, p in self.positions.items())
-
-    def exposure(self) -> float:
-        """Gross exposure ``sum(|qty * mark|)``."""
-        return sum(abs(p.quantity * self.mark(s)) for s, p in self.positions.items())
 
     def clone(self) -> Ledger:
         """A copy with fresh containers (their frozen items shared), safe to modify."""
