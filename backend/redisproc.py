@@ -9,12 +9,19 @@
 Command line (used by ``scripts/launch.sh`` and ``scripts/launch.ps1``)::
 
     python -m backend.redisproc serve --var var/redis [--port N] [--fresh] [--watch-pid PID]
+                                      [--acl]
     python -m backend.redisproc stop --var var/redis
 
 ``serve`` prints ``REDIS_URL=redis://127.0.0.1:PORT/0`` as its first stdout line, writes
 the URL to ``DIR/redis.url`` and redis-server's pid to ``DIR/redis.pid``, and stays in the
 foreground until SIGTERM/SIGINT (or until ``--watch-pid``'s process is gone, or until
 redis-server exits, e.g. after ``stop``), then stops redis and removes both files.
+
+With ``--acl`` the server runs with the mesh's ACL (:mod:`backend.redis_acl`): one user per
+role, ``default`` off, passwords generated on first use into ``DIR/credentials`` (mode
+0600) and kept, hashed in ``DIR/users.acl``.  The URL printed (and in ``redis.url``) then has
+no password; the second stdout line is ``REDIS_CREDENTIALS=DIR/credentials``.  No password
+is ever printed or logged.
 """
 
 from __future__ import annotations
@@ -39,6 +46,8 @@ from urllib.parse import quote
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+
+from backend import redis_acl
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +105,14 @@ class RedisServer:
     appendonly:
         Keep an append-only file so data survives :meth:`restart` (RDB snapshots are off).
     password:
-        Sets ``--requirepass``; the URL then carries it.
+        Sets ``--requirepass``; the URL then carries it.  With ``acl_file``: the password of
+        ``username`` instead (no ``--requirepass``).
+    username:
+        ACL user this object's own client authenticates as (PING, SHUTDOWN).
+    acl_file:
+        Start with ``--aclfile``; see :meth:`with_acl`.
+    credentials_path:
+        The credentials file that goes with ``acl_file`` (for the caller; not read here).
     die_with_parent:
         Linux: have the kernel SIGTERM redis-server if the starting thread dies (no orphans
         when the parent is SIGKILLed).  Only use it from a long-lived (e.g. main) thread.
@@ -114,6 +130,9 @@ class RedisServer:
         start_timeout: float = 15.0,
         extra_args: Sequence[str] = (),
         die_with_parent: bool = False,
+        username: str | None = None,
+        acl_file: Path | str | None = None,
+        credentials_path: Path | None = None,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.host = host
@@ -125,13 +144,38 @@ class RedisServer:
         self.start_timeout = start_timeout
         self.extra_args = list(extra_args)
         self.die_with_parent = die_with_parent
+        self.username = username
+        self.acl_file = Path(acl_file).resolve() if acl_file is not None else None
+        self.credentials_path = credentials_path
         self.proc: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    def with_acl(cls, data_dir: Path | str, port: int | None = None, **kwargs: Any) -> Self:
+        """A server with the mesh's ACL (:func:`backend.redis_acl.ensure_acl`): this object
+        connects as ``admin``; :attr:`credentials_path` holds every user's password.
+
+        Raises
+        ------
+        backend.secretfiles.SecretFileError
+            ``data_dir/credentials`` exists but is readable by others or malformed.
+        """
+        files = redis_acl.ensure_acl(Path(data_dir))
+        admin = files.credentials[redis_acl.ADMIN].get_secret_value()
+        return cls(data_dir, port, username=redis_acl.ADMIN, password=admin,
+                   acl_file=files.acl_path, credentials_path=files.credentials_path, **kwargs)
 
     # ------------------------------------------------------------------ properties
     @property
     def url(self) -> str:
-        auth = f":{quote(self.password, safe='')}@" if self.password else ""
+        """URL with this object's credentials (``admin``'s with an ACL)."""
+        user = quote(self.username, safe="") if self.username else ""
+        auth = f"{user}:{quote(self.password, safe='')}@" if self.password else ""
         return f"redis://{auth}{self.host}:{self.port}/0"
+
+    @property
+    def public_url(self) -> str:
+        """URL without user and password (for logs and files)."""
+        return f"redis://{self.host}:{self.port}/0"
 
     @property
     def pid(self) -> int | None:
@@ -148,7 +192,8 @@ class RedisServer:
     def client(self, **kwargs: Any) -> redis.Redis:
         """A synchronous client for this server (caller closes it); no retries by default."""
         kwargs.setdefault("retry", Retry(NoBackoff(), 0))
-        return redis.Redis(host=self.host, port=self.port, password=self.password, **kwargs)
+        return redis.Redis(host=self.host, port=self.port, username=self.username,
+                           password=self.password, **kwargs)
 
     # ------------------------------------------------------------------ life cycle
     def command(self) -> list[str]:
@@ -165,7 +210,9 @@ class RedisServer:
             "--daemonize", "no",
             "--logfile", str(self.log_path),
         ]  # fmt: skip
-        if self.password:
+        if self.acl_file is not None:
+            cmd += ["--aclfile", str(self.acl_file)]
+        elif self.password:
             cmd += ["--requirepass", self.password]
         return cmd + self.extra_args
 
@@ -220,7 +267,8 @@ class RedisServer:
                         f"redis-server on port {self.port}: Address already in use "
                         f"(pid {served_by} answers there)"
                     )
-                log.info("redis-server pid %s listening on %s", self.proc.pid, self.url)
+                log.info("redis-server pid %s listening on %s%s", self.proc.pid,
+                         self.public_url, " (ACL)" if self.acl_file else "")
                 return
             except redis.exceptions.BusyLoadingError as exc:  # loading the AOF
                 last_error = exc
@@ -242,9 +290,10 @@ class RedisServer:
             tail = "\n".join(text.splitlines()[-20:]) or "(nothing logged)"
         except OSError:
             tail = "(no log file)"
+        cmd = ["***" if self.password and a == self.password else a for a in self.command()]
         return (
             f"redis-server on {self.host}:{self.port} {what}\n"
-            f"command: {' '.join(self.command())}\n--- {self.log_path} (tail) ---\n{tail}"
+            f"command: {' '.join(cmd)}\n--- {self.log_path} (tail) ---\n{tail}"
         )
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -296,7 +345,8 @@ class RedisServer:
         self.stop()
 
     def __repr__(self) -> str:
-        return f"RedisServer(url={self.url!r}, pid={self.pid}, data_dir={str(self.data_dir)!r})"
+        return (f"RedisServer(url={self.public_url!r}, pid={self.pid}, "
+                f"data_dir={str(self.data_dir)!r})")
 
 
 EMBEDDED_WARNING = (
@@ -358,19 +408,29 @@ class EmbeddedRedis:
         self.stop()
 
 
-def ensure_redis(var_dir: Path) -> tuple[str, RedisServer | EmbeddedRedis | None]:
+def ensure_redis(
+    var_dir: Path, *, acl: bool = False
+) -> tuple[str, RedisServer | EmbeddedRedis | None]:
     """Return ``(url, handle)``: the Redis the mesh should use.
 
     ``REDIS_URL`` (or ``TRADINGMESH_REDIS_URL``) if set, with ``None`` as handle; else a
     :class:`RedisServer` with its data in ``var_dir/redis``; else an :class:`EmbeddedRedis`
     (with a warning).  The caller owns the handle (``.stop()`` it) and should export the URL
     as ``REDIS_URL`` to the processes it spawns.
+
+    With ``acl`` a server started here runs with the mesh's ACL (:meth:`RedisServer.with_acl`):
+    the URL returned then has no password, and ``handle.credentials_path`` names the file
+    with every user's password (:class:`backend.redis_acl.MeshAccess`).
     """
     url = os.environ.get("REDIS_URL") or os.environ.get("TRADINGMESH_REDIS_URL")
     if url:
         return url, None
     if shutil.which("redis-server"):
-        server = RedisServer(Path(var_dir) / "redis").start()
+        data = Path(var_dir) / "redis"
+        if acl:
+            server = RedisServer.with_acl(data).start()
+            return server.public_url, server
+        server = RedisServer(data).start()
         return server.url, server
     embedded = EmbeddedRedis()
     return embedded.url, embedded
@@ -399,22 +459,23 @@ def _serve(args: argparse.Namespace) -> int:
     if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
         signal.signal(signal.SIGINT, on_signal)
 
-    server = RedisServer(
-        var,
-        args.port,
-        appendonly=not args.no_appendonly,
-        password=args.requirepass,
-        die_with_parent=True,
-    )
+    kw: dict[str, Any] = {"appendonly": not args.no_appendonly, "die_with_parent": True}
     try:
+        if args.acl:
+            server = RedisServer.with_acl(var, args.port, **kw)
+        else:
+            server = RedisServer(var, args.port, password=args.requirepass, **kw)
         server.start()
-    except RedisStartError as exc:
+    except (RedisStartError, ValueError) as exc:  # SecretFileError is a ValueError
         print(f"error: {exc}", file=sys.stderr)
         return 1
     url_file, pid_file = var / URL_FILE, var / PID_FILE
     try:
-        print(f"REDIS_URL={server.url}", flush=True)
-        url_file.write_text(server.url + "\n")
+        url = server.public_url if args.acl else server.url
+        print(f"REDIS_URL={url}", flush=True)
+        if server.credentials_path is not None:
+            print(f"REDIS_CREDENTIALS={server.credentials_path}", flush=True)
+        url_file.write_text(url + "\n")
         pid_file.write_text(f"{server.pid}\n")
         code = 0
         while not stop.wait(0.25):
@@ -457,13 +518,26 @@ def _stop(args: argparse.Namespace) -> int:
     except OSError:
         print(f"no {var / URL_FILE}: nothing to stop", file=sys.stderr)
         return 0
-    try:
-        with redis.Redis.from_url(
-            url, socket_timeout=10, socket_connect_timeout=2, retry=Retry(NoBackoff(), 0)
-        ) as c:
-            c.shutdown(nosave=True)
-    except redis.exceptions.ConnectionError:
-        pass  # closed by the shutdown, or already gone
+    auth: dict[str, Any] = {}
+    if (var / redis_acl.CREDENTIALS_FILE).exists() and (var / redis_acl.ACL_FILE).exists():
+        try:  # a server started with --acl: SHUTDOWN needs the admin user
+            creds = redis_acl.read_credentials(var / redis_acl.CREDENTIALS_FILE)
+            auth = {"username": redis_acl.ADMIN,
+                    "password": creds[redis_acl.ADMIN].get_secret_value()}
+        except ValueError as exc:
+            print(f"warning: {exc}", file=sys.stderr)
+    for kwargs in ([auth, {}] if auth else [{}]):
+        try:
+            with redis.Redis.from_url(
+                url, socket_timeout=10, socket_connect_timeout=2,
+                retry=Retry(NoBackoff(), 0), **kwargs,
+            ) as c:
+                c.shutdown(nosave=True)
+        except redis.exceptions.AuthenticationError:
+            continue  # started without --acl after all: try without credentials
+        except redis.exceptions.ConnectionError:
+            pass  # closed by the shutdown, or already gone
+        break
     deadline = time.monotonic() + 15
     while (var / URL_FILE).exists() and time.monotonic() < deadline:
         time.sleep(0.1)  # the serve process removes its files when redis is gone
@@ -480,7 +554,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--port", type=int, default=None, help="port (default: a free one)")
     serve.add_argument("--no-appendonly", action="store_true", help="no AOF (no persistence)")
     serve.add_argument("--fresh", action="store_true", help="delete old AOF/RDB data first")
-    serve.add_argument("--requirepass", default=None, help="password for AUTH")
+    auth = serve.add_mutually_exclusive_group()
+    auth.add_argument("--requirepass", default=None, help="password for AUTH")
+    auth.add_argument(
+        "--acl",
+        action="store_true",
+        help="one ACL user per mesh role, passwords in VAR/credentials (0600), default off",
+    )
     serve.add_argument(
         "--watch-pid",
         type=int,

@@ -13,7 +13,9 @@ The same permission rule applies to a TOML configuration file that contains a se
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import stat
 import tomllib
 from collections.abc import Iterator, Mapping
@@ -29,6 +31,7 @@ __all__ = [
     "check_private",
     "read_secrets_file",
     "secret_from",
+    "write_secrets_file",
 ]
 
 #: Key names (case-insensitive, compared after removing ``-``/``_``) that hold secrets.
@@ -126,6 +129,46 @@ def read_secrets_file(path: Path | str) -> dict[str, SecretStr]:
     except tomllib.TOMLDecodeError:
         pairs = dict(_parse_lines(text, p))
     return {k: SecretStr(str(v)) for k, v in pairs.items()}
+
+
+def write_secrets_file(
+    path: Path | str, values: Mapping[str, str | SecretStr], header: str = ""
+) -> Path:
+    """Write ``key = "value"`` lines (TOML that :func:`read_secrets_file` reads back),
+    readable and writable by the owner only (mode 0600), atomically (temp file + rename).
+
+    Parameters
+    ----------
+    path
+        The file to (re)write.
+    values
+        Bare keys (letters, digits, ``_``, ``-``) -> values.
+    header
+        Comment put at the top (each line prefixed with ``#``).
+
+    Raises
+    ------
+    SecretFileError
+        A key is not a bare TOML key (the message names the key, never a value).
+    """
+    p = Path(path).expanduser()
+    lines = [f"# {h}".rstrip() for h in header.splitlines()]
+    for key, value in values.items():
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", key):
+            raise SecretFileError(f"secrets file {p}: key {key!r} is not a bare key")
+        raw = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+        lines.append(f"{key} = {json.dumps(raw)}")
+    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write("\n".join(lines) + "\n")
+        os.chmod(tmp, 0o600)  # O_CREAT's mode is masked by the umask; be explicit
+        os.replace(tmp, p)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return p
 
 
 def secret_from(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import (
     AliasChoices,
@@ -348,10 +349,26 @@ class Settings(BaseSettings):
         return self.database_url or f"sqlite:///{self.var_dir / 'tradingmesh.db'}"
 
 
+def strip_url_userinfo(url: str) -> str:
+    """``url`` without its ``user:password@`` part (for files and logs)."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+
+
 def write_resolved(settings: Settings, path: Path) -> Path:
-    """Write ``settings`` as the JSON file agents load through ``TRADINGMESH_SETTINGS_FILE``."""
+    """Write ``settings`` as the JSON file agents load through ``TRADINGMESH_SETTINGS_FILE``.
+
+    No secrets: no API token, and ``redis_url`` and ``database_url`` without user and
+    password (an agent gets its Redis URL, with its own ACL user, from ``REDIS_URL``, and
+    the database's from ``DATABASE_URL``: see :func:`load_settings`).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(settings.model_dump_json(indent=2, exclude={"api_token"}))  # no secrets
+    public = settings.model_copy(update={
+        "redis_url": strip_url_userinfo(settings.redis_url),
+        "database_url": strip_url_userinfo(settings.database_url)})
+    path.write_text(public.model_dump_json(indent=2, exclude={"api_token"}))
     return path
 
 
@@ -382,12 +399,21 @@ def load_settings(**overrides: object) -> Settings:
     """Build :class:`Settings`; raise :class:`ConfigError` with a readable message.
 
     When ``TRADINGMESH_SETTINGS_FILE`` is set (agent processes started by the
-    orchestrator) the resolved settings are read from that JSON file instead.
+    orchestrator) the resolved settings are read from that JSON file instead; only
+    ``REDIS_URL`` (or ``TRADINGMESH_REDIS_URL``) and ``DATABASE_URL`` (or
+    ``TRADINGMESH_DATABASE_URL``) from the environment win over it: each agent connects
+    with its own ACL user, and the file holds no password.
     """
     resolved = os.environ.get(SETTINGS_FILE_ENV)
     try:
         if resolved and not overrides:
-            return Settings.model_validate_json(Path(resolved).read_bytes())
+            s = Settings.model_validate_json(Path(resolved).read_bytes())
+            update = {field: url for field, url in (
+                ("redis_url", os.environ.get("REDIS_URL")
+                 or os.environ.get("TRADINGMESH_REDIS_URL")),
+                ("database_url", os.environ.get("DATABASE_URL")
+                 or os.environ.get("TRADINGMESH_DATABASE_URL"))) if url}
+            return s.model_copy(update=update) if update else s
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         lines = [

@@ -160,6 +160,7 @@ class DashboardProcess:
         env = dict(os.environ)
         env.pop("TRADINGMESH_API_TOKEN", None)
         env.pop("TRADINGMESH_SETTINGS_FILE", None)
+        env.pop("TRADINGMESH_REDIS_CREDENTIALS", None)  # it talks to the API, not to Redis
         env["TRADINGMESH_API_URL"] = self.api_url
         if self._token:
             env["TRADINGMESH_API_TOKEN"] = self._token

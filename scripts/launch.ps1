@@ -14,6 +14,13 @@
        Windows build), started on a free port by `python -m backend.redisproc serve` with its
        data in var\redis (var\redis-replay, emptied first, for `run`) and stopped when this script ends; else REDIS_URL stays unset and
        tradingmesh starts its embedded stand-in (fakeredis, with a warning).
+       Security: the private server listens on 127.0.0.1 only with protected mode on.  On Linux
+       and macOS (PowerShell 7) it also runs the mesh's ACL (`serve --acl`, backend/redis_acl.py):
+       `default` user off, one generated password per role in <data dir>\credentials (mode
+       0600), exported as TRADINGMESH_REDIS_CREDENTIALS; REDIS_URL carries no password and no
+       password is printed.  On Windows the ACL is off by default: the credentials file's
+       owner-only check relies on POSIX permission bits (set TRADINGMESH_REDIS_ACL=1 to try).
+       TRADINGMESH_REDIS_ACL=0 turns it off everywhere.
     3. Runs .venv\Scripts\tradingmesh.exe with the command and arguments; Ctrl-C stops it.
 
     Only package registries are contacted (PyPI through pip).
@@ -31,6 +38,7 @@ Set-StrictMode -Version Latest
 $ErrorActionPreference = 'Stop'
 
 function Say([string]$msg) { Write-Host "[launch] $msg" }
+function Hide-Password([string]$url) { $url -replace '//[^/@]*@', '//' }  # no user:password@
 
 $Root = Split-Path -Parent $PSScriptRoot
 Set-Location $Root
@@ -96,7 +104,10 @@ $ServeProc = $null
 # wiped first (--fresh), so up's state (e.g. a latched kill switch) is never touched.
 $VarRedis = Join-Path (Join-Path $Root 'var') ($(if ($Command -eq 'run') { 'redis-replay' } else { 'redis' }))
 if ($env:REDIS_URL) {
-    Say "redis: REDIS_URL=$($env:REDIS_URL) (from the environment)"
+    Say "redis: REDIS_URL=$(Hide-Password $env:REDIS_URL) (from the environment)"
+    if ($env:TRADINGMESH_REDIS_CREDENTIALS) {
+        Say "redis: ACL credentials from TRADINGMESH_REDIS_CREDENTIALS=$($env:TRADINGMESH_REDIS_CREDENTIALS)"
+    }
 } elseif (Get-Command "redis-server$Exe" -ErrorAction SilentlyContinue) {
     New-Item -ItemType Directory -Force -Path $VarRedis | Out-Null
     $Out = Join-Path $VarRedis 'serve.out'
@@ -105,6 +116,8 @@ if ($env:REDIS_URL) {
     # Start-Process joins ArgumentList with spaces and does not quote: quote the path.
     $serveArgs = @('-m', 'backend.redisproc', 'serve', '--var', "`"$VarRedis`"", '--watch-pid', "$PID")
     if ($Command -eq 'run') { $serveArgs += '--fresh' }   # a replay starts from empty data
+    $UseAcl = if ($env:TRADINGMESH_REDIS_ACL) { $env:TRADINGMESH_REDIS_ACL -ne '0' } else { -not $OnWindows }
+    if ($UseAcl) { $serveArgs += '--acl' } else { Say 'redis: no ACL (no password; loopback only)' }
     Say "redis: starting a private redis-server (data and log in $VarRedis)"
     $startArgs = @{
         FilePath               = $VenvPy
@@ -118,28 +131,42 @@ if ($env:REDIS_URL) {
     if ($OnWindows) { $startArgs.WindowStyle = 'Hidden' } else { $startArgs.NoNewWindow = $true }
     $ServeProc = Start-Process @startArgs
     $url = $null
+    $creds = $null
     $deadline = (Get-Date).AddSeconds(30)
     while ((Get-Date) -lt $deadline) {
         if (Test-Path $Out) {
-            $first = Get-Content $Out -TotalCount 1 -ErrorAction SilentlyContinue
-            if ($first -and $first.StartsWith('REDIS_URL=')) { $url = $first.Substring(10).Trim(); break }
+            # line 1: REDIS_URL=... (no password); with --acl line 2: REDIS_CREDENTIALS=FILE
+            foreach ($line in @(Get-Content $Out -TotalCount 2 -ErrorAction SilentlyContinue)) {
+                if ($line.StartsWith('REDIS_URL=')) { $url = $line.Substring(10).Trim() }
+                if ($line.StartsWith('REDIS_CREDENTIALS=')) { $creds = $line.Substring(18).Trim() }
+            }
+            if ($url -and ($creds -or -not $UseAcl)) { break }
         }
         if ($ServeProc.HasExited) { break }
         Start-Sleep -Milliseconds 100
     }
-    if (-not $url) {
+    if (-not $url -or ($UseAcl -and -not $creds)) {
         if (Test-Path $Err) { Get-Content $Err -Tail 20 | Write-Host }
         if (-not $ServeProc.HasExited) { Stop-Process -Id $ServeProc.Id -Force }
         throw "redis-server did not start; see $VarRedis\serve.log and $VarRedis\redis.log"
     }
     $env:REDIS_URL = $url
     Say "redis: REDIS_URL=$url"
+    if ($creds) {
+        $env:TRADINGMESH_REDIS_CREDENTIALS = $creds
+        Say "redis: ACL on (default user off); passwords in $creds (mode 0600)"
+    } else {
+        Remove-Item Env:TRADINGMESH_REDIS_CREDENTIALS -ErrorAction SilentlyContinue
+    }
 } else {
     Say 'redis: no redis-server.exe and no REDIS_URL: tradingmesh will use its embedded stand-in'
 }
 
 if ($env:REDIS_URL) {
-    Say "watch the traffic: redis-cli -u $($env:REDIS_URL) PSUBSCRIBE '*'"
+    $cli = "redis-cli -u $(Hide-Password $env:REDIS_URL)"
+    # read-only user; --askpass prompts for its password (the `dashboard` line of the file)
+    if ($env:TRADINGMESH_REDIS_CREDENTIALS) { $cli += ' --user dashboard --askpass' }
+    Say "watch the traffic: $cli PSUBSCRIBE '*'"
 }
 
 # ---------------------------------------------------------------- 3. tradingmesh

@@ -11,11 +11,20 @@
 # stopped when this script ends); else tradingmesh's embedded stand-in (with a warning).
 # `up` keeps var/redis's append-only file, so a latched kill switch survives a relaunch;
 # `run` (a replay) gets an empty private redis-server in var/redis-replay.
+#
+# Security: the private redis-server listens on 127.0.0.1 only, protected mode on, with an
+# ACL (backend/redis_acl.py): the `default` user is off, every agent role, the orchestrator
+# and a read-only `dashboard` user have their own generated password, kept in
+# <data dir>/credentials (mode 0600) and exported to tradingmesh as
+# TRADINGMESH_REDIS_CREDENTIALS; REDIS_URL then carries no password.  No password is
+# printed.  TRADINGMESH_REDIS_ACL=0 starts it without ACL (no password at all).
+# With your own REDIS_URL, set TRADINGMESH_REDIS_CREDENTIALS if that Redis runs our ACL.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 say() { printf '[launch] %s\n' "$*"; }
+redact() { printf '%s' "$1" | sed -E 's#//[^/@]*@#//#'; } # drop user:password@ from a URL
 
 cmd="up"
 if [[ $# -gt 0 && "$1" != -* ]]; then
@@ -67,7 +76,10 @@ trap 'on_signal INT' INT
 trap 'on_signal TERM' TERM
 
 if [[ -n "${REDIS_URL:-}" ]]; then
-    say "redis: REDIS_URL=$REDIS_URL (from the environment)"
+    say "redis: REDIS_URL=$(redact "$REDIS_URL") (from the environment)"
+    if [[ -n "${TRADINGMESH_REDIS_CREDENTIALS:-}" ]]; then
+        say "redis: ACL credentials from TRADINGMESH_REDIS_CREDENTIALS=$TRADINGMESH_REDIS_CREDENTIALS"
+    fi
 elif command -v redis-server >/dev/null 2>&1; then
     # `up` keeps its data in var/redis (AOF); a replay (`run`) needs an empty Redis, so it
     # gets var/redis-replay, wiped first, and never touches up's state (e.g. a halt latch).
@@ -81,38 +93,62 @@ elif command -v redis-server >/dev/null 2>&1; then
     mkdir -p "$var"
     out="$var/serve.out"
     rm -f "$out"
+    acl=(--acl)
+    if [[ "${TRADINGMESH_REDIS_ACL:-1}" == 0 ]]; then
+        acl=()
+        say "redis: TRADINGMESH_REDIS_ACL=0: no ACL, no password (loopback only)"
+    fi
     say "redis: starting a private redis-server (data and log in $rel)"
     # Started in the background, so it ignores the terminal's Ctrl-C: it is stopped last,
     # after tradingmesh has shut down.  --watch-pid: it also stops if this script is killed.
     "$PY" -m backend.redisproc serve --var "$var" --watch-pid $$ ${fresh[@]+"${fresh[@]}"} \
-        >"$out" 2>>"$var/serve.log" &
+        ${acl[@]+"${acl[@]}"} >"$out" 2>>"$var/serve.log" &
     redis_pid=$!
     url=""
+    creds=""
     for _ in $(seq 1 300); do # up to 30 s
         if [[ -s "$out" ]]; then
-            IFS= read -r line <"$out" || true
-            if [[ "$line" == REDIS_URL=* ]]; then
-                url="${line#REDIS_URL=}"
+            # line 1: REDIS_URL=... (no password); with --acl line 2: REDIS_CREDENTIALS=FILE
+            while IFS= read -r line; do
+                case "$line" in
+                    REDIS_URL=*) url="${line#REDIS_URL=}" ;;
+                    REDIS_CREDENTIALS=*) creds="${line#REDIS_CREDENTIALS=}" ;;
+                esac
+            done <"$out"
+            if [[ -n "$url" && (${#acl[@]} -eq 0 || -n "$creds") ]]; then
                 break
             fi
         fi
         kill -0 "$redis_pid" 2>/dev/null || break
         sleep 0.1
     done
-    if [[ -z "$url" ]]; then
+    if [[ -z "$url" || (${#acl[@]} -gt 0 && -z "$creds") ]]; then
         say "ERROR: redis-server did not start; see $rel/serve.log and $rel/redis.log:"
         tail -n 20 "$var/serve.log" >&2 || true
         exit 1
     fi
     export REDIS_URL="$url"
-    say "redis: REDIS_URL=$REDIS_URL (redis-server pid $(cat "$var/redis.pid" 2>/dev/null || echo '?'))"
+    if [[ -n "$creds" ]]; then
+        export TRADINGMESH_REDIS_CREDENTIALS="$creds"
+    else
+        unset TRADINGMESH_REDIS_CREDENTIALS
+    fi
+    say "redis: REDIS_URL=$(redact "$REDIS_URL") (redis-server pid $(cat "$var/redis.pid" 2>/dev/null || echo '?'))"
+    if [[ -n "$creds" ]]; then
+        say "redis: ACL on (default user off); passwords in $creds (mode 0600)"
+    fi
 else
     say "redis: no redis-server and no REDIS_URL: tradingmesh will use its embedded stand-in"
 fi
 
 if [[ -n "${REDIS_URL:-}" ]]; then
-    say "watch the traffic: redis-cli -u $REDIS_URL PSUBSCRIBE '*'"
-    say "order history:     redis-cli -u $REDIS_URL XRANGE orders - +"
+    cli="redis-cli -u $(redact "$REDIS_URL")"
+    if [[ -n "${TRADINGMESH_REDIS_CREDENTIALS:-}" ]]; then
+        # read-only user; --askpass prompts for its password (the `dashboard` line of the file)
+        cli="$cli --user dashboard --askpass"
+    fi
+    say "watch the traffic: $cli PSUBSCRIBE '*'"
+    say "order history:     $cli XRANGE orders - +"
 fi
 if [[ "$cmd" == up ]]; then
     if [[ -n "${TRADINGMESH_API_TOKEN:-}" ]]; then
