@@ -188,6 +188,7 @@ class Agent:
     # ------------------------------------------------------------------ life cycle
     async def run(self) -> int:
         """Run until stopped; returns the process exit code (0 clean, 1 faulted)."""
+        failpoints.crash_if_armed(self.agent_id, "start")  # fault drills: crash at start
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError):
@@ -292,6 +293,7 @@ class Agent:
                 delay = 0.1
             except REDIS_ERRORS as exc:
                 self.state = AgentState.DEGRADED
+                self.bus.recheck_pending()  # a lost reply may have left entries pending
                 self.log.warning("redis read failed (%s); retrying in %.1fs", exc, delay)
                 await self.wait_stop(delay)
                 delay = min(delay * 2, 5.0)
@@ -305,8 +307,11 @@ class Agent:
         assert self.bus is not None and self.redis is not None
         self.messages_in += 1
         self.last_message_at = now_ns()
+        if delivery.problem:
+            await self._dead_letter(delivery, delivery.problem)
+            return
         try:
-            msg = decode(delivery.raw)
+            msg = decode(delivery.raw, delivery.stream)
         except DecodeError as exc:
             await self._dead_letter(delivery, str(exc))
             return
@@ -352,7 +357,11 @@ class Agent:
     async def _dead_letter(self, delivery: Delivery, reason: str) -> None:
         assert self.bus is not None and self.redis is not None
         self.dead_letters += 1
-        self.log.warning("dead-letter %s %s: %s", delivery.stream, delivery.entry_id, reason)
-        await self.bus.dead_letter(delivery.stream, delivery.raw, reason)
-        await self.redis.xack(delivery.stream, self.agent_id, delivery.entry_id)
+        self.log.warning("dead-letter %s %s (%d bytes): %s", delivery.stream,
+                         delivery.entry_id, len(delivery.raw), reason)
+        pipe = self.redis.pipeline(transaction=True)  # the record and the ack: atomic
+        self.bus.stage_dead_letter(pipe, delivery.stream, delivery.raw, reason,
+                                   delivery.entry_id)
+        self.bus.stage_ack(pipe, delivery.stream, self.agent_id, delivery.entry_id)
+        await pipe.execute()
 

@@ -29,7 +29,7 @@ from redis.asyncio.client import Pipeline
 from agents.base import Agent
 from agents.strategy_models import ModelManager
 from backend import channels
-from backend.bus import Delivery
+from backend.bus import DATA_FIELD, Delivery
 from backend.channels import compact_symbol
 from backend.hotreload import (
     ActiveParams,
@@ -42,6 +42,7 @@ from backend.messages import (
     AnyMessage,
     AuditRecorded,
     BarClosed,
+    DecodeError,
     StrategyParamsUpdated,
     UpdateStrategyParams,
     decode,
@@ -136,7 +137,10 @@ class StrategyAgent(Agent):
         while True:
             entries = await self.redis.xrange(channels.MARKET_DATA, start, end, count=WARMUP_CHUNK)
             for _eid, fields in entries:
-                msg = decode(fields[b"data"])
+                try:  # entries dead-lettered when they came (hostile, malformed) are skipped
+                    msg = decode(fields.get(DATA_FIELD, b""))
+                except DecodeError:
+                    continue
                 if isinstance(msg, BarClosed) and msg.symbol == self.symbol:
                     self.runner.append(msg.open_time, msg.open, msg.high, msg.low, msg.close,
                                        msg.volume)

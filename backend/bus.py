@@ -29,6 +29,8 @@ from backend.messages import DeadLettered, Message
 
 STATS_KEY = "stats:messages"
 DATA_FIELD = b"data"
+#: Bytes of an unusable payload kept in its ``dead_letter`` record.
+DEAD_LETTER_PREFIX = 4000
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,11 +45,15 @@ class Delivery:
         Redis stream entry id (``"<ms>-<n>"``).
     raw
         The payload bytes (``b""`` if the entry had no ``data`` field).
+    problem
+        Why the entry is unusable before decoding (``""`` if it is not): an entry whose
+        fields are not exactly ``data`` was not written by :class:`Bus`.
     """
 
     stream: str
     entry_id: str
     raw: bytes
+    problem: str = ""
 
 
 def _s(v: bytes | str) -> str:
@@ -93,17 +99,34 @@ class Bus:
         res = await pipe.execute()
         return _s(res[0]) if channel in channels.STREAMS else None
 
-    async def dead_letter(self, channel: str, raw: bytes, reason: str) -> DeadLettered:
-        """Record an undecodable payload on the dead-letter channel and return the record."""
-        text = raw[:4000].decode("utf-8", errors="replace")
+    def stage_dead_letter(
+        self, pipe: Pipeline, channel: str, raw: bytes, reason: str, entry_id: str = "",
+    ) -> DeadLettered:
+        """Queue the record of an unusable payload on ``dead_letter`` in ``pipe``.
+
+        The record keeps at most :data:`DEAD_LETTER_PREFIX` bytes of ``raw`` (so a 20 MB
+        junk payload does not become a 20 MB record) and its full ``size`` in bytes.
+        """
+        text = raw[:DEAD_LETTER_PREFIX].decode("utf-8", errors="replace")
         msg = DeadLettered(
             source=self.agent_id,
             agent_id=self.agent_id,
             channel=channel,
             reason=reason[:2000],
             payload=text,
+            size=len(raw),
+            entry_id=entry_id,
         )
-        await self.publish(channels.DEAD_LETTER, msg)
+        self.stage(pipe, channels.DEAD_LETTER, msg)
+        return msg
+
+    async def dead_letter(
+        self, channel: str, raw: bytes, reason: str, entry_id: str = "",
+    ) -> DeadLettered:
+        """Record an undecodable payload on the dead-letter channel and return the record."""
+        pipe = self.redis.pipeline(transaction=True)
+        msg = self.stage_dead_letter(pipe, channel, raw, reason, entry_id)
+        await pipe.execute()
         return msg
 
     # ------------------------------------------------------------------ groups
@@ -118,6 +141,15 @@ class Bus:
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
+
+    def recheck_pending(self) -> None:
+        """Make the next :meth:`read` return this consumer's pending entries first again.
+
+        Call it after a failed read: Redis may have delivered entries (they are in the
+        group's pending list) whose reply never arrived, and ``>`` reads never return
+        them again.
+        """
+        self._pending_done.clear()
 
     async def read(
         self,
@@ -156,7 +188,14 @@ class Bus:
         for stream, entries in items:  # type: ignore[union-attr]
             name = _s(stream)
             for eid, fields in entries:
-                out.append(Delivery(name, _s(eid), (fields or {}).get(DATA_FIELD, b"")))
+                fields = fields or {}
+                problem = ""
+                if list(fields) != [DATA_FIELD]:
+                    names = ", ".join(
+                        repr(k.decode("utf-8", "replace") if isinstance(k, bytes) else k)
+                        for k in list(fields)[:8]) or "none"
+                    problem = f"stream entry fields {names}: expected exactly 'data'"
+                out.append(Delivery(name, _s(eid), fields.get(DATA_FIELD, b""), problem))
         return out
 
     # ------------------------------------------------------------------ inspection

@@ -15,6 +15,12 @@ Points:
   (``venue.submit`` returned), nothing recorded yet but the intent, nothing acknowledged;
 * ``poll_before_commit`` (execution, live venues): a poll's fills persisted to the
   database, its events and the venue ledger not yet saved in Redis.
+
+Armed crashes (fault drills): :func:`crash_if_armed` makes a process exit with
+:data:`ARMED_EXIT_CODE` *every* time it reaches the point while the file
+``<TRADINGMESH_FAILPOINT_DIR>/<agent id>.<point>.armed`` exists (:func:`arm`,
+:func:`disarm`), e.g. an agent that crashes at start in a loop (point ``start``).  Unset
+``TRADINGMESH_FAILPOINT_DIR`` disables them.
 """
 
 from __future__ import annotations
@@ -39,3 +45,38 @@ def hit(agent_id: str, point: str, stream: str = "") -> None:
         return
     marker.write_text(str(os.getpid()))
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+#: Exit code of a process stopped by an armed failpoint.
+ARMED_EXIT_CODE = 70
+FAILPOINT_DIR_ENV = "TRADINGMESH_FAILPOINT_DIR"
+
+
+def armed_path(directory: Path | str, agent_id: str, point: str) -> Path:
+    """The file whose existence arms ``point`` for ``agent_id`` (``:`` in ids kept)."""
+    return Path(directory) / f"{agent_id}.{point}.armed"
+
+
+def arm(directory: Path | str, agent_id: str, point: str) -> Path:
+    """Arm ``<agent_id>:<point>`` for :func:`crash_if_armed`; returns the marker file."""
+    p = armed_path(directory, agent_id, point)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text("armed\n")
+    return p
+
+
+def disarm(directory: Path | str, agent_id: str, point: str) -> None:
+    """Disarm ``<agent_id>:<point>`` (no error if it was not armed)."""
+    armed_path(directory, agent_id, point).unlink(missing_ok=True)
+
+
+def crash_if_armed(agent_id: str, point: str) -> None:
+    """Exit at once with :data:`ARMED_EXIT_CODE` while ``<agent_id>:<point>`` is armed.
+
+    Only when ``TRADINGMESH_FAILPOINT_DIR`` is set (one environment lookup otherwise).
+    """
+    directory = os.environ.get(FAILPOINT_DIR_ENV)
+    if not directory or not armed_path(directory, agent_id, point).exists():
+        return
+    os.write(2, f"failpoint {agent_id}:{point} is armed: crashing\n".encode())
+    os._exit(ARMED_EXIT_CODE)

@@ -15,7 +15,9 @@ notional and cash in quote currency, times in ns since epoch (UTC).
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import re
 import time
 import uuid
 from enum import StrEnum
@@ -23,6 +25,8 @@ from typing import Annotated, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from backend import channels
 
 #: Nanoseconds in a UTC day (days are ``time_ns // NS_PER_DAY``).
 NS_PER_DAY = 86_400_000_000_000
@@ -376,13 +380,20 @@ class AgentErrorRaised(Message):
 
 
 class DeadLettered(Message):
-    """A payload an agent could not decode or validate, with the reason."""
+    """A payload an agent could not decode or validate, with the reason.
+
+    ``payload`` is a bounded prefix of the raw bytes (UTF-8, undecodable bytes replaced),
+    ``size`` the raw payload's full length in bytes, ``entry_id`` the stream entry it came
+    from (``""`` when not read from a stream).
+    """
 
     type: Literal["dead_lettered"] = "dead_lettered"
     agent_id: str
     channel: str
     reason: str = Field(max_length=2000)
     payload: str = Field(max_length=4096)  # truncated raw payload
+    size: int = Field(default=0, ge=0)
+    entry_id: str = Field(default="", max_length=64)
 
 
 class CircuitBreakerTripped(Message):
@@ -683,17 +694,82 @@ AnyMessage = Annotated[
 _ADAPTER: TypeAdapter[AnyMessage] = TypeAdapter(AnyMessage)
 
 
+#: ``type`` tags a consumed stream carries (``docs/channels.md``); :func:`decode` with
+#: ``channel`` rejects any other message there (e.g. a ``submit_order`` on ``signals``).
+CHANNEL_TYPES: dict[str, frozenset[str]] = {
+    channels.MARKET_DATA: frozenset({"bar_closed"}),
+    channels.SIGNALS: frozenset({"signal_generated"}),
+    channels.SIGNALS_APPROVED: frozenset({"compliance_decided"}),
+    channels.ORDERS: frozenset({"submit_order", "cancel_all_orders"}),
+    channels.TRADING_EVENTS: frozenset({
+        "order_accepted", "order_rejected", "order_cancelled", "order_filled",
+        "position_changed", "portfolio_marked", "kill_switch_executed",
+    }),
+    channels.OPTIMIZER_REQUESTS: frozenset({"run_optimizer"}),
+    channels.OPTIMIZER_PROPOSALS: frozenset({"params_proposed"}),
+    channels.STRATEGY_PARAMS: frozenset({"update_strategy_params", "strategy_params_updated"}),
+}
+
+#: JSON integers must fit a signed 64-bit integer (SQLite INTEGER, Redis counters).
+_INT64 = (-(2**63), 2**63 - 1)
+#: A run of 19+ digits: the only way a payload can spell an integer outside int64.
+_LONG_DIGITS = re.compile(rb"\d{19,}")
+
+
 class DecodeError(ValueError):
     """A payload is not a valid message; ``str(err)`` says why."""
 
 
-def decode(raw: bytes | str) -> AnyMessage:
+def _has_big_int(data: object) -> bool:
+    """True if a message dump holds an integer outside int64 (iterative: no recursion)."""
+    lo, hi = _INT64
+    stack = [data]
+    while stack:
+        v = stack.pop()
+        t = type(v)
+        if t is int:
+            if v < lo or v > hi:
+                return True
+        elif t is dict:
+            stack.extend(v.values())  # type: ignore[attr-defined]
+        elif t is list:
+            stack.extend(v)  # type: ignore[arg-type]
+    return False
+
+
+@functools.cache
+def _nested_messages(cls: type[Message]) -> tuple[str, ...]:
+    """Names of ``cls``'s fields that hold a message (e.g. ``signal``)."""
+    return tuple(n for n, f in cls.model_fields.items()
+                 if isinstance(f.annotation, type) and issubclass(f.annotation, Message))
+
+
+def _missing_envelope(msg: Message, path: str = "") -> str | None:
+    """``"<path>id"`` if a message (or one nested in it) came without ``id``/``ts``."""
+    for name in ("id", "ts"):
+        if name not in msg.model_fields_set:
+            return f"{path}{name}"
+    for name in _nested_messages(type(msg)):
+        found = _missing_envelope(getattr(msg, name), f"{path}{name}.")
+        if found:
+            return found
+    return None
+
+
+def decode(raw: bytes | str, channel: str | None = None) -> AnyMessage:
     """Parse and validate one wire payload.
+
+    Validation is strict: no type coercion (``"1.5"`` is not a number, ``true`` is not
+    an integer), integers must fit int64, non-finite numbers are not JSON, unknown fields
+    are refused, and ``id`` and ``ts`` must be on the wire (not defaulted).
 
     Parameters
     ----------
     raw
         JSON bytes/str as published on a channel or stored in a stream entry.
+    channel
+        The channel or stream it was read from; when it is one of :data:`CHANNEL_TYPES`,
+        a message of another type is refused.
 
     Returns
     -------
@@ -703,8 +779,9 @@ def decode(raw: bytes | str) -> AnyMessage:
     Raises
     ------
     DecodeError
-        Oversized payload, invalid JSON, unknown ``type`` or a field that fails
-        validation; the message names the problem.
+        Oversized payload, invalid JSON (or not UTF-8), not an object, unknown ``type``,
+        a field that fails validation, or a type the channel does not carry; the message
+        names the problem.
     """
     if isinstance(raw, str):
         raw = raw.encode("utf-8", errors="replace")
@@ -717,12 +794,26 @@ def decode(raw: bytes | str) -> AnyMessage:
     if not isinstance(data, dict):
         raise DecodeError(f"expected a JSON object, got {type(data).__name__}")
     try:
-        return _ADAPTER.validate_python(data)
+        msg = _ADAPTER.validate_json(raw, strict=True)
     except ValidationError as exc:
         errs = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5]
+            f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}"
+            for e in exc.errors()[:5]
         )
         raise DecodeError(f"invalid message: {errs}") from None
+    if any(int(d) > _INT64[1] for d in _LONG_DIGITS.findall(raw)) and _has_big_int(
+            msg.model_dump()):  # checked on the validator's parse: it keeps big ints
+        raise DecodeError("invalid message: an integer outside the 64-bit range")
+    missing = _missing_envelope(msg)
+    if missing is not None:
+        raise DecodeError(f"invalid message: {missing}: field required on the wire")
+    allowed = CHANNEL_TYPES.get(channel) if channel is not None else None
+    if allowed is not None and msg.type not in allowed:
+        raise DecodeError(
+            f"wrong channel: {msg.type!r} is not carried on {channel!r} "
+            f"(expected {', '.join(sorted(allowed))})"
+        )
+    return msg
 
 
 def encode(msg: Message) -> bytes:

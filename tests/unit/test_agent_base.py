@@ -9,8 +9,15 @@ import orjson
 from agents.base import MAX_ATTEMPTS, Agent
 from backend import channels
 from backend.bus import Bus
-from backend.messages import AuditRecorded, ReplayFinished
+from backend.messages import AuditRecorded, Side, SignalGenerated
 from backend.settings import Settings
+
+
+def _signal(n: int) -> SignalGenerated:
+    """A valid message for ``signals`` (the base refuses a type its stream does not carry)."""
+    return SignalGenerated(source="strategy:ETHBTC", symbol="ETH/BTC", side=Side.BUY,
+                           confidence=0.5, entry_price=0.1, stop_loss=0.09, take_profit=0.11,
+                           reason="test", strategy="sma_cross", bar_seq=n, bar_time=n)
 
 
 class EchoAgent(Agent):
@@ -50,7 +57,7 @@ def test_inputs_come_from_topology() -> None:
 def test_valid_message_outputs_and_acks(fake_redis) -> None:  # noqa: ANN001
     async def go() -> None:
         agent = await _setup(fake_redis)
-        msg = ReplayFinished(source="t", bars=1, last_seq=1)
+        msg = _signal(1)
         await fake_redis.xadd(channels.SIGNALS, {b"data": msg.to_json()})
         for d in await agent.bus.read(agent.inputs, agent.agent_id, block_ms=10):
             await agent.dispatch(d)
@@ -67,7 +74,7 @@ def test_malformed_payload_goes_to_dead_letter_and_agent_continues(fake_redis) -
         agent = await _setup(fake_redis)
         await fake_redis.xadd(channels.SIGNALS, {b"data": b'{"type": "signal_generated"}'})
         await fake_redis.xadd(channels.SIGNALS, {b"data": b"\xff\xfe not json"})
-        good = ReplayFinished(source="t", bars=2, last_seq=2)
+        good = _signal(2)
         await fake_redis.xadd(channels.SIGNALS, {b"data": good.to_json()})
         for d in await agent.bus.read(agent.inputs, agent.agent_id, block_ms=10):
             await agent.dispatch(d)
@@ -85,7 +92,7 @@ def test_malformed_payload_goes_to_dead_letter_and_agent_continues(fake_redis) -
 def test_handler_failing_repeatedly_is_dead_lettered_not_lost(fake_redis) -> None:  # noqa: ANN001
     async def go() -> None:
         agent = await _setup(fake_redis, fail=True)
-        msg = ReplayFinished(source="t", bars=1, last_seq=1)
+        msg = _signal(1)
         await fake_redis.xadd(channels.SIGNALS, {b"data": msg.to_json()})
         (d,) = await agent.bus.read(agent.inputs, agent.agent_id, block_ms=10)
         await agent.dispatch(d)

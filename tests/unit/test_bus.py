@@ -100,3 +100,21 @@ def test_dead_letter_keeps_payload_and_reason(fake_redis) -> None:  # noqa: ANN0
 @pytest.mark.parametrize("stream", channels.ORDER_PATH_STREAMS)
 def test_every_order_path_channel_is_a_stream(stream: str) -> None:
     assert stream in channels.STREAMS
+
+
+def test_entries_delivered_with_a_lost_reply_are_read_again(fake_redis) -> None:  # noqa: ANN001
+    """A read whose reply was lost (Redis restarted) leaves entries pending for this
+    consumer; ``>`` reads never return them, ``recheck_pending`` makes the next read do."""
+    async def go() -> None:
+        bus = Bus(fake_redis, "c")
+        await bus.ensure_group(channels.ORDERS, "g")
+        assert await bus.read([channels.ORDERS], "g", block_ms=1) == []  # pending: none
+        await bus.publish(channels.ORDERS, ReplayFinished(source="t", bars=1, last_seq=1))
+        # delivered to consumer "c", reply lost on the way back
+        await fake_redis.xreadgroup("g", "c", {channels.ORDERS: ">"})
+        assert await bus.read([channels.ORDERS], "g", block_ms=1) == []  # stuck pending
+        bus.recheck_pending()
+        (d,) = await bus.read([channels.ORDERS], "g", block_ms=1)
+        assert decode(d.raw).type == "replay_finished"
+
+    run(go())
