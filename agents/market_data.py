@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import asyncio
 
-from agents.base import Agent
+from agents.base import REDIS_ERRORS, Agent
 from backend import channels, topology
 from backend.bus import pipeline_caught_up
 from backend.live_feed import CandleFeed, FeedCursor
 from backend.marketdata import limit_per_symbol, load_dir, merge_bars
-from backend.messages import AgentState, ReplayFinished
+from backend.messages import AgentState, BarClosed, ReplayFinished
 from backend.pipeline import bar_message
 from backend.venues.broker import VenueUnavailable
 
@@ -67,10 +67,8 @@ class MarketDataAgent(Agent):
                 return
             prev_time = t
             bar = bar_message(candles[symbol], i, seq, s.timeframe)
-            pipe = self.redis.pipeline(transaction=True)
-            self.emit(pipe, channels.MARKET_DATA, bar)
-            pipe.set(channels.REPLAY_CURSOR_KEY, seq)
-            await pipe.execute()
+            if not await self._publish_bar(bar, seq):
+                return
             published += 1
         last_seq = len(order)
         if s.replay_speed == "max":
@@ -144,13 +142,51 @@ class MarketDataAgent(Agent):
             await self.bus.publish(channels.AGENT_BROADCAST, done)
         self.log.info("live feed finished: %d bars", last_seq)
 
+    async def _publish_bar(self, bar: BarClosed, seq: int) -> bool:
+        """Publish ``bar`` and move the cursor to ``seq`` in one transaction, riding out
+        Redis outages; False if a stop came first.
+
+        After a connection error the transaction may or may not have been applied; the
+        cursor (written in it) tells which, so the bar is never published twice.
+        """
+        assert self.redis is not None
+        delay = 0.1
+        while not self.stopping:
+            try:
+                pipe = self.redis.pipeline(transaction=True)
+                self.emit(pipe, channels.MARKET_DATA, bar)
+                pipe.set(channels.REPLAY_CURSOR_KEY, seq)
+                await pipe.execute()
+                return True
+            except REDIS_ERRORS as exc:
+                self.state = AgentState.DEGRADED
+                self.log.warning("redis error publishing bar %d (%s); retrying", seq, exc)
+            while not self.stopping:
+                await self.wait_stop(delay)
+                delay = min(delay * 2, 2.0)
+                try:
+                    if int(await self.redis.get(channels.REPLAY_CURSOR_KEY) or 0) >= seq:
+                        self.state = AgentState.RUNNING
+                        return True  # applied before the connection dropped
+                    break
+                except REDIS_ERRORS:
+                    continue
+            self.state = AgentState.RUNNING
+        return False
+
     async def _wait_quiescent(self, groups: dict[str, list[str]]) -> bool:
-        """Poll until the order path is idle; False if a stop came first."""
+        """Poll until the order path is idle (Redis outages wait too); False if a stop
+        came first."""
         assert self.redis is not None
         delay = 0.0002
         while not self.stopping:
-            if await pipeline_caught_up(self.redis, groups):
-                return True
+            try:
+                if await pipeline_caught_up(self.redis, groups):
+                    return True
+            except REDIS_ERRORS as exc:
+                self.log.warning("redis unreachable while waiting for consumers (%s)", exc)
+                await self.wait_stop(0.5)
+                continue
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.001)
         return False

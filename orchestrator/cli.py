@@ -7,6 +7,7 @@
 ``tradingmesh backtest`` backtest a strategy on OHLCV CSV files (same code as the agents).
 ``tradingmesh optimize`` genetic-algorithm search (DEAP) with walk-forward validation.
 ``tradingmesh report``  self-evaluation report (Markdown/HTML with charts) from the database.
+``tradingmesh tail``    follow every channel's pub/sub traffic live (read-only).
 """
 
 from __future__ import annotations
@@ -17,21 +18,26 @@ import logging
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import typer
 from redis import Redis
+from redis.exceptions import RedisError
 from rich.console import Console
 from rich.table import Table
 
 from backend import channels
 from backend.marketdata import DataError
 from backend.messages import AgentHeartbeat, decode, now_ns
+from backend.redis_acl import ORCHESTRATOR
 from backend.report import print_report
-from backend.settings import ConfigError, Settings, load_settings
+from backend.settings import ConfigError, Settings, load_settings, strip_url_userinfo
 from orchestrator.cli_backtest import register as register_backtest
+from orchestrator.cli_drill import register as register_drill
 from orchestrator.cli_models import register as register_models
 from orchestrator.cli_optimize import register as register_optimize
 from orchestrator.cli_report import register as register_report
+from orchestrator.cli_tail import register as register_tail
 from orchestrator.mesh import (
     MeshError,
     collect_report,
@@ -45,9 +51,11 @@ from orchestrator.optimizer_control import proposal_pump
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 register_backtest(app)
+register_drill(app)
 register_optimize(app)
 register_report(app)
 register_models(app)
+register_tail(app)
 console = Console(width=None if sys.stdout.isatty() else 120)
 err = Console(stderr=True)
 
@@ -258,9 +266,12 @@ async def _up(s: Settings, token: str | None) -> int:
         err.print(f"[red]error:[/] {exc}")
         return 1
     url = handle.settings.redis_url
-    console.print(f"[green]mesh running[/]: {len(handle.supervisor.agents)} agents, Redis {url}")
-    console.print(f"  watch it:  redis-cli -u {url} PSUBSCRIBE '*'")
-    console.print(f"  history:   redis-cli -u {url} XRANGE orders - +")
+    shown = strip_url_userinfo(url)  # never a password on the console (redis_acl)
+    auth = " --user dashboard --askpass" if urlsplit(url).username == ORCHESTRATOR else ""
+    console.print(f"[green]mesh running[/]: {len(handle.supervisor.agents)} agents, "
+                  f"Redis {shown}")
+    console.print(f"  watch it:  redis-cli -u {shown}{auth} PSUBSCRIBE '*'")
+    console.print(f"  history:   redis-cli -u {shown}{auth} XRANGE orders - +")
     console.print(f"  logs:      {run_dir / 'logs'}   (Ctrl-C stops everything)")
     stop = asyncio.Event()
     install_stop_signals(stop)
@@ -404,8 +415,9 @@ def status() -> None:
                 msg = decode(raw)
                 if isinstance(msg, AgentHeartbeat):
                     beats[msg.agent_id] = msg
-    except (ConnectionError, OSError) as exc:
-        err.print(f"[red]error:[/] Redis not reachable at {s.redis_url}: {exc}")
+    except (RedisError, OSError) as exc:  # never the password: no URL userinfo, no traceback
+        err.print(f"[red]error:[/] Redis not reachable at {strip_url_userinfo(s.redis_url)} "
+                  f"({type(exc).__name__}: {exc})")
         raise typer.Exit(1) from None
     if not beats:
         console.print("no agent heartbeats (is the mesh running? is REDIS_URL right?)")
@@ -417,8 +429,11 @@ def _mesh_redis_url(s: Settings) -> str:
     """REDIS_URL if set, else the URL the running ``up`` recorded in var/, else the default."""
     import os
 
+    from backend.redis_acl import ORCHESTRATOR, url_for_role
+
     if os.environ.get("REDIS_URL") or os.environ.get("TRADINGMESH_REDIS_URL"):
-        return s.redis_url
+        # with the launcher's ACL the URL has no password: connect as the orchestrator
+        return url_for_role(ORCHESTRATOR, s.redis_url)
     f = s.var_dir / "redis_url"
     return f.read_text().strip() if f.is_file() else s.redis_url
 

@@ -19,14 +19,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from backend import channels, topology
 from backend.bus import Bus, pipeline_caught_up
 from backend.persistence import Store, make_engine
+from backend.redis_acl import CREDENTIALS_ENV, ORCHESTRATOR, MeshAccess
 from backend.redisproc import EmbeddedRedis, RedisServer, ensure_redis
 from backend.report import Report, build_report
-from backend.settings import SETTINGS_FILE_ENV, Settings, write_resolved
+from backend.secretfiles import SecretFileError
+from backend.settings import SETTINGS_FILE_ENV, Settings, strip_url_userinfo, write_resolved
 from orchestrator.killswitch import restore_halt
+from orchestrator.orphans import retire_orphans
 from orchestrator.supervisor import Supervisor
 
 log = logging.getLogger("orchestrator")
@@ -76,9 +80,18 @@ async def start_mesh(
     MeshError
         Redis unreachable, not empty, or an agent did not come up (log tail included).
     """
-    # REDIS_URL if set, else a private redis-server (data in <run_dir or var_dir>/redis),
-    # else the embedded stand-in (which warns).
-    url, proc = ensure_redis(run_dir if fresh else settings.var_dir)
+    # REDIS_URL if set, else a private redis-server (data in <run_dir or var_dir>/redis)
+    # with one ACL user per role, else the embedded stand-in (which warns).
+    url, proc = ensure_redis(run_dir if fresh else settings.var_dir, acl=True)
+    try:  # ACL: our private server's credentials; an external one's from
+        # TRADINGMESH_REDIS_CREDENTIALS; none for the embedded stand-in (no ACL there)
+        access = MeshAccess.resolve(url, getattr(proc, "credentials_path", None),
+                                    environ=None if proc is None else {})
+    except SecretFileError as exc:
+        if proc is not None:
+            proc.stop()
+        raise MeshError(f"Redis credentials: {exc}") from None
+    url = access.url(ORCHESTRATOR)  # the orchestrator's own connections
     db_url = settings.database_url or (
         f"sqlite:///{run_dir / 'tradingmesh.db'}" if fresh
         else f"sqlite:///{settings.var_dir / 'tradingmesh.db'}"
@@ -96,12 +109,14 @@ async def start_mesh(
                     "database (use --reset to flush it, or unset REDIS_URL to get a private one)"
                 )
         await r.delete(channels.PARKED_AGENTS_KEY)  # a new orchestrator runs every agent
+        await retire_orphans(r, [a.agent_id for a in topology.agent_specs(settings)],
+                             settings.orchestrator.shutdown_grace_s)
         store = Store(make_engine(db_url))  # create the tables once, before agents race to
         # A halt latched before (kill switch, breaker) holds across restarts, even if
         # Redis lost its data: re-latch it before any agent starts.
         halt = await restore_halt(r, store)
         store.close()
-    except (ConnectionError, OSError) as exc:
+    except (ConnectionError, OSError, RedisConnectionError) as exc:
         raise MeshError(f"Redis at {url.split('@')[-1]} is not reachable: {exc}") from None
     finally:
         await r.aclose()
@@ -111,10 +126,13 @@ async def start_mesh(
     settings_file = write_resolved(settings, run_dir / "settings.json")
     env = dict(os.environ)
     env.pop("TRADINGMESH_API_TOKEN", None)  # agents never need the control plane's token
+    env.pop(CREDENTIALS_ENV, None)  # nor every user's password: each gets its own URL
     env[SETTINGS_FILE_ENV] = str(settings_file)
-    env["REDIS_URL"] = url
+    env["REDIS_URL"] = strip_url_userinfo(url) if access.acl else url
+    env["DATABASE_URL"] = db_url  # with its password, which settings.json does not hold
     env.setdefault("PYTHONUNBUFFERED", "1")
-    sup = Supervisor(settings, topology.agent_specs(settings), env, run_dir / "logs")
+    sup = Supervisor(settings, topology.agent_specs(settings), env, run_dir / "logs",
+                     agent_env=access.agent_env if access.acl else None)
     sup.start_all()
     handle = MeshHandle(settings, sup, proc, run_dir)
     if not await sup.wait_running(settings.orchestrator.start_timeout_s):

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from backend import channels
 from backend.bus import Bus
 from backend.halt import HaltState
 from backend.messages import AgentHeartbeat, AgentState, AuditRecorded, decode
+from backend.procutil import die_with_parent_preexec
 from backend.settings import Settings
 from backend.topology import AgentSpec
 
@@ -84,13 +86,18 @@ class Supervisor:
     external
         The agents are run by someone else (docker compose): only watch their heartbeats;
         never spawn, stop or restart a process.
+    agent_env
+        Per-agent environment overrides on top of ``env`` (:meth:`env_for`), e.g. each
+        agent's own ``REDIS_URL`` (:meth:`backend.redis_acl.MeshAccess.agent_env`).
     """
 
     def __init__(
         self, settings: Settings, specs: list[AgentSpec], env: dict[str, str], log_dir: Path,
         redis: Redis | None = None, external: bool = False,
+        agent_env: Callable[[AgentSpec], Mapping[str, str]] | None = None,
     ) -> None:
         self.external = external
+        self.agent_env = agent_env
         self.settings = settings
         self.cfg = settings.orchestrator
         self.env = env
@@ -99,6 +106,8 @@ class Supervisor:
         self.redis = redis if redis is not None else Redis.from_url(
             settings.redis_url, socket_timeout=10)
         self._stopping = False
+        self._preexec = die_with_parent_preexec() if sys.platform.startswith("linux") else None
+        self.failsafe_task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ processes
     def spawn(self, m: Managed) -> None:
@@ -115,13 +124,19 @@ class Supervisor:
         logf = open(self.log_dir / f"{m.spec.agent_id.replace(':', '_')}.log", "ab")  # noqa: SIM115
         cmd = [sys.executable, "-m", "agents.run", *m.spec.argv()]
         m.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            cmd, env=self.env, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True,
+            cmd, env=self.env_for(m.spec), stdout=logf, stderr=subprocess.STDOUT,
+            start_new_session=True, preexec_fn=self._preexec,  # dies with the orchestrator
         )
         logf.close()
         m.started_mono = time.monotonic()
         m.next_start_mono = None
         m.seen_heartbeat = False
         log.info("spawned %s (pid %d)", m.spec.agent_id, m.proc.pid)
+
+    def env_for(self, spec: AgentSpec) -> dict[str, str]:
+        """Environment of ``spec``'s process (and of the execution failsafe): ``env`` with
+        the ``agent_env(spec)`` overrides (e.g. ``REDIS_URL`` as the agent's ACL user)."""
+        return self.env if self.agent_env is None else {**self.env, **self.agent_env(spec)}
 
     def start_all(self) -> None:
         """Spawn every agent."""
@@ -137,11 +152,16 @@ class Supervisor:
     # ------------------------------------------------------------------ watching
     async def health(self) -> dict[str, AgentHeartbeat | None]:
         """Last heartbeat of every agent (None when the key expired or never existed)."""
+        beats = await self._heartbeats()
+        return dict.fromkeys(self.agents) if beats is None else beats
+
+    async def _heartbeats(self) -> dict[str, AgentHeartbeat | None] | None:
+        """Like :meth:`health`, but None when Redis cannot be read (nothing is known)."""
         keys = [channels.health_key(a) for a in self.agents]
         try:
             raws = await self.redis.mget(keys)
-        except Exception:  # noqa: BLE001 - redis down: nobody looks alive
-            return dict.fromkeys(self.agents)
+        except Exception:  # noqa: BLE001 - redis down: no heartbeat can be judged
+            return None
         out: dict[str, AgentHeartbeat | None] = {}
         for agent_id, raw in zip(self.agents, raws, strict=True):
             hb = None
@@ -155,7 +175,10 @@ class Supervisor:
     async def check_once(self) -> None:
         """One supervision pass: detect dead/hung agents, restart when due."""
         now = time.monotonic()
-        beats = await self.health()
+        # Redis unreachable: heartbeats cannot be judged (a Redis restart must not look
+        # like every agent hanging), so only dead processes are handled meanwhile.
+        read = await self._heartbeats()
+        beats: dict[str, AgentHeartbeat | None] = read if read is not None else {}
         for agent_id, m in self.agents.items():
             if m.gave_up or m.stopped_by_operator or m.busy:
                 continue
@@ -170,6 +193,8 @@ class Supervisor:
             if not alive:
                 m.last_exit = m.proc.returncode if m.proc is not None else None
                 await self._failed(m, f"process exited with code {m.last_exit}")
+            elif read is None:
+                continue
             elif (
                 hb is None
                 and not m.seen_heartbeat
@@ -195,9 +220,9 @@ class Supervisor:
                 m.spec.agent_id, why, len(m.restarts), self.cfg.restart_window_s,
             )
             if m.spec.role == "execution":
-                await self.latch_halt(
-                    f"execution agent gave up after {len(m.restarts)} restarts: {why}"
-                )
+                reason = f"execution agent gave up after {len(m.restarts)} restarts: {why}"
+                await self.latch_halt(reason)
+                self.failsafe_task = asyncio.create_task(self._failsafe_cancel(m, reason))
             return
         delay = min(
             self.cfg.restart_backoff_base_s * 2 ** len(m.restarts), self.cfg.restart_backoff_max_s
@@ -219,6 +244,34 @@ class Supervisor:
                                   decision="halted", reason=reason)
             await Bus(self.redis, "orchestrator").publish(channels.AUDIT, audit)
         log.critical("HALTED: %s", reason)
+
+    async def _failsafe_cancel(self, m: Managed, reason: str, timeout: float = 120.0) -> None:
+        """Cancel every open order at the venue without the execution agent.
+
+        Runs ``python -m agents.execution_failsafe`` in the execution agent's environment
+        (its role's Redis credentials), its output appended to ``execution-failsafe.log``.
+        """
+        if self.external:
+            log.critical("execution given up; agents are external: cancel open orders by "
+                         "hand (python -m agents.execution_failsafe)")
+            return
+        path = self.log_dir / "execution-failsafe.log"
+        with open(path, "ab") as logf:  # noqa: ASYNC230 - a local file, opened once
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "agents.execution_failsafe", "--reason", reason[:400],
+                env=self.env_for(m.spec), stdout=logf, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+            code = await asyncio.wait_for(proc.wait(), timeout)
+        except TimeoutError:
+            proc.kill()
+            code = await proc.wait()
+        if code == 0:
+            log.critical("failsafe: every open order at the venue is cancelled (see %s)", path)
+        else:
+            log.critical("failsafe cancel exited with %s: open orders may remain at the venue "
+                         "(see %s)", code, path)
 
     # ------------------------------------------------------------------ operator
     def get(self, agent_id: str) -> Managed:

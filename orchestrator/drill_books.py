@@ -1,0 +1,266 @@
+"""Check the books after a fault drill: nothing lost, nothing duplicated, nothing stuck.
+
+Read after the mesh has stopped, from the database (our records), the order-path Redis
+Streams (what was sent) and the paper venue's own state in Redis (what the venue saw):
+
+* ``signals_accounted`` — every valid ``SignalGenerated`` on the ``signals`` stream is in
+  the database; each has a compliance decision, each compliance approval a risk decision,
+  each rejection a reason and each risk approval an order;
+* ``orders_unique`` — no client order id appears in two ``SubmitOrder`` entries of the
+  ``orders`` stream (sent twice);
+* ``orders_recorded`` — every ``SubmitOrder`` sent has an order row;
+* ``venue_orders`` — the venue's status of every client order id equals ours; orders we
+  have that the venue never saw were denied before it (``REJECTED``);
+* ``venue_fills`` — the venue's executions equal our fills (id, order, side, quantity,
+  price, fee), and every ``OrderFilled`` on ``trading_events`` is recorded;
+* ``positions`` — per symbol, the signed sum of fills equals our position and the venue's;
+* ``nothing_pending`` — every consumer group of every stream has nothing pending (delivered
+  but not acknowledged) and nothing undelivered (lag 0).
+
+``lost`` counts signals, orders and fills that were sent but are missing downstream;
+``duplicated`` counts repeated client order ids and fills the venue did not make.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import redis
+
+from backend import channels
+from backend.bus import DATA_FIELD
+from backend.messages import OrderFilled, SignalGenerated, SubmitOrder, decode
+from backend.persistence import Store
+from backend.venues.paper import FILLS_HASH, ORDERS_HASH
+
+#: Relative tolerance for quantities and money compared across the three records.
+REL_TOL = 1e-9
+
+
+@dataclass
+class Check:
+    """One named check: passed or not, with what was found."""
+
+    name: str
+    ok: bool
+    detail: str = ""
+
+
+@dataclass
+class BooksReport:
+    """Result of :func:`check_books` (counts are message / row counts)."""
+
+    checks: list[Check] = field(default_factory=list)
+    signals: int = 0
+    orders: int = 0
+    fills: int = 0
+    lost: int = 0
+    duplicated: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """Every check passed."""
+        return all(c.ok for c in self.checks)
+
+    def failures(self) -> list[str]:
+        """``name: detail`` of each failed check."""
+        return [f"{c.name}: {c.detail}" for c in self.checks if not c.ok]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "ok": self.ok, "signals": self.signals, "orders": self.orders, "fills": self.fills,
+            "lost": self.lost, "duplicated": self.duplicated,
+            "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in self.checks],
+        }
+
+
+def _entries(r: redis.Redis, stream: str) -> Iterable[tuple[str, Any]]:
+    """Every decodable message of ``stream`` as ``(entry id, message)``; junk is skipped
+    (hostile payloads are judged by their own drill)."""
+    for entry_id, fields in r.xrange(stream, "-", "+"):
+        raw = fields.get(DATA_FIELD)
+        if raw is None:
+            continue
+        try:
+            yield entry_id.decode(), decode(raw)
+        except ValueError:
+            continue
+
+
+def _close(a: float, b: float, scale: float = 1.0) -> bool:
+    return math.isclose(a, b, rel_tol=REL_TOL, abs_tol=REL_TOL * max(scale, 1e-12))
+
+
+def _sample(items: Iterable[str], n: int = 5) -> str:
+    items = sorted(items)
+    more = f" (+{len(items) - n} more)" if len(items) > n else ""
+    return ", ".join(items[:n]) + more
+
+
+def _check_signals(r: redis.Redis, store: Store, rep: BooksReport) -> None:
+    sent = {m.id for _, m in _entries(r, channels.SIGNALS) if isinstance(m, SignalGenerated)}
+    db_signals = {s["id"] for s in store.signals()}
+    decided: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+    for d in store.decisions():
+        decided[d["signal_id"]][d["stage"]] = d
+    ordered = {o["signal_id"] for o in store.orders()}
+    missing = sent - db_signals
+    problems: list[str] = []
+    for sid in sorted(db_signals | sent):
+        stages = decided.get(sid, {})
+        comp, risk = stages.get("compliance"), stages.get("risk")
+        if comp is None:
+            problems.append(f"{sid}: no compliance decision")
+        elif not comp["approved"]:
+            if not comp["reason"]:
+                problems.append(f"{sid}: compliance rejection without a reason")
+        elif risk is None:
+            problems.append(f"{sid}: approved by compliance, no risk decision")
+        elif not risk["approved"]:
+            if not risk["reason"]:
+                problems.append(f"{sid}: risk rejection without a reason")
+        elif sid not in ordered:
+            problems.append(f"{sid}: approved by risk, no order")
+    rep.signals = len(sent | db_signals)
+    rep.lost += len(missing) + len(problems)
+    detail = f"{len(sent)} sent, {len(db_signals)} recorded"
+    if missing:
+        detail += f"; not recorded: {_sample(missing)}"
+    if problems:
+        detail += f"; unaccounted: {len(problems)} ({'; '.join(problems[:3])})"
+    rep.checks.append(Check("signals_accounted", not missing and not problems, detail))
+
+
+def _check_orders(r: redis.Redis, store: Store, rep: BooksReport) -> dict[str, dict[str, Any]]:
+    sent = Counter(m.client_order_id for _, m in _entries(r, channels.ORDERS)
+                   if isinstance(m, SubmitOrder))
+    twice = {c: n for c, n in sent.items() if n > 1}
+    rep.duplicated += sum(n - 1 for n in twice.values())
+    rep.checks.append(Check(
+        "orders_unique", not twice,
+        f"{len(sent)} client order ids sent" + (f"; sent twice: {_sample(twice)}" if twice
+                                                 else "")))
+    ours = {o["client_order_id"]: o for o in store.orders()}
+    missing = set(sent) - set(ours)
+    rep.lost += len(missing)
+    rep.orders = len(ours)
+    rep.checks.append(Check(
+        "orders_recorded", not missing,
+        f"{len(ours)} order rows" + (f"; sent but not recorded: {_sample(missing)}"
+                                     if missing else "")))
+    return ours
+
+
+def _check_venue(r: redis.Redis, store: Store, ours: dict[str, dict[str, Any]],
+                 rep: BooksReport) -> None:
+    venue_status = {k.decode(): v.decode() for k, v in r.hgetall(ORDERS_HASH).items()}
+    differ = [f"{c}: venue {s} != ours {ours[c]['status']}" for c, s in venue_status.items()
+              if c in ours and ours[c]["status"] != s]
+    unknown_to_us = set(venue_status) - set(ours)
+    never_sent = [c for c, o in ours.items() if c not in venue_status
+                  and o["status"] != "REJECTED" and not o["external"]]
+    rep.lost += len(unknown_to_us) + len(never_sent)
+    ok = not differ and not unknown_to_us and not never_sent
+    detail = f"{len(venue_status)} orders at the venue"
+    if differ:
+        detail += f"; status differs: {'; '.join(differ[:3])}"
+    if unknown_to_us:
+        detail += f"; at the venue, not in our records: {_sample(unknown_to_us)}"
+    if never_sent:
+        detail += f"; ours, never reached the venue and not rejected: {_sample(never_sent)}"
+    rep.checks.append(Check("venue_orders", ok, detail))
+
+    venue_fills = {}
+    for raw in r.hvals(FILLS_HASH):
+        f = decode(raw)
+        if isinstance(f, OrderFilled):
+            venue_fills[f.fill_id] = (f.client_order_id, f.side.value, f.quantity, f.price, f.fee)
+    db_fills = {f["fill_id"]: (f["client_order_id"], f["side"], f["quantity"], f["price"],
+                               f["fee"]) for f in store.fills()}
+    events = {m.fill_id for _, m in _entries(r, channels.TRADING_EVENTS)
+              if isinstance(m, OrderFilled)}
+    missing = (set(venue_fills) | events) - set(db_fills)
+    extra = set(db_fills) - set(venue_fills)
+    differ_f = [k for k in set(venue_fills) & set(db_fills) if not _same_fill(
+        venue_fills[k], db_fills[k])]
+    rep.fills = len(db_fills)
+    rep.lost += len(missing)
+    rep.duplicated += len(extra)
+    detail = f"{len(venue_fills)} venue executions, {len(db_fills)} recorded fills"
+    if missing:
+        detail += f"; not recorded: {_sample(missing)}"
+    if extra:
+        detail += f"; recorded, not made by the venue: {_sample(extra)}"
+    if differ_f:
+        detail += f"; differ: {_sample(differ_f)}"
+    rep.checks.append(Check("venue_fills", not missing and not extra and not differ_f, detail))
+
+
+def _same_fill(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
+    return a[:2] == b[:2] and all(_close(x, y, max(abs(x), abs(y))) for x, y in zip(
+        a[2:], b[2:], strict=True))
+
+
+def _check_positions(r: redis.Redis, store: Store, rep: BooksReport) -> None:
+    summed: dict[str, float] = defaultdict(float)
+    traded: dict[str, float] = defaultdict(float)
+    for f in store.fills():
+        sign = 1.0 if f["side"] == "BUY" else -1.0
+        summed[f["symbol"]] += sign * f["quantity"]
+        traded[f["symbol"]] += f["quantity"]
+    ours = {p["symbol"]: p["quantity"] for p in store.positions()}
+    raw = r.get(channels.PAPER_VENUE_KEY)
+    venue = ({s: p["quantity"] for s, p in orjson.loads(raw).get("positions", {}).items()}
+             if raw else {})
+    bad = []
+    for sym in sorted(set(summed) | set(ours) | set(venue)):
+        scale = traded.get(sym, 1.0)
+        s, o, v = summed.get(sym, 0.0), ours.get(sym, 0.0), venue.get(sym, 0.0)
+        if not (_close(s, o, scale) and _close(s, v, scale)):
+            bad.append(f"{sym}: fills sum {s:.10g}, ours {o:.10g}, venue {v:.10g}")
+    rep.checks.append(Check(
+        "positions", not bad,
+        "; ".join(bad) if bad else f"{len(summed)} symbols: fills sum = ours = venue"))
+
+
+def _check_pending(r: redis.Redis, rep: BooksReport) -> None:
+    stuck = []
+    groups = 0
+    for stream in channels.STREAMS:
+        if not r.exists(stream):
+            continue
+        for g in r.xinfo_groups(stream):
+            groups += 1
+            name = g["name"].decode() if isinstance(g["name"], bytes) else g["name"]
+            pending, lag = int(g.get("pending") or 0), g.get("lag")
+            if pending or (lag is not None and int(lag) > 0):
+                stuck.append(f"{stream}/{name}: pending {pending}, lag {lag}")
+    rep.checks.append(Check(
+        "nothing_pending", not stuck,
+        "; ".join(stuck[:6]) if stuck else f"{groups} consumer groups drained"))
+
+
+def check_books(r: redis.Redis, store: Store) -> BooksReport:
+    """Run every check (see the module docstring) on a stopped paper-venue mesh.
+
+    Parameters
+    ----------
+    r
+        Synchronous client of the mesh's Redis (read access to every stream and the
+        paper venue's keys).
+    store
+        The mesh's database.
+    """
+    rep = BooksReport()
+    _check_signals(r, store, rep)
+    ours = _check_orders(r, store, rep)
+    _check_venue(r, store, ours, rep)
+    _check_positions(r, store, rep)
+    _check_pending(r, rep)
+    return rep
