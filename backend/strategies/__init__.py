@@ -12,6 +12,7 @@ import json
 from backend.strategies.base import ParamSpec, SignalFrame, SignalPoint, Strategy
 from backend.strategies.bollinger_reversion import BollingerReversion
 from backend.strategies.build import build_named, build_strategy, config_of
+from backend.strategies.every_tick import EveryTick
 from backend.strategies.ml_classifier import MlClassifier
 from backend.strategies.momentum import Momentum
 from backend.strategies.rsi_reversion import RsiReversion
@@ -45,9 +46,14 @@ STRATEGIES: dict[str, type[Strategy]] = {
                               VwapMomentum, RsiReversion, BollingerReversion,
                               SmartMoney)}
 
+#: Benchmark-only strategies (``benchmarks/mesh.py``): built by name, never listed.
+BENCHMARK_STRATEGIES: dict[str, type[Strategy]] = {EveryTick.name: EveryTick}
+
 
 def get_strategy(name: str) -> Strategy:
     """A new instance of the strategy called ``name``.
+
+    ``name`` may also be one of :data:`BENCHMARK_STRATEGIES` (not in the listings).
 
     Raises
     ------
@@ -57,6 +63,8 @@ def get_strategy(name: str) -> Strategy:
     try:
         return STRATEGIES[name]()
     except KeyError:
+        if name in BENCHMARK_STRATEGIES:
+            return BENCHMARK_STRATEGIES[name]()
         known = ", ".join(sorted(STRATEGIES))
         raise ValueError(f"unknown strategy {name!r} (known: {known})") from None
 
