@@ -334,11 +334,14 @@ class OptimizerControl:
         batch = await reader.read([channels.OPTIMIZER_PROPOSALS], channels.ORCHESTRATOR_GROUP,
                                   block_ms=block_ms)  # type: ignore[arg-type]
         for d in batch:
-            try:
-                msg = decode(d.raw)
-            except DecodeError as exc:
-                await self.bus.dead_letter(d.stream, d.raw, str(exc))
-                msg = None
+            msg = None
+            if d.problem:  # not written by a Bus: dead-lettered like an agent does
+                await self.bus.dead_letter(d.stream, d.raw, d.problem, d.entry_id)
+            else:
+                try:
+                    msg = decode(d.raw, d.stream)
+                except DecodeError as exc:
+                    await self.bus.dead_letter(d.stream, d.raw, str(exc), d.entry_id)
             if isinstance(msg, ParamsProposed):
                 await self._on_proposal(msg)
             await self.redis.xack(d.stream, channels.ORCHESTRATOR_GROUP, d.entry_id)

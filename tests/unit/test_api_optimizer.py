@@ -24,6 +24,7 @@ from backend.api_models import (
 from backend.bus import DATA_FIELD, Bus
 from backend.hotreload import ActiveParams, PendingParams, StrategyAgentState
 from backend.messages import (
+    AuditRecorded,
     ParamsProposed,
     RunOptimizer,
     UpdateStrategyParams,
@@ -307,3 +308,19 @@ def test_strategies_lists_the_registry_and_each_agents_params(
         BEST, "optimizer", 301, "r1", True)
     assert eth.configured_params == RUNNING
     assert eth.pending is not None and (eth.pending.after_seq, eth.pending.run_id) == (900, "r2")
+
+
+def test_pump_dead_letters_what_is_not_a_proposal(h: Harness) -> None:
+    """Junk on ``optimizer:proposals`` (no data field, a bare number, another message
+    type) is dead-lettered with its entry id and acknowledged; nothing is applied."""
+    ids = [h.sync.xadd(channels.OPTIMIZER_PROPOSALS, {b"foo": b"bar"}).decode(),
+           h.sync.xadd(channels.OPTIMIZER_PROPOSALS, {b"data": b"5"}).decode(),
+           h.sync.xadd(channels.OPTIMIZER_PROPOSALS, {b"data": AuditRecorded(
+               source="x", actor="x", action="x", decision="x", reason="x").to_json()}).decode()]
+    assert pump(h, auto_apply=True) == 3
+    dead = [decode(f[b"data"]) for _, f in h.sync.xrange(channels.DEAD_LETTER)]
+    assert sorted(d.entry_id for d in dead) == sorted(ids)
+    assert all(d.channel == channels.OPTIMIZER_PROPOSALS and d.reason for d in dead)
+    assert stream(h, channels.STRATEGY_PARAMS) == []
+    (g,) = h.sync.xinfo_groups(channels.OPTIMIZER_PROPOSALS)
+    assert int(g["pending"]) == 0
