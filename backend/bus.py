@@ -25,7 +25,7 @@ from redis.asyncio.client import Pipeline
 from redis.exceptions import ResponseError
 
 from backend import channels
-from backend.messages import DeadLettered, Message
+from backend.messages import AgentHeartbeat, DeadLettered, DecodeError, Message, decode
 
 STATS_KEY = "stats:messages"
 DATA_FIELD = b"data"
@@ -235,3 +235,32 @@ async def pipeline_caught_up(redis: Redis, groups: dict[str, list[str]]) -> bool
             if g is None or int(g["pending"]) or _s(g["last-delivered-id"]) != last:
                 return False
     return True
+
+
+def entry_key(entry_id: str) -> tuple[int, int]:
+    """A stream entry id (``"<ms>-<seq>"``) as a comparable ``(ms, seq)``."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+async def read_heartbeats(redis: Redis, agent_ids: list[str]) -> dict[str, AgentHeartbeat | None]:
+    """Each agent's current heartbeat (``agent:health:<id>``), None where the key expired,
+    never existed or does not hold a heartbeat.
+
+    Raises
+    ------
+    redis.exceptions.RedisError, OSError
+        Redis cannot be read (callers decide what an unknown state means).
+    """
+    raws = await redis.mget([channels.health_key(a) for a in agent_ids]) if agent_ids else []
+    out: dict[str, AgentHeartbeat | None] = {}
+    for agent_id, raw in zip(agent_ids, raws, strict=True):
+        hb = None
+        if raw:
+            try:
+                msg = decode(raw)
+            except DecodeError:
+                msg = None
+            hb = msg if isinstance(msg, AgentHeartbeat) else None
+        out[agent_id] = hb
+    return out

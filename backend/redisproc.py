@@ -48,6 +48,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from backend import redis_acl
+from backend.procutil import die_with_parent_preexec
 
 log = logging.getLogger(__name__)
 
@@ -73,24 +74,6 @@ def _tail(path: Path, lines: int = 20) -> str:
     except OSError:
         return "(no log file)"
     return "\n".join(text.splitlines()[-lines:]) or "(log file is empty)"
-
-
-def _pdeathsig_preexec() -> Any:
-    """Linux: a ``preexec_fn`` that has the kernel SIGTERM the child when the thread that
-    started it dies.  Everything is resolved here, in the parent, so the child only makes
-    one foreign call between fork and exec (no imports, no locks)."""
-    import ctypes
-
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    sig = int(signal.SIGTERM)
-
-    def preexec() -> None:  # pragma: no cover - runs in the child
-        prctl(1, sig)  # PR_SET_PDEATHSIG
-
-    return preexec
 
 
 class RedisServer:
@@ -241,7 +224,7 @@ class RedisServer:
         else:
             popen_kw["start_new_session"] = True  # a terminal Ctrl-C does not reach it
             if self.die_with_parent and sys.platform.startswith("linux"):
-                popen_kw["preexec_fn"] = _pdeathsig_preexec()
+                popen_kw["preexec_fn"] = die_with_parent_preexec()
         self.proc = subprocess.Popen(
             self.command(),
             stdin=subprocess.DEVNULL,

@@ -77,9 +77,9 @@ def _popen_kwargs() -> dict[str, Any]:
         return kw
     kw["start_new_session"] = True  # a terminal's Ctrl-C reaches the orchestrator only
     if sys.platform.startswith("linux"):
-        from backend.redisproc import _pdeathsig_preexec
+        from backend.procutil import die_with_parent_preexec
 
-        preexec = _pdeathsig_preexec()  # dies with the orchestrator, even on SIGKILL
+        preexec = die_with_parent_preexec()  # dies with the orchestrator, even on SIGKILL
         if preexec is not None:
             kw["preexec_fn"] = preexec
     return kw

@@ -157,7 +157,7 @@ def _check_orders(r: redis.Redis, store: Store, rep: BooksReport) -> dict[str, d
     return ours
 
 
-def _check_venue(r: redis.Redis, store: Store, ours: dict[str, dict[str, Any]],
+def _check_venue(r: redis.Redis, fills: list[dict[str, Any]], ours: dict[str, dict[str, Any]],
                  rep: BooksReport) -> None:
     venue_status = {k.decode(): v.decode() for k, v in r.hgetall(ORDERS_HASH).items()}
     differ = [f"{c}: venue {s} != ours {ours[c]['status']}" for c, s in venue_status.items()
@@ -182,7 +182,7 @@ def _check_venue(r: redis.Redis, store: Store, ours: dict[str, dict[str, Any]],
         if isinstance(f, OrderFilled):
             venue_fills[f.fill_id] = (f.client_order_id, f.side.value, f.quantity, f.price, f.fee)
     db_fills = {f["fill_id"]: (f["client_order_id"], f["side"], f["quantity"], f["price"],
-                               f["fee"]) for f in store.fills()}
+                               f["fee"]) for f in fills}
     events = {m.fill_id for _, m in _entries(r, channels.TRADING_EVENTS)
               if isinstance(m, OrderFilled)}
     missing = (set(venue_fills) | events) - set(db_fills)
@@ -207,10 +207,11 @@ def _same_fill(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
         a[2:], b[2:], strict=True))
 
 
-def _check_positions(r: redis.Redis, store: Store, rep: BooksReport) -> None:
+def _check_positions(r: redis.Redis, store: Store, fills: list[dict[str, Any]],
+                     rep: BooksReport) -> None:
     summed: dict[str, float] = defaultdict(float)
     traded: dict[str, float] = defaultdict(float)
-    for f in store.fills():
+    for f in fills:
         sign = 1.0 if f["side"] == "BUY" else -1.0
         summed[f["symbol"]] += sign * f["quantity"]
         traded[f["symbol"]] += f["quantity"]
@@ -260,7 +261,8 @@ def check_books(r: redis.Redis, store: Store) -> BooksReport:
     rep = BooksReport()
     _check_signals(r, store, rep)
     ours = _check_orders(r, store, rep)
-    _check_venue(r, store, ours, rep)
-    _check_positions(r, store, rep)
+    fills = store.fills()
+    _check_venue(r, fills, ours, rep)
+    _check_positions(r, store, fills, rep)
     _check_pending(r, rep)
     return rep

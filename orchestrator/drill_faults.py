@@ -22,7 +22,7 @@ import orjson
 import psutil
 
 from backend import channels, failpoints
-from backend.bus import DATA_FIELD
+from backend.bus import DATA_FIELD, entry_key
 from backend.messages import AgentState, SignalGenerated, SubmitOrder, decode
 from orchestrator.drill_mesh import DrillError, DrillMesh
 
@@ -169,11 +169,6 @@ async def restart_redis(mesh: DrillMesh, rng: random.Random, n: int,
     return events
 
 
-def _id_tuple(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
-
-
 async def _canary(mesh: DrillMesh, after_id: str, group_names: list[str]) -> str:
     deadline = time.monotonic() + RECOVERY_TIMEOUT_S
     canary: str | None = None
@@ -186,8 +181,8 @@ async def _canary(mesh: DrillMesh, after_id: str, group_names: list[str]) -> str
             if canary is not None:
                 groups = {(g["name"].decode()): g
                           for g in await mesh.redis.xinfo_groups(channels.MARKET_DATA)}
-                if all(name in groups and _id_tuple(groups[name]["last-delivered-id"].decode())
-                       >= _id_tuple(canary) and not int(groups[name]["pending"])
+                if all(name in groups and entry_key(groups[name]["last-delivered-id"].decode())
+                       >= entry_key(canary) and not int(groups[name]["pending"])
                        for name in group_names):
                     return canary
         await asyncio.sleep(0.02)

@@ -23,8 +23,8 @@ import httpx
 from redis.asyncio import Redis
 
 from backend import channels, topology
-from backend.bus import pipeline_caught_up
-from backend.messages import AgentHeartbeat, AgentState, decode
+from backend.bus import pipeline_caught_up, read_heartbeats
+from backend.messages import AgentHeartbeat, AgentState
 from backend.redis_acl import CREDENTIALS_ENV, DASHBOARD, url_for_role
 from backend.redisproc import RedisServer
 from backend.settings import Settings
@@ -191,18 +191,9 @@ class DrillMesh:
     async def beats(self) -> dict[str, AgentHeartbeat | None]:
         """Each agent's current heartbeat (None if absent, or if Redis is unreachable)."""
         try:
-            raws = await self.redis.mget([channels.health_key(a) for a in self.agent_ids])
+            return await read_heartbeats(self.redis, self.agent_ids)
         except Exception:  # noqa: BLE001 - Redis restarting: nothing known
             return dict.fromkeys(self.agent_ids)
-        out: dict[str, AgentHeartbeat | None] = {}
-        for a, raw in zip(self.agent_ids, raws, strict=True):
-            hb = None
-            if raw:
-                with contextlib.suppress(ValueError):
-                    msg = decode(raw)
-                    hb = msg if isinstance(msg, AgentHeartbeat) else None
-            out[a] = hb
-        return out
 
     async def _watch_pids(self) -> None:
         while True:

@@ -41,7 +41,7 @@ from backend.api_models import (
     ProposalView,
     StrategiesView,
 )
-from backend.bus import DATA_FIELD, Bus
+from backend.bus import DATA_FIELD, Bus, entry_key
 from backend.hotreload import running_params
 from backend.messages import (
     AuditRecorded,
@@ -70,12 +70,6 @@ QUEUED_SCAN = 500
 
 def _s(v: bytes | str) -> str:
     return v.decode() if isinstance(v, bytes) else v
-
-
-def _sid(entry_id: str) -> tuple[int, int]:
-    """A stream entry id as a comparable ``(ms, seq)``."""
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
 
 
 class OptimizerControl:
@@ -147,7 +141,7 @@ class OptimizerControl:
         except (RedisError, OSError) as exc:
             raise Unavailable(f"Redis is unreachable: {type(exc).__name__}") from None
         g = next((x for x in groups if _s(x["name"]) == group), None)
-        read = _sid(_s(g["last-delivered-id"])) if g else (0, 0)
+        read = entry_key(_s(g["last-delivered-id"])) if g else (0, 0)
         busy = set()
         if g and int(g["pending"]):
             rows = await self._r(self.redis.xpending_range(stream, group, "-", "+", 100))
@@ -155,7 +149,7 @@ class OptimizerControl:
         entries = await self._r(self.redis.xrevrange(stream, "+", "-", count=QUEUED_SCAN))
         out = []
         for eid, fields in reversed(entries):
-            if _sid(_s(eid)) <= read and _s(eid) not in busy:
+            if entry_key(_s(eid)) <= read and _s(eid) not in busy:
                 continue
             with contextlib.suppress(DecodeError, KeyError):
                 msg = decode(fields[DATA_FIELD])

@@ -20,8 +20,7 @@ from collections.abc import Iterable
 import psutil
 from redis.asyncio import Redis
 
-from backend import channels
-from backend.messages import AgentHeartbeat, decode
+from backend.bus import read_heartbeats
 
 log = logging.getLogger("orchestrator")
 
@@ -48,18 +47,11 @@ async def retire_orphans(redis: Redis, agent_ids: Iterable[str], grace_s: float)
     Heartbeats that cannot be read or name a pid that is not a local ``agents.run``
     process are ignored (an agent on another host, a recycled pid).
     """
-    ids = list(agent_ids)
-    raws = await redis.mget([channels.health_key(a) for a in ids])
     procs: dict[str, psutil.Process] = {}
-    for agent_id, raw in zip(ids, raws, strict=True):
-        if not raw:
-            continue
-        with contextlib.suppress(ValueError):
-            hb = decode(raw)
-            if isinstance(hb, AgentHeartbeat):
-                proc = _agent_process(hb.pid, agent_id)
-                if proc is not None:
-                    procs[agent_id] = proc
+    for agent_id, hb in (await read_heartbeats(redis, list(agent_ids))).items():
+        proc = _agent_process(hb.pid, agent_id) if hb is not None else None
+        if proc is not None:
+            procs[agent_id] = proc
     if not procs:
         return []
     log.warning("agents of a previous orchestrator still running: %s; stopping them",

@@ -30,9 +30,9 @@ from pathlib import Path
 from redis.asyncio import Redis
 
 from backend import channels
-from backend.bus import Bus
+from backend.bus import Bus, read_heartbeats
 from backend.halt import HaltState
-from backend.messages import AgentHeartbeat, AgentState, AuditRecorded, decode
+from backend.messages import AgentHeartbeat, AgentState, AuditRecorded
 from backend.procutil import die_with_parent_preexec
 from backend.settings import Settings
 from backend.topology import AgentSpec
@@ -157,20 +157,10 @@ class Supervisor:
 
     async def _heartbeats(self) -> dict[str, AgentHeartbeat | None] | None:
         """Like :meth:`health`, but None when Redis cannot be read (nothing is known)."""
-        keys = [channels.health_key(a) for a in self.agents]
         try:
-            raws = await self.redis.mget(keys)
+            return await read_heartbeats(self.redis, list(self.agents))
         except Exception:  # noqa: BLE001 - redis down: no heartbeat can be judged
             return None
-        out: dict[str, AgentHeartbeat | None] = {}
-        for agent_id, raw in zip(self.agents, raws, strict=True):
-            hb = None
-            if raw:
-                with contextlib.suppress(ValueError):
-                    msg = decode(raw)
-                    hb = msg if isinstance(msg, AgentHeartbeat) else None
-            out[agent_id] = hb
-        return out
 
     async def check_once(self) -> None:
         """One supervision pass: detect dead/hung agents, restart when due."""
