@@ -116,8 +116,9 @@ def test_external_order_is_adopted_and_audited_fake(redis_url: str, tmp_path: Pa
     ext = broker.add_external_order(SYM, Side.BUY, 1.0)
 
     async def go() -> None:
-        async with execution(settings, broker):
+        async with execution(settings, broker) as agent:
             (a,) = await aeventually(lambda: _audits(store, "reconcile_external_order"), 20)
+            await aeventually(lambda: agent._reconciled, 20)  # the fill comes after it
             row = store.get_order(ext.client_order_id)
             assert row["external"] is True and row["status"] == "ACCEPTED"
             assert row["venue_order_id"] == ext.venue_order_id
