@@ -34,6 +34,7 @@ from backend.report import print_report
 from backend.settings import ConfigError, Settings, load_settings, strip_url_userinfo
 from orchestrator.cli_backtest import register as register_backtest
 from orchestrator.cli_drill import register as register_drill
+from orchestrator.cli_exchange_sim import register as register_exchange_sim
 from orchestrator.cli_models import register as register_models
 from orchestrator.cli_optimize import register as register_optimize
 from orchestrator.cli_report import register as register_report
@@ -52,6 +53,7 @@ from orchestrator.optimizer_control import proposal_pump
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 register_backtest(app)
 register_drill(app)
+register_exchange_sim(app)
 register_optimize(app)
 register_report(app)
 register_models(app)
