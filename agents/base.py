@@ -33,6 +33,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from backend import channels, failpoints, topology
 from backend.bus import Bus, Delivery
+from backend.lease import Lease
 from backend.messages import (
     AgentErrorRaised,
     AgentHeartbeat,
@@ -94,6 +95,9 @@ class Agent:
         self.last_error = ""
         self.redis: Redis | None = None
         self.bus: Bus | None = None
+        #: One live process per agent id (set by :meth:`run`; ``None`` when the agent is
+        #: driven without it, as unit tests do).
+        self.lease: Lease | None = None
         self.inputs: list[str] = topology.inputs_of(self.agent_id, settings)
         self._stop = asyncio.Event()
         self._attempts: Counter[str] = Counter()
@@ -198,10 +202,14 @@ class Agent:
             health_check_interval=15,
         )
         self.bus = Bus(self.redis, self.agent_id, self.settings.stream_maxlen)
-        heartbeat = asyncio.create_task(self._heartbeat_loop())
+        lease = self.lease = Lease(self.redis, self.agent_id,
+                                   self.settings.orchestrator.heartbeat_ttl_s)
+        heartbeat: asyncio.Task | None = None
         code = 0
         try:
             await self._connect()
+            await self._acquire_lease()
+            heartbeat = asyncio.create_task(self._heartbeat_loop())
             for stream in self.inputs:
                 await self.bus.ensure_group(stream, self.agent_id)
             await self.setup()
@@ -218,20 +226,51 @@ class Agent:
         finally:
             if self.state is not AgentState.FAULTED:
                 self.state = AgentState.STOPPING
-            with contextlib.suppress(Exception):
-                await self._beat()
+            if lease.fence:  # a standby process never owned the heartbeat key
+                with contextlib.suppress(Exception):
+                    await self._beat()
             with contextlib.suppress(Exception):
                 await self.teardown()
             if self.state is not AgentState.FAULTED:
                 self.state = AgentState.STOPPED
-            heartbeat.cancel()
-            with contextlib.suppress(BaseException):
-                await heartbeat
-            with contextlib.suppress(Exception):
-                await self._beat()
+            if heartbeat is not None:
+                # The flag ends the loop even if the cancel lands inside a Redis call that
+                # swallows it (redis-py can); the cancel cuts a wait short.
+                self._beating = False
+                heartbeat.cancel()
+                with contextlib.suppress(BaseException):
+                    await asyncio.wait_for(heartbeat, 5)
+            if lease.fence:
+                with contextlib.suppress(Exception):
+                    await self._beat()
+                with contextlib.suppress(Exception):
+                    await lease.release()
             with contextlib.suppress(Exception):
                 await self.redis.aclose()
         return code
+
+    async def _acquire_lease(self) -> None:
+        """Become the live ``agent_id`` (:mod:`backend.lease`), standing by while
+        another process is; raises ``CancelledError`` if asked to stop meanwhile."""
+        assert self.lease is not None
+        waited = False
+        while not self.stopping:
+            try:
+                if await self.lease.try_acquire():
+                    if waited:
+                        self.log.warning("lease free: taking over as the live %s",
+                                         self.agent_id)
+                    return
+                holder = await self.lease.holder()
+            except REDIS_ERRORS as exc:
+                holder = f"unknown (redis: {exc})"
+            if not waited:
+                self.log.warning(
+                    "standing by: another process is the live %s (lease held by %s); "
+                    "taking over when it stops", self.agent_id, holder)
+                waited = True
+            await self.wait_stop(max(self.lease.ttl_ms / 4000, 0.05))
+        raise asyncio.CancelledError
 
     async def _connect(self) -> None:
         delay = 0.1
@@ -274,10 +313,28 @@ class Agent:
 
     async def _heartbeat_loop(self) -> None:
         interval = self.settings.orchestrator.heartbeat_interval_s
-        while True:
-            with contextlib.suppress(*REDIS_ERRORS):
+        assert self.lease is not None
+        self._beating = True
+        while self._beating:
+            try:
+                if not await self.lease.renew():
+                    self._lease_lost()
+                    return
                 await self._beat()
-            await asyncio.sleep(interval)
+            except REDIS_ERRORS:
+                pass
+            if self._beating:
+                await asyncio.sleep(interval)
+
+    def _lease_lost(self) -> None:
+        """Another process became the live agent: stop at once, publish nothing more."""
+        self.log.critical("lease lost: another process is the live %s; stopping",
+                          self.agent_id)
+        if self.lease is not None:
+            self.lease.fence = 0
+        self.state = AgentState.FAULTED
+        self.last_error = "lease lost: another process is the live agent"
+        self.request_stop()
 
     # ------------------------------------------------------------------ consuming
     async def consume_forever(self) -> None:
@@ -303,8 +360,13 @@ class Agent:
                 await self.dispatch(delivery)
 
     async def dispatch(self, delivery: Delivery) -> None:
-        """Decode, handle and acknowledge one delivery (dead-letter on bad input)."""
+        """Decode, handle and acknowledge one delivery (dead-letter on bad input).
+
+        Raises :class:`~backend.lease.LeaseLost` when another process became the live
+        agent (nothing is handled then)."""
         assert self.bus is not None and self.redis is not None
+        if self.lease is not None:
+            await self.lease.check()
         self.messages_in += 1
         self.last_message_at = now_ns()
         if delivery.problem:

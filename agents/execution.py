@@ -5,25 +5,31 @@ Reads ``orders`` (SubmitOrder / CancelAllOrders) and ``market_data``.  The venue
 a live one over a broker client.  Money-safety rules it keeps (DESIGN.md,
 ``docs/venues.md``):
 
-* an order's intent is persisted (status NEW) *before* it goes to the venue;
-* **UNKNOWN protocol**: a submit that fails with ``VenueUnavailable`` or takes longer
-  than ``venue.submit_timeout_s`` makes the order UNKNOWN (persisted); it is resolved by
-  looking it up by client order id (``venue.resolve_attempts`` lookups with doubling
-  pauses from ``venue.resolve_backoff_s``): found -> its state is adopted; definitely
-  not found -> only then it is sent again, with the same client order id; still
-  unreachable -> the order stays UNKNOWN, the input is *not* acknowledged (it is handled
-  again after a pause) and the agent shows ``degraded``;
-* a redelivered SubmitOrder whose order exists (database row) is looked up at the venue
-  first and never sent twice;
-* while ``mesh:halt`` is latched every new order is denied;
+* an order's intent is persisted (status NEW) *before* it goes to the venue, and so is
+  every send (``sent_ts``), on a database opened durable (SQLite ``synchronous=FULL``);
+* client order ids are unique for the life of the database: an intent whose id exists
+  with another signal or bar is refused loudly (``client_order_id_collision``), the
+  existing order untouched;
+* **UNKNOWN is resolved, never guessed** (:mod:`backend.venues.placement`): an order
+  whose send timed out, or that was sent before (a redelivery, a restart), is looked up
+  by client order id and in the trade history for longer than the venue's request
+  lifetime; found -> adopted; absent at a venue that bounds the lifetime -> sent again;
+  absent at any other venue -> left ``UNKNOWN``, its symbol halted, an alert raised
+  (:mod:`agents.execution_alarms`), never resent;
+* while ``mesh:halt`` is latched every new order is denied; while a symbol is halted
+  every new order for it that is not reduce-only is denied;
+* **one live process** (:mod:`backend.lease`): the lease is checked before every venue
+  call;
 * **reconciliation**: on start, before it reads anything, the agent reconciles its
   database with the venue (:mod:`agents.execution_reconcile`); while it cannot (venue
   unreachable) it reads nothing -- orders stay pending in the stream -- shows
   ``degraded`` with the reason and retries with backoff.
 
-Live venues report fills by polling: every ``venue.poll_s`` (own Redis transaction:
-events and the ledger atomically; fills have ids from the venue's fill ids, so a poll
-redone after a crash changes nothing twice) and on every bar.
+Live venues report fills by polling (:mod:`agents.execution_watch`): every
+``venue.poll_s`` (own Redis transaction: events and the ledger atomically; fills have
+ids from the venue's fill ids, so a poll redone after a crash changes nothing twice) and
+on every bar; UNKNOWN orders are looked up again every ``venue.unknown_recheck_s`` and
+the venue's positions compared with the books every ``venue.position_check_s``.
 
 Venue events (accepted, rejected, cancelled, fills, position changes) and a
 :class:`PortfolioMarked` after every bar go to ``trading_events``.
@@ -38,10 +44,14 @@ import time
 from redis.asyncio.client import Pipeline
 
 from agents.base import REDIS_ERRORS, Agent, RetryLater
+from agents.execution_alarms import raise_alarms
 from agents.execution_reconcile import reconcile
-from agents.execution_records import record_event
+from agents.execution_records import StoreJournal, load_venue, record_event
+from agents.execution_resolve import resolve_symbol
+from agents.execution_watch import Watch
 from backend import channels, failpoints
 from backend.bus import Delivery
+from backend.halt import read_halt
 from backend.messages import (
     AgentHeartbeat,
     AgentState,
@@ -54,14 +64,16 @@ from backend.messages import (
     OrderRejected,
     OrderStatus,
     PortfolioMarked,
+    ResolveSymbol,
     SubmitOrder,
     now_ns,
     stable_id,
 )
 from backend.persistence import Store, make_engine
 from backend.settings import Settings
-from backend.venues.base import Venue, VenueEvent
-from backend.venues.broker import BrokerClient, VenueError, VenueOrder, VenueUnavailable
+from backend.symbol_halt import read_symbol_halts, symbol_halt
+from backend.venues.base import Venue, VenueAlarm, VenueEvent
+from backend.venues.broker import BrokerClient, OrderUnresolved, VenueUnavailable
 from backend.venues.factory import make_venue
 
 EQUITY_FLUSH_S = 2.0
@@ -87,9 +99,9 @@ class ExecutionAgent(Agent):
                  client: BrokerClient | None = None) -> None:
         super().__init__(settings, agent_id)
         self._client = client
-        self._problems: dict[str, str] = {}  # why the venue is not usable, for health
+        self.problems: dict[str, str] = {}  # why the venue is not usable, for health
         self._reconciled = False
-        self._lock = asyncio.Lock()  # one venue user at a time: inputs, polls, reconcile
+        self.lock = asyncio.Lock()  # one venue user at a time: inputs, polls, reconcile
         self._retry_s = settings.venue.resolve_backoff_s
         self.venue: Venue | None = None
 
@@ -101,18 +113,25 @@ class ExecutionAgent(Agent):
         """The base health record, ``degraded`` with the reason while the venue is not
         usable (unreconciled, an order UNKNOWN, polls failing)."""
         hb = super().heartbeat()
-        problem = "; ".join(p for p in self._problems.values() if p)
+        problem = "; ".join(p for p in self.problems.values() if p)
         if problem and hb.state in (AgentState.RUNNING, AgentState.DEGRADED):
             return hb.model_copy(update={"state": AgentState.DEGRADED,
                                          "last_error": problem[:500]})
         return hb
 
+    async def _fence(self) -> None:
+        if self.lease is not None:
+            await self.lease.check()
+
     # ------------------------------------------------------------------ life cycle
     async def setup(self) -> None:
-        """Open the store, build the venue, try to reconcile once."""
+        """Open the store (durable), build the venue, try to reconcile once."""
         assert self.redis is not None
-        self.store = Store(make_engine(self.settings.db_url()))
-        self.venue = make_venue(self.settings, self.redis, client=self._client)
+        self.store = Store(make_engine(self.settings.db_url(), durable=True))
+        self.venue = make_venue(self.settings, self.redis, client=self._client,
+                                journal=StoreJournal(self.store, self.agent_id),
+                                pause=self.wait_stop, fence=self._fence)
+        self.watch = Watch(self)
         self._marks: list[PortfolioMarked] = []
         self._last_flush = time.monotonic()
         await self._try_reconcile()
@@ -127,7 +146,7 @@ class ExecutionAgent(Agent):
             delay = min(delay * 2, cfg.retry_max_s)
             await self._try_reconcile()
         assert self.venue is not None
-        poller = asyncio.create_task(self._poll_loop()) if self.venue.polls else None
+        poller = asyncio.create_task(self.watch.run()) if self.venue.polls else None
         try:
             await self.consume_forever()
         finally:
@@ -148,36 +167,51 @@ class ExecutionAgent(Agent):
         that cannot be imported, a refused login) propagates: the agent faults with it."""
         assert self.venue is not None and self.redis is not None
         venue = self.venue
-        self._problems["reconcile"] = f"reconciling with the {venue.name} venue"
-        async with self._lock:
+        self.problems["reconcile"] = f"reconciling with the {venue.name} venue"
+        async with self.lock:
             venue.rollback()
             try:
-                await venue.load()
-                rec = await reconcile(venue, self.store, self._record, self.agent_id, now_ns())
+                await load_venue(venue, self.store)
+                rec = await reconcile(venue, self.store, self.record, self.agent_id, now_ns())
                 pipe = self.redis.pipeline(transaction=True)
                 for ev in rec.events:
                     self.emit(pipe, channels.TRADING_EVENTS, ev)
                 for audit in rec.audits:
                     self.emit(pipe, channels.AUDIT, audit)
+                await self.alarms(pipe, rec.alarms)
                 venue.stage(pipe)
+                failpoints.crash_if_armed(self.agent_id, "reconcile_before_commit")
                 await pipe.execute()
                 venue.commit()
             except (*VENUE_ERRORS, *REDIS_ERRORS) as exc:  # retryable; any other VenueError
                 venue.rollback()  # (SDK missing, login refused) fails the start loudly
-                self._problems["reconcile"] = (
+                self.problems["reconcile"] = (
                     f"not trading: unreconciled with the {venue.name} venue "
                     f"({type(exc).__name__}: {exc}); retrying")
-                self.log.warning("%s", self._problems["reconcile"])
+                self.log.warning("%s", self.problems["reconcile"])
                 return False
-        self._problems.pop("reconcile", None)
+        self.problems.pop("reconcile", None)
         self._reconciled = True
         self.log.info("reconciled with the %s venue: %s", venue.name, rec.summary())
         return True
 
+    async def alarms(self, pipe: Pipeline, extra: list[VenueAlarm] | None = None) -> None:
+        """Stage the venue's alarms (and ``extra``): symbol halts, alerts, audits."""
+        assert self.venue is not None and self.redis is not None
+        found = [*(extra or []), *self.venue.take_alarms()]
+        if not found:
+            return
+        halted = await read_symbol_halts(self.redis)
+        fresh = [a for a in found if not (  # a symbol halted for this already: said once
+            a.halts and a.symbol in halted and halted[a.symbol].kind == a.kind
+            and halted[a.symbol].client_order_id == a.client_order_id)]
+        if fresh:
+            await raise_alarms(fresh, self.store, self.agent_id, pipe, self.emit)
+
     # ------------------------------------------------------------------ dispatch
     async def dispatch(self, delivery: Delivery) -> None:
         """Handle one input while holding the venue (polls wait meanwhile)."""
-        async with self._lock:
+        async with self.lock:
             await super().dispatch(delivery)
 
     async def handle(self, delivery: Delivery, msg: AnyMessage, pipe: Pipeline) -> None:
@@ -189,17 +223,20 @@ class ExecutionAgent(Agent):
                 await self._on_order(msg, pipe)
             elif isinstance(msg, CancelAllOrders):
                 await self._on_cancel_all(msg, pipe)
+            elif isinstance(msg, ResolveSymbol):
+                await resolve_symbol(self, msg, pipe)
+                self.venue.stage(pipe)
             elif isinstance(msg, BarClosed):
                 await self._on_bar(msg, pipe)
         except VENUE_ERRORS as exc:
             self.venue.rollback()
             reason = (f"{self.venue.name} venue unreachable while handling {msg.type} "
                       f"{msg.id}: {type(exc).__name__}: {exc}; input kept, retrying")
-            self._problems["venue"] = reason
+            self.problems["venue"] = reason
             delay, self._retry_s = self._retry_s, min(
                 self._retry_s * 2, self.settings.venue.retry_max_s)
             raise RetryLater(reason, delay) from exc
-        self._problems.pop("venue", None)
+        self.problems.pop("venue", None)
         self._retry_s = self.settings.venue.resolve_backoff_s
 
     def after_commit(self) -> None:
@@ -212,70 +249,62 @@ class ExecutionAgent(Agent):
         assert self.redis is not None and self.venue is not None
         coid = order.client_order_id
         fresh = await asyncio.to_thread(self.store.record_order_intent, order)  # intent first
-        ev: VenueEvent | None = None
+        alarms: list[VenueAlarm] = []
+        events: list[VenueEvent] = []
         if not fresh:
-            # Seen before (redelivery, or a retry after the venue was unreachable): the
-            # venue is asked first; an order it has is adopted, never sent again.
-            found = await self._resolve(order)
-            if found is not None:
-                ev = self.venue.adopt(order, found, now_ns())
-        if ev is None:
-            if await self.redis.exists(channels.HALT_KEY):
-                ev = OrderRejected(
-                    id=stable_id("exec", "halted", coid), source=self.agent_id,
-                    correlation_id=order.correlation_id, client_order_id=coid,
-                    symbol=order.symbol, reason="trading halted (kill switch / circuit breaker)",
-                )
+            row = await asyncio.to_thread(self.store.get_order, coid)
+            if row is not None and _collides(row, order):
+                await self._collision(order, row, pipe)
+                return
+            if row is not None and row["status"] == OrderStatus.REJECTED.value:
+                events = [self._rejected(order, row["reason"] or "rejected")]
+        if not events:
+            refusal = await self._refusal(order)
+            try:
+                events = await self.venue.place(order, now_ns(), send=refusal is None)
+            except OrderUnresolved as exc:  # stays UNKNOWN (journaled): halt, tell a person
+                alarms.append(VenueAlarm(order.symbol, "order_unknown", str(exc), coid))
             else:
-                ev = await self._place(order)
-        await self._record(ev)
-        self.emit(pipe, channels.TRADING_EVENTS, ev)
+                if not events:
+                    events = [self._rejected(order, refusal or "not sent")]
+                failpoints.hit(self.agent_id, "after_submit", channels.ORDERS)
+        for ev in events:
+            await self.record(ev)
+            self.emit(pipe, channels.TRADING_EVENTS, ev)
+        await self.alarms(pipe, alarms)
         self.venue.stage(pipe)
 
-    async def _place(self, order: SubmitOrder) -> VenueEvent:
-        """Send ``order``; on an unknown outcome: UNKNOWN, resolve, resend only if the
-        venue definitely does not have it (at most once here)."""
-        assert self.venue is not None
-        cfg, coid = self.settings.venue, order.client_order_id
-        for _ in range(2):
-            try:
-                ev = await asyncio.wait_for(self.venue.submit(order, now_ns()),
-                                            cfg.submit_timeout_s)
-            except VENUE_ERRORS as exc:
-                why = f"submit outcome unknown: {type(exc).__name__}: {exc}"[:500]
-                self.log.warning("order %s UNKNOWN (%s); asking the venue", coid, why)
-                await asyncio.to_thread(self.store.update_order_status, coid,
-                                        OrderStatus.UNKNOWN, None, why)
-                found = await self._resolve(order, settle=True)
-                if found is not None:
-                    return self.venue.adopt(order, found, now_ns())
-                self.log.warning("order %s is not at the venue: sending it again", coid)
-                continue
-            failpoints.hit(self.agent_id, "after_submit", channels.ORDERS)
-            return ev
-        raise VenueUnavailable(f"order {coid} still not placed after a resend")
+    def _rejected(self, order: SubmitOrder, reason: str) -> OrderRejected:
+        return OrderRejected(
+            id=stable_id("exec", "halted", order.client_order_id), source=self.agent_id,
+            correlation_id=order.correlation_id, client_order_id=order.client_order_id,
+            symbol=order.symbol, reason=reason[:500])
 
-    async def _resolve(self, order: SubmitOrder, settle: bool = False) -> VenueOrder | None:
-        """The venue's record of ``order`` (``None``: definitely not there).
+    async def _refusal(self, order: SubmitOrder) -> str | None:
+        """Why nothing new may be sent for ``order`` now (``None``: it may)."""
+        assert self.redis is not None
+        if await read_halt(self.redis) is not None:
+            return "trading halted (kill switch / circuit breaker)"
+        if not order.reduce_only:
+            halt = await symbol_halt(self.redis, order.symbol)
+            if halt is not None:
+                return f"symbol {order.symbol} halted ({halt.kind}): {halt.reason}"
+        return None
 
-        ``resolve_attempts`` lookups with doubling pauses (``settle``: a pause before the
-        first one too, so a request still in flight after a timeout can land); raises
-        ``VenueUnavailable`` when none succeeds (the order stays as stored, e.g. UNKNOWN).
-        """
-        assert self.venue is not None
-        cfg, coid = self.settings.venue, order.client_order_id
-        delay, last = cfg.resolve_backoff_s, ""
-        for attempt in range(cfg.resolve_attempts):
-            if (attempt or settle) and await self.wait_stop(delay):
-                break
-            delay *= 2
-            try:
-                return await asyncio.wait_for(self.venue.fetch_order(coid, order.symbol),
-                                              cfg.submit_timeout_s)
-            except VENUE_ERRORS as exc:
-                last = f"{type(exc).__name__}: {exc}"
-        raise VenueUnavailable(f"order {coid} is UNKNOWN: lookup by client order id "
-                               f"failed ({last or 'stopping'})")
+    async def _collision(self, order: SubmitOrder, row: dict, pipe: Pipeline) -> None:
+        """``order`` reuses the client order id of another order: refuse it loudly and
+        leave the existing one alone (its row, its venue order)."""
+        coid = order.client_order_id
+        why = (f"client order id {coid} already belongs to signal {row['signal_id']} at bar "
+               f"{row['bar_seq']} (this order: signal {order.signal_id}, bar {order.bar_seq}): "
+               "refused, nothing sent; the ids should be unique for the life of the database")
+        self.log.critical("%s", why)
+        self.emit(pipe, channels.TRADING_EVENTS, OrderRejected(
+            id=stable_id("exec", "collision", order.id), source=self.agent_id,
+            correlation_id=order.correlation_id, client_order_id=coid, symbol=order.symbol,
+            reason=why[:500]))
+        await raise_alarms([VenueAlarm(order.symbol, "id_collision", why, coid)], self.store,
+                           self.agent_id, pipe, self.emit)
 
     async def _on_cancel_all(self, cmd: CancelAllOrders, pipe: Pipeline) -> None:
         """Cancel every open order; for the kill switch also flatten and report.
@@ -309,7 +338,7 @@ class ExecutionAgent(Agent):
                     symbol=sym, quantity=before[sym], client_order_id=coid,
                     price=sum(f.quantity * f.price for f in fills) / qty if qty else 0.0))
         for ev in events:
-            await self._record(ev)
+            await self.record(ev)
             self.emit(pipe, channels.TRADING_EVENTS, ev)
         if cmd.flatten:
             report = KillSwitchExecuted(
@@ -328,6 +357,7 @@ class ExecutionAgent(Agent):
                 "positions %s", len(cancelled), len(closed), report.open_orders_left,
                 report.positions_left or "flat",
             )
+        await self.alarms(pipe)
         self.venue.stage(pipe)
 
     # ------------------------------------------------------------------ bars, polls
@@ -335,8 +365,9 @@ class ExecutionAgent(Agent):
         assert self.venue is not None
         events = await self.venue.on_bar(bar)
         for ev in events:
-            await self._record(ev)
+            await self.record(ev)
             self.emit(pipe, channels.TRADING_EVENTS, ev)
+        await self.alarms(pipe)
         mark = self.venue.portfolio(bar)
         self.emit(pipe, channels.TRADING_EVENTS, mark)
         pipe.set(channels.PORTFOLIO_KEY, mark.to_json())
@@ -345,44 +376,10 @@ class ExecutionAgent(Agent):
         if len(self._marks) >= 500 or time.monotonic() - self._last_flush > EQUITY_FLUSH_S:
             await self._flush_marks()
 
-    async def _poll_loop(self) -> None:
-        """Every ``venue.poll_s``: fetch fills and order updates (live venues)."""
-        while not await self.wait_stop(self.settings.venue.poll_s):
-            async with self._lock:
-                try:
-                    await self.poll_once()
-                except REDIS_ERRORS as exc:
-                    assert self.venue is not None
-                    self.venue.rollback()
-                    self.log.warning("poll not saved (redis: %s); the next poll redoes it", exc)
-
     async def poll_once(self) -> int:
-        """One poll in its own transaction (no input to acknowledge): persist the events
-        (idempotent), then publish them with the staged ledger atomically.  Returns the
-        number of events (call with the venue lock held)."""
-        assert self.venue is not None and self.redis is not None
-        venue = self.venue
-        venue.rollback()
-        try:
-            events = await venue.poll(now_ns())
-        except (VenueError, TimeoutError) as exc:
-            venue.rollback()
-            self._problems["poll"] = f"polling the {venue.name} venue failed: {exc}"
-            return 0
-        self._problems.pop("poll", None)
-        if not events:  # whatever else changed is fetched again by the next poll
-            venue.rollback()
-            return 0
-        for ev in events:
-            await self._record(ev)
-        pipe = self.redis.pipeline(transaction=True)
-        for ev in events:
-            self.emit(pipe, channels.TRADING_EVENTS, ev)
-        venue.stage(pipe)
-        failpoints.hit(self.agent_id, "poll_before_commit")
-        await pipe.execute()
-        venue.commit()
-        return len(events)
+        """One poll of the venue in its own transaction (see
+        :meth:`agents.execution_watch.Watch.poll_once`; call with the venue lock held)."""
+        return await self.watch.poll_once()
 
     async def _flush_marks(self) -> None:
         marks, self._marks = getattr(self, "_marks", []), []
@@ -390,7 +387,16 @@ class ExecutionAgent(Agent):
         if marks:
             await asyncio.to_thread(self.store.record_equity_many, marks)
 
-    async def _record(self, ev: object) -> None:
+    async def record(self, ev: object) -> None:
         """Persist one venue event (idempotent inserts/updates)."""
         assert self.venue is not None
         await record_event(self.store, self.venue, ev)
+
+
+def _collides(row: dict, order: SubmitOrder) -> bool:
+    """True when the stored order with ``order``'s client order id was born from
+    another signal or bar (a client order id reused: never resolve it to the old one)."""
+    if row.get("external"):
+        return True
+    return (row["signal_id"] != order.signal_id
+            or int(row["bar_seq"] or 0) != int(order.bar_seq))

@@ -1,16 +1,25 @@
-"""Cancel every open order at the venue when the execution agent cannot run.
+"""Make positions safe when the execution agent cannot run.
 
 ``python -m agents.execution_failsafe --reason TEXT`` is started by the orchestrator after
 it gave up on the execution agent (crash loop) and latched HALTED.  It runs with the
-execution role's Redis credentials and environment, but shares nothing with the agent's
-start-up beyond the venue adapter and the event recorder: it builds the venue, loads its
-state, cancels every open order (no flattening: positions keep their stops for a human
-to decide), records each cancellation in the database, publishes the ``OrderCancelled``
-events and an audit record, and saves the venue state in one Redis transaction.
+execution role's Redis credentials and environment, takes the execution agent's lease
+(:mod:`backend.lease`: no two processes trade for ``execution``), builds the venue, loads
+its state, and:
 
-Idempotent: a second run finds nothing left to cancel.  The last stdout line is a JSON
-:class:`FailsafeReport`.  Exit code 0 when nothing is left open, 1 when orders remain or
-the venue/Redis could not be reached, 2 on bad configuration.
+* cancels every open order **except the protective stops** resting at the venue for the
+  mesh's positions (:mod:`backend.venues.live_brackets`): those keep protecting the
+  positions while nobody trades;
+* with ``venue.failsafe = "flatten"`` (for a venue without resting stops, where nothing
+  would protect them) also closes the mesh's positions with market orders.
+
+Every order goes through the same journal as the agent's (database rows, sends recorded
+before the call, an unknown outcome resolved, never guessed).  The events and an audit
+record are published and the venue state saved in one Redis transaction.
+
+Idempotent: a second run finds nothing left to cancel (the closes' client order ids
+derive from the reason).  The last stdout line is a JSON :class:`FailsafeReport`.  Exit
+code 0 when nothing unprotected is left open, 1 when orders remain or the venue/Redis
+could not be reached, 2 on bad configuration.
 """
 
 from __future__ import annotations
@@ -19,67 +28,104 @@ import argparse
 import asyncio
 import logging
 import sys
+import time
 
 from pydantic import BaseModel
 from redis.asyncio import Redis
 
-from agents.execution_records import record_event
+from agents.execution_records import StoreJournal, load_venue, record_event
 from backend import channels
 from backend.bus import Bus
-from backend.messages import AuditRecorded, now_ns
+from backend.lease import Lease, LeaseLost
+from backend.messages import AuditRecorded, OrderFilled, now_ns, stable_id
 from backend.persistence import Store, make_engine
 from backend.settings import ConfigError, Settings, load_settings
+from backend.venues.base import VenueEvent
 from backend.venues.factory import make_venue
+from backend.venues.ledger import is_protective
 
 SOURCE = "execution-failsafe"
 log = logging.getLogger("agents.execution_failsafe")
 
 
 class FailsafeReport(BaseModel):
-    """What the failsafe did: client order ids cancelled and those still open after."""
+    """What the failsafe did: client order ids cancelled, positions closed (by client
+    order id), and the orders and positions (base units) left after."""
 
     venue: str
     cancelled: list[str]
     open_orders_left: list[str]
+    flattened: list[str] = []
+    positions_left: dict[str, float] = {}
     error: str = ""
 
 
+async def _take_lease(lease: Lease, wait_s: float) -> None:
+    deadline = time.monotonic() + wait_s
+    while not await lease.try_acquire():
+        if time.monotonic() > deadline:
+            raise LeaseLost(f"another process is the live execution agent "
+                            f"({await lease.holder()}): not trading beside it")
+        await asyncio.sleep(0.2)
+
+
 async def cancel_open_orders(settings: Settings, reason: str) -> FailsafeReport:
-    """Cancel every open order at the configured venue and record it (see module doc).
+    """Cancel the open orders (protective stops stay), flatten when configured, record
+    it (see the module docstring).
 
     Parameters
     ----------
     settings
         Mesh settings (venue, database, Redis URL of the execution role).
     reason
-        Why, carried in each ``OrderCancelled`` and the audit record.
+        Why, carried in each event and the audit record.
+
+    Raises
+    ------
+    LeaseLost
+        Another execution process holds the lease (waited ``2 x heartbeat_ttl_s``).
     """
     redis = Redis.from_url(settings.redis_url, socket_timeout=30, socket_connect_timeout=5)
-    store = Store(make_engine(settings.db_url()))
-    venue = make_venue(settings, redis)
+    store = Store(make_engine(settings.db_url(), durable=True))
+    lease = Lease(redis, "execution", settings.orchestrator.heartbeat_ttl_s)
+    venue = make_venue(settings, redis, journal=StoreJournal(store, SOURCE),
+                       fence=lease.check)
     try:
-        await venue.load()
+        await _take_lease(lease, 2 * settings.orchestrator.heartbeat_ttl_s)
+        await load_venue(venue, store)
         now = now_ns()
-        cancelled = await venue.cancel_all(reason, now)
-        for ev in cancelled:
+        events: list[VenueEvent] = list(
+            await venue.cancel_all(reason, now, keep_protective=True))
+        cancelled = [e.client_order_id for e in events]
+        flattened: list[str] = []
+        if settings.venue.failsafe == "flatten":
+            closes = await venue.flatten(now, stable_id("failsafe-flatten", reason))
+            flattened = sorted({e.client_order_id for e in closes
+                                if isinstance(e, OrderFilled)})
+            events += closes
+        for ev in events:
             await record_event(store, venue, ev)
         bus = Bus(redis, SOURCE, settings.stream_maxlen)
         pipe = redis.pipeline(transaction=True)
-        for ev in cancelled:
+        for ev in events:
             bus.stage(pipe, channels.TRADING_EVENTS, ev)
-        bus.stage(pipe, channels.AUDIT, AuditRecorded(
+        audit = AuditRecorded(
             source=SOURCE, actor="orchestrator", action="failsafe_cancel",
-            decision=f"cancelled {len(cancelled)}", reason=reason[:500],
-        ))
+            decision=f"cancelled {len(cancelled)}, closed {len(flattened)}",
+            reason=reason[:500],
+        )
+        await asyncio.to_thread(store.record_audit_event, audit)
+        bus.stage(pipe, channels.AUDIT, audit)
         venue.stage(pipe)
         await pipe.execute()
         venue.commit()
-        left = await venue.open_orders()
-        return FailsafeReport(venue=venue.name, cancelled=[c.client_order_id for c in cancelled],
-                              open_orders_left=left)
+        left = [c for c in await venue.open_orders() if not is_protective(c)]
+        return FailsafeReport(venue=venue.name, cancelled=cancelled, open_orders_left=left,
+                              flattened=flattened, positions_left=await venue.positions())
     finally:
         await venue.close()
         store.close()
+        await lease.release()
         await redis.aclose()
 
 
@@ -103,8 +149,9 @@ def main(argv: list[str] | None = None) -> int:
         log.error("failsafe cancel failed: %s", report.error)
         print(report.model_dump_json(), flush=True)
         return 1
-    log.warning("cancelled %d open orders; left open: %s", len(report.cancelled),
-                report.open_orders_left or "none")
+    log.warning("cancelled %d open orders, closed %d positions; left open: %s; positions "
+                "left: %s", len(report.cancelled), len(report.flattened),
+                report.open_orders_left or "none", report.positions_left or "none")
     print(report.model_dump_json(), flush=True)
     return 0 if not report.open_orders_left else 1
 

@@ -2,26 +2,37 @@
 
 The comparisons are pure (:mod:`backend.reconcile`); this module asks the venue, writes
 the corrections to the database (every one audited, action ``reconcile_*``, the
-before/after in the reason) and returns the events and audit records the agent
+before/after in the reason) and returns the events, audit records and alarms the agent
 publishes in one Redis transaction together with the venue's staged ledger.
 
 Steps, in this order (each needs the previous one's result):
 
-1. every non-final stored order is looked up at the venue by client order id; an
-   order the venue has is adopted into the adapter's ledger (so its fills carry its
-   correlation id and bracket);
-2. fills: the venue is polled from the oldest non-final order's creation (live venues:
-   fills that happened while the agent was down), and fills the adapter knows for those
-   orders but the database lacks are recorded -- ``reconcile_fill``;
-3. statuses: each stored order takes the venue's status -- ``reconcile_order``;
-4. the venue's working orders unknown to the database are adopted as ``external`` --
-   ``reconcile_external_order``;
-5. positions: the ledger is set to the venue's positions, then the database to the
-   ledger's -- ``reconcile_position``.
+1. **adopt**: every order the venue's local state (ledger, book) does not know --
+   whatever its database status, placed within :data:`HORIZON_DAYS` -- and every
+   non-final stored order is looked up at the venue (an order that was sent is resolved
+   by the UNKNOWN protocol over the venue's request lifetime; one never sent is not
+   asked for); an order the venue has is adopted into the local state with its stop and
+   target from the stored order, so its fills carry its correlation id and bracket;
+2. **fills**: the venue is polled from the oldest of those orders' creation (fills that
+   happened while the agent was down), and fills the adapter knows for those orders but
+   the database lacks are recorded -- ``reconcile_fill``;
+3. **statuses**: each stored order takes the venue's status -- ``reconcile_order``; an
+   order established as never having landed forgets its send (``sent_ts``) so it can be
+   sent without being resolved again;
+4. **external**: the venue's working orders unknown to the database are adopted as
+   ``external`` -- ``reconcile_external_order``;
+5. **positions**: the venue's positions are compared with the books on a consistent
+   snapshot (every venue fill up to it applied); a difference is a
+   ``position_mismatch`` alarm that halts the symbol, never an overwrite; the database's
+   positions are then set to the local state's -- ``reconcile_position``.
 
-Any ``VenueError`` aborts the run (nothing is published; database corrections already
-made stay, they are idempotent); the agent then stays off the ``orders`` stream and
-retries.
+Idempotent and crash-safe: the database writes are inserts-or-ignore and forced status
+sets, the local state changes only with the final Redis transaction, and a lost
+adoption is redone because step 1 does not depend on the database status.  A crash at
+any point, repeated, ends in the same books (armed failpoints ``reconcile_adopted``,
+``reconcile_fills``, ``reconcile_statuses``, ``reconcile_before_commit`` let the tests
+and drills prove it).  Any ``VenueUnavailable`` aborts the run (nothing is published);
+the agent then stays off the ``orders`` stream and retries.
 """
 
 from __future__ import annotations
@@ -31,7 +42,15 @@ import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from backend.messages import AuditRecorded, OrderFilled, PositionChanged, stable_id
+from backend import failpoints
+from backend.messages import (
+    NS_PER_DAY,
+    AuditRecorded,
+    OrderFilled,
+    OrderStatus,
+    PositionChanged,
+    stable_id,
+)
 from backend.persistence import Store
 from backend.reconcile import (
     OPEN_IN_DB,
@@ -41,18 +60,24 @@ from backend.reconcile import (
     order_from_row,
     position_mismatches,
 )
-from backend.venues.base import Venue, VenueEvent
+from backend.venues.base import Venue, VenueAlarm, VenueEvent
+from backend.venues.broker import OrderUnresolved, VenueOrder
 
 Record = Callable[[VenueEvent], Awaitable[None]]
+
+#: Orders unknown to the venue's local state are looked up when placed this recently.
+HORIZON_DAYS = 7
 
 
 @dataclass
 class Reconciliation:
     """What one reconciliation found: events for ``trading_events``, audit records
-    (already stored) for ``audit``, and counts per kind of correction."""
+    (already stored) for ``audit``, alarms (symbols to halt), and counts per kind of
+    correction."""
 
     events: list[VenueEvent] = field(default_factory=list)
     audits: list[AuditRecorded] = field(default_factory=list)
+    alarms: list[VenueAlarm] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> str:
@@ -82,20 +107,57 @@ class _Run:
         self.out.audits.append(msg)
         self.out.counts[action] = self.out.counts.get(action, 0) + 1
 
+    async def _rows(self) -> list[dict]:
+        """Step 1's orders: every non-final one, and every one the local state does not
+        know that may be at the venue (sent, not refused, within the horizon)."""
+        known = self.venue.known_orders()
+        horizon = self.now - HORIZON_DAYS * NS_PER_DAY
+        def lost(r: dict) -> bool:  # may be at the venue, unknown to the local state
+            return (r["client_order_id"] not in known and not r["external"]
+                    and r["status"] != OrderStatus.REJECTED.value
+                    and int(r["created_ts"]) >= horizon
+                    and (r.get("sent_ts") is not None or bool(r["venue_order_id"])))
+
+        return [r for r in await self.db(self.store.orders)  # type: ignore[attr-defined]
+                if r["status"] in OPEN_IN_DB or lost(r)]
+
+    async def _lookup(self, r: dict) -> VenueOrder | None:
+        order = order_from_row(r, self.actor)
+        sent = r.get("sent_ts")
+        if r["status"] != OrderStatus.NEW.value:  # UNKNOWN, or the venue answered: sent
+            sent = sent or int(r["updated_ts"] or r["created_ts"])
+        try:
+            return await self.venue.lookup(order, None if sent is None else int(sent))
+        except OrderUnresolved as exc:
+            self.out.alarms.append(VenueAlarm(r["symbol"], "order_unknown", str(exc),
+                                              r["client_order_id"]))
+            self.unresolved.add(r["client_order_id"])
+            return None
+
     async def run(self) -> Reconciliation:
-        venue, store = self.venue, self.store
-        rows = [r for r in await self.db(store.orders) if r["status"] in OPEN_IN_DB]  # type: ignore[attr-defined]
-        found = {r["client_order_id"]: await venue.fetch_order(r["client_order_id"], r["symbol"])
-                 for r in rows}
-        for r in rows:  # 1. adopt into the ledger
+        store = self.store
+        self.unresolved: set[str] = set()
+        rows = await self._rows()
+        found = {r["client_order_id"]: await self._lookup(r) for r in rows}
+        for r in rows:  # 1. adopt into the local state (stop and target from the row)
             vo = found[r["client_order_id"]]
             if vo is not None:
-                ev = venue.adopt(order_from_row(r, self.actor), vo, self.now)
+                ev = self.venue.adopt(order_from_row(r, self.actor), vo, self.now)
                 await self.record(ev)
                 self.out.events.append(ev)
+        failpoints.crash_if_armed(self.actor, "reconcile_adopted")
         await self._fills(rows)  # 2.
+        failpoints.crash_if_armed(self.actor, "reconcile_fills")
         for r in rows:  # 3. statuses (before = as stored when we started)
-            fix = order_fix(r, found[r["client_order_id"]])
+            coid = r["client_order_id"]
+            if coid in self.unresolved:
+                continue
+            vo = found[coid]
+            if vo is None and r.get("sent_ts") is not None and r["status"] in OPEN_IN_DB:
+                await self.db(store.clear_order_sent, coid)  # never landed: send freely
+            if vo is None and r["status"] not in OPEN_IN_DB:
+                continue  # final, and the venue no longer shows it: keep what we know
+            fix = order_fix(r, vo)
             if fix is None:
                 continue
             now_row = await self.db(store.get_order, fix.client_order_id) or r
@@ -106,6 +168,7 @@ class _Run:
             await self.audit("reconcile_order", fix.client_order_id, "corrected",
                              f"{fix.why}; {change(fix.before, fix.after)}",
                              r["correlation_id"] or "")
+        failpoints.crash_if_armed(self.actor, "reconcile_statuses")
         await self._external()  # 4.
         await self._positions()  # 5.
         return self.out
@@ -148,12 +211,11 @@ class _Run:
 
     async def _positions(self) -> None:
         venue, store = self.venue, self.store
-        for fix in await venue.sync_positions(self.now):
-            await self.record(fix.event)
-            self.out.events.append(fix.event)
-            await self.audit("reconcile_position", fix.symbol, "corrected",
-                             f"{venue.name} ledger {fix.symbol} set to the venue's position; "
-                             f"{change(fix.before, fix.after)}")
+        events, alarms = await venue.check_positions(self.now)
+        for ev in events:
+            await self.record(ev)
+        self.out.events += events
+        self.out.alarms += alarms
         book = venue.book_positions()
         stored = {r["symbol"]: float(r["quantity"]) for r in await self.db(store.positions)}  # type: ignore[attr-defined]
         for m in position_mismatches(stored, {s: p.quantity for s, p in book.items()}):
@@ -166,7 +228,7 @@ class _Run:
             await self.record(ev)
             self.out.events.append(ev)
             await self.audit("reconcile_position", m.symbol, "corrected",
-                             f"database {m.symbol} set to the {venue.name} venue's position; "
+                             f"database {m.symbol} set to the {venue.name} venue's books; "
                              f"{change(m.stored, m.reference)}")
 
 
@@ -175,6 +237,7 @@ async def reconcile(venue: Venue, store: Store, record: Record, actor: str, now:
     """Compare and correct (see the module docstring); ``record`` persists one venue
     event the way the agent does; ``now`` (ns) stamps corrections and audits.
 
-    Raises ``VenueError`` (``VenueUnavailable``) when the venue cannot be asked.
+    Raises ``VenueError`` (``VenueUnavailable``) when the venue cannot be asked; an
+    order whose outcome stays unknown is an alarm in the result, not an error.
     """
     return await _Run(venue, store, record, actor, now).run()

@@ -24,6 +24,7 @@ from backend.bus import pipeline_caught_up
 from backend.live_feed import CandleFeed, FeedCursor
 from backend.marketdata import limit_per_symbol, load_dir, merge_bars
 from backend.messages import AgentState, BarClosed, ReplayFinished
+from backend.persistence import Store, make_engine
 from backend.pipeline import bar_message
 from backend.venues.broker import VenueUnavailable
 
@@ -42,6 +43,7 @@ class MarketDataAgent(Agent):
             return
         candles = load_dir(s.data_dir, s.symbols, s.timeframe)
         order = limit_per_symbol(list(merge_bars(candles)), s.replay_limit)
+        epoch = await self._epoch()
         cursor = int(await self.redis.get(channels.REPLAY_CURSOR_KEY) or 0)
         groups = topology.consumer_groups(s)
         self.log.info(
@@ -66,7 +68,7 @@ class MarketDataAgent(Agent):
             ):
                 return
             prev_time = t
-            bar = bar_message(candles[symbol], i, seq, s.timeframe)
+            bar = bar_message(candles[symbol], i, seq, s.timeframe, epoch=epoch)
             if not await self._publish_bar(bar, seq):
                 return
             published += 1
@@ -79,6 +81,25 @@ class MarketDataAgent(Agent):
             await self.bus.publish(channels.AGENT_BROADCAST, done)
         self.log.info("replay finished: %d bars (%d this run)", last_seq, published)
         await self._stop.wait()
+
+    async def _epoch(self) -> int:
+        """The deployment epoch of the bar sequence: the one in Redis while its cursor is
+        there, else (a sequence starting afresh: a new mesh, or Redis lost its data) the
+        next one from the database, so ``(epoch, seq)`` -- and every id derived from it --
+        never repeats for the life of the database."""
+        assert self.redis is not None
+        have = await self.redis.get(channels.REPLAY_EPOCH_KEY)
+        if have is not None and await self.redis.exists(channels.REPLAY_CURSOR_KEY):
+            return int(have)
+        store = Store(make_engine(self.settings.db_url()))
+        try:
+            epoch = await asyncio.to_thread(store.next_epoch)
+        finally:
+            store.close()
+        await self.redis.set(channels.REPLAY_EPOCH_KEY, epoch)
+        if epoch > 1:
+            self.log.warning("bar sequence starts afresh: deployment epoch %d", epoch)
+        return epoch
 
     async def _live(self) -> None:
         """Poll live candles through ccxt (``backend.live_feed``) until stopped.
@@ -93,6 +114,7 @@ class MarketDataAgent(Agent):
         s = self.settings
         cfg = s.venue.ccxt
         feed = CandleFeed(cfg, s.symbols, s.timeframe, cfg.history_bars)
+        epoch = await self._epoch()
         seq0 = int(await self.redis.get(channels.REPLAY_CURSOR_KEY) or 0)
         cursor = FeedCursor.from_json(await self.load_state(), seq0)
         limit = s.replay_limit
@@ -118,7 +140,8 @@ class MarketDataAgent(Agent):
                 for symbol, row in rows:
                     if self.stopping or (limit and cursor.emitted.get(symbol, 0) >= limit):
                         continue
-                    bar = feed.bar(symbol, row, cursor.seq + 1)
+                    bar = feed.bar(symbol, row, cursor.seq + 1).model_copy(
+                        update={"epoch": epoch})
                     nxt = FeedCursor.from_json(cursor.to_json())
                     nxt.advance(bar)
                     pipe = self.redis.pipeline(transaction=True)

@@ -51,6 +51,7 @@ from backend.rules.risk import (
     reset_breaker,
     update_breaker,
 )
+from backend.symbol_halt import symbol_halt
 
 
 class RiskAgent(PortfolioFollower):
@@ -179,6 +180,11 @@ class RiskAgent(PortfolioFollower):
                 d = var_limit.check_var_limit(sig, d, view, await self._history(view.bar_seq),
                                               self.settings.risk)
             approved, rule, reason = d.approved, d.rule, d.reason
+            if approved and not d.reduce_only:
+                halt = await symbol_halt(self.redis, sig.symbol)
+                if halt is not None:  # only exits pass until a person resolves it
+                    approved, rule, reason = False, "symbol_halted", (
+                        f"{sig.symbol} halted ({halt.kind}): {halt.reason}")[:500]
         else:
             approved, rule, reason = False, "stale_portfolio", (
                 f"no portfolio for bar {sig.bar_seq} within "

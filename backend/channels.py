@@ -77,10 +77,16 @@ ALL_CHANNELS: Final = (
 HEALTH_KEY_PREFIX: Final = "agent:health:"
 #: Latched trading halt (kill switch / circuit breaker). JSON of ``HaltState``.
 HALT_KEY: Final = "mesh:halt"
+#: Hash ``symbol -> SymbolHalt JSON``: symbols halted until a person resolves them (an
+#: order whose outcome stayed unknown, a position the venue holds differently).
+SYMBOL_HALTS_KEY: Final = "mesh:halt:symbols"
 #: Set of agent ids an operator stopped on purpose (their groups hold nothing back).
 PARKED_AGENTS_KEY: Final = "mesh:parked"
 #: Replay cursor of the market_data agent (last published bar seq).
 REPLAY_CURSOR_KEY: Final = "market_data:cursor"
+#: Deployment epoch of the current bar sequence (``BarClosed.epoch``); a sequence that
+#: starts afresh (no cursor) takes the next epoch from the database.
+REPLAY_EPOCH_KEY: Final = "market_data:epoch"
 #: Set by the market_data agent when a finite replay has published its last bar.
 REPLAY_DONE_KEY: Final = "market_data:done"
 #: Latest portfolio state published by the execution agent (JSON ``PortfolioState``).
@@ -104,6 +110,16 @@ def health_key(agent_id: str) -> str:
 def state_key(agent_id: str) -> str:
     """Return the key holding an agent's durable working state (JSON)."""
     return f"agent:state:{agent_id}"
+
+
+def lease_key(agent_id: str) -> str:
+    """Return the key of the lease that makes one process the live ``agent_id``."""
+    return f"agent:lease:{agent_id}"
+
+
+def lease_fence_key(agent_id: str) -> str:
+    """Return the counter of ``agent_id``'s lease generations (fencing tokens)."""
+    return f"agent:lease:{agent_id}:fence"
 
 
 def decisions_key(agent_id: str) -> str:

@@ -16,10 +16,17 @@ Points:
 * ``poll_before_commit`` (execution, live venues): a poll's fills persisted to the
   database, its events and the venue ledger not yet saved in Redis.
 
+Armed-only points of the execution agent's reconciliation (``reconcile_adopted``: orders
+looked up and adopted, nothing written; ``reconcile_fills``: missed fills recorded in the
+database; ``reconcile_statuses``: statuses corrected; ``reconcile_before_commit``: every
+database write done, the Redis transaction not executed) let a drill kill it inside
+reconciliation again and again.
+
 Armed crashes (fault drills): :func:`crash_if_armed` makes a process exit with
 :data:`ARMED_EXIT_CODE` *every* time it reaches the point while the file
 ``<TRADINGMESH_FAILPOINT_DIR>/<agent id>.<point>.armed`` exists (:func:`arm`,
-:func:`disarm`), e.g. an agent that crashes at start in a loop (point ``start``).  Unset
+:func:`disarm`; a file holding a number counts the crashes down), e.g. an agent that
+crashes at start in a loop (point ``start``).  Unset
 ``TRADINGMESH_FAILPOINT_DIR`` disables them.
 """
 
@@ -57,11 +64,12 @@ def armed_path(directory: Path | str, agent_id: str, point: str) -> Path:
     return Path(directory) / f"{agent_id}.{point}.armed"
 
 
-def arm(directory: Path | str, agent_id: str, point: str) -> Path:
-    """Arm ``<agent_id>:<point>`` for :func:`crash_if_armed`; returns the marker file."""
+def arm(directory: Path | str, agent_id: str, point: str, times: int | None = None) -> Path:
+    """Arm ``<agent_id>:<point>`` for :func:`crash_if_armed` (every time it is reached,
+    or only the next ``times`` times); returns the marker file."""
     p = armed_path(directory, agent_id, point)
     p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text("armed\n")
+    p.write_text("armed\n" if times is None else f"{int(times)}\n")
     return p
 
 
@@ -76,7 +84,18 @@ def crash_if_armed(agent_id: str, point: str) -> None:
     Only when ``TRADINGMESH_FAILPOINT_DIR`` is set (one environment lookup otherwise).
     """
     directory = os.environ.get(FAILPOINT_DIR_ENV)
-    if not directory or not armed_path(directory, agent_id, point).exists():
+    if not directory:
         return
+    path = armed_path(directory, agent_id, point)
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return
+    if text.isdigit():  # armed for a number of crashes: count this one down
+        left = int(text)
+        if left <= 0:
+            path.unlink(missing_ok=True)
+            return
+        path.write_text(f"{left - 1}\n")
     os.write(2, f"failpoint {agent_id}:{point} is armed: crashing\n".encode())
     os._exit(ARMED_EXIT_CODE)

@@ -136,7 +136,10 @@ class BarClosed(Message):
 
     ``seq`` is the replay's global sequence number (strictly increasing across all
     symbols); downstream agents use it to order work deterministically.
-    ``open_time`` is the bar's open time in ns (UTC).
+    ``open_time`` is the bar's open time in ns (UTC).  ``epoch`` is the deployment epoch
+    of the sequence (kept in the database, one more each time a sequence starts afresh,
+    e.g. after Redis lost its data): ``(epoch, seq)`` never repeats for the life of the
+    database, and neither do the signal and client order ids derived from it.
     """
 
     type: Literal["bar_closed"] = "bar_closed"
@@ -149,6 +152,7 @@ class BarClosed(Message):
     close: Price
     volume: Qty
     seq: int = Field(ge=0)
+    epoch: int = Field(default=1, ge=1)
 
 
 # ------------------------------------------------------------------ pipeline
@@ -232,6 +236,26 @@ class CancelAllOrders(Message):
     type: Literal["cancel_all_orders"] = "cancel_all_orders"
     reason: str = Field(max_length=500)
     flatten: bool = False
+
+
+class ResolveSymbol(Message):
+    """Command to execution: a person resolved what halted ``symbol`` (on ``orders``).
+
+    ``not_placed``: client order ids left ``UNKNOWN`` that the person confirmed are not
+    at the venue (looked up once more; found -> adopted, else ``REJECTED``);
+    ``adopt_venue_position``: set the books' position to what the venue holds.
+    Execution then clears the symbol's halt if nothing unresolved is left, and answers
+    with an :class:`AuditRecorded` (action ``symbol_resumed`` or ``symbol_still_halted``)
+    whose ``correlation_id`` is this command's id.
+    """
+
+    type: Literal["resolve_symbol"] = "resolve_symbol"
+    symbol: str = Field(min_length=1, max_length=32)
+    reason: str = Field(min_length=1, max_length=500)
+    actor: str = Field(default="operator", max_length=64)
+    adopt_venue_position: bool = False
+    not_placed: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        default_factory=list, max_length=100)
 
 
 class ClosedPosition(BaseModel):
@@ -665,6 +689,7 @@ AnyMessage = Annotated[
     | RiskDecided
     | SubmitOrder
     | CancelAllOrders
+    | ResolveSymbol
     | KillSwitchExecuted
     | OrderAccepted
     | OrderRejected
@@ -700,7 +725,7 @@ CHANNEL_TYPES: dict[str, frozenset[str]] = {
     channels.MARKET_DATA: frozenset({"bar_closed"}),
     channels.SIGNALS: frozenset({"signal_generated"}),
     channels.SIGNALS_APPROVED: frozenset({"compliance_decided"}),
-    channels.ORDERS: frozenset({"submit_order", "cancel_all_orders"}),
+    channels.ORDERS: frozenset({"submit_order", "cancel_all_orders", "resolve_symbol"}),
     channels.TRADING_EVENTS: frozenset({
         "order_accepted", "order_rejected", "order_cancelled", "order_filled",
         "position_changed", "portfolio_marked", "kill_switch_executed",

@@ -88,6 +88,11 @@ orders = sa.Table(
     # True for an order found at the venue that we did not place (adopted by execution's
     # reconciliation); added by migration to older databases (see _ADDED_COLUMNS).
     C("external", sa.Boolean, nullable=False, default=False, server_default=sa.false()),
+    # When the order was last sent to the venue (ns; NULL: never sent) and how many
+    # times: written durably *before* each venue call, so whoever handles the order next
+    # knows it may be at the venue (added by migration, see _ADDED_COLUMNS).
+    C("sent_ts", NS, nullable=True), C("send_attempts", sa.Integer, nullable=False,
+                                       default=0, server_default="0"),
 )
 fills = sa.Table(
     "fills", metadata,
@@ -169,7 +174,7 @@ _STATUS_RANK = {
 }
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
+def make_engine(url: str, *, durable: bool = False, **kwargs: Any) -> Engine:
     """Create an engine; for SQLite create the file's folder and set the pragmas.
 
     Parameters
@@ -177,13 +182,18 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     url
         SQLAlchemy URL, e.g. ``sqlite:///var/tradingmesh.db`` or
         ``postgresql+psycopg://user@host/db``.
+    durable
+        SQLite: ``synchronous=FULL`` (every commit fsynced, so a write that returned
+        survives a power loss: the execution agent's order intents and sends) instead
+        of ``NORMAL``.  PostgreSQL commits durably by default.
     **kwargs
         Passed to :func:`sqlalchemy.create_engine`.
 
     Returns
     -------
     Engine
-        For SQLite: WAL, ``synchronous=NORMAL``, ``busy_timeout=30000`` ms and
+        For SQLite: WAL, ``synchronous=NORMAL`` (``FULL`` when ``durable``),
+        ``busy_timeout=30000`` ms and
         ``foreign_keys=ON`` on every connection; transactions begin explicitly
         (``BEGIN``, or ``BEGIN IMMEDIATE`` with the ``sqlite_immediate`` execution
         option that :class:`Store` uses for writes).
@@ -206,7 +216,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA busy_timeout=30000")
         cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
 
@@ -237,9 +247,13 @@ def create_all(engine: Engine) -> None:
                 raise
 
 
-#: Columns added after a table was first released: ``(table, column)``.  Each has a
-#: server default, so ``ALTER TABLE ... ADD COLUMN`` works on a populated table.
-_ADDED_COLUMNS = (("orders", "external"), ("signals", "regime"))
+#: ``mesh_state`` key of the deployment epoch (:meth:`Store.next_epoch`).
+EPOCH_STATE = "deployment_epoch"
+
+#: Columns added after a table was first released: ``(table, column)``.  Each is nullable
+#: or has a server default, so ``ALTER TABLE ... ADD COLUMN`` works on a populated table.
+_ADDED_COLUMNS = (("orders", "external"), ("signals", "regime"), ("orders", "sent_ts"),
+                  ("orders", "send_attempts"))
 
 
 def _add_missing_columns(conn: Connection) -> None:
@@ -385,6 +399,29 @@ class Store:
             "created_ts": msg.ts, "updated_ts": msg.ts, "bar_seq": msg.bar_seq,
         })
 
+    def mark_order_sent(self, client_order_id: str, ts: int) -> bool:
+        """Record that the order is about to be sent to the venue (``sent_ts = ts`` ns,
+        one more send attempt).  Returns ``False`` if the order has no row."""
+        stmt = orders.update().where(orders.c.client_order_id == client_order_id).values(
+            sent_ts=ts, send_attempts=orders.c.send_attempts + 1)
+        with self._write() as conn:
+            return conn.execute(stmt).rowcount == 1
+
+    def clear_order_sent(self, client_order_id: str) -> bool:
+        """Forget that the order was sent (``sent_ts = NULL``): it was established that
+        it never reached the venue, so it may be sent without resolving it again."""
+        stmt = orders.update().where(orders.c.client_order_id == client_order_id).values(
+            sent_ts=None)
+        with self._write() as conn:
+            return conn.execute(stmt).rowcount == 1
+
+    def order_sent_ts(self, client_order_id: str) -> int | None:
+        """When the order was last sent (ns), ``None`` if never (or no such order)."""
+        stmt = sa.select(orders.c.sent_ts).where(orders.c.client_order_id == client_order_id)
+        with self.engine.connect() as conn:
+            v = conn.execute(stmt).scalar()
+        return None if v is None else int(v)
+
     def record_external_order(
         self, client_order_id: str, symbol: str, side: str, quantity: float, status: str,
         venue_order_id: str, reason: str = "", *, ts: int | None = None,
@@ -498,6 +535,28 @@ class Store:
         """Remove ``key``; ``False`` if it was not there."""
         with self._write() as conn:
             return conn.execute(mesh_state.delete().where(mesh_state.c.key == key)).rowcount > 0
+
+    def next_epoch(self) -> int:
+        """Take the next deployment epoch (1 for a new database), atomically: a bar
+        sequence that starts afresh gets a number no earlier sequence of this database
+        had (``BarClosed.epoch``)."""
+        with self._write() as conn:
+            row = conn.execute(sa.select(mesh_state.c.value).where(
+                mesh_state.c.key == EPOCH_STATE)).first()
+            epoch = int(dict(row[0]).get("epoch", 0)) + 1 if row else 1
+            stmt = _insert(conn, mesh_state).values(
+                key=EPOCH_STATE, value={"epoch": epoch}, updated_ts=now_ns())
+            conn.execute(stmt.on_conflict_do_update(
+                index_elements=[mesh_state.c.key],
+                set_={"value": {"epoch": epoch}, "updated_ts": now_ns()}))
+        return epoch
+
+    def states(self, prefix: str) -> dict[str, dict[str, Any]]:
+        """Every durable value whose key starts with ``prefix`` (key -> value)."""
+        stmt = sa.select(mesh_state.c.key, mesh_state.c.value).where(
+            mesh_state.c.key.startswith(prefix, autoescape=True))
+        with self.engine.connect() as conn:
+            return {k: dict(v) for k, v in conn.execute(stmt)}
 
     def get_state(self, key: str) -> dict[str, Any] | None:
         """The durable value of ``key`` or ``None``."""

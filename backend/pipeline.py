@@ -25,28 +25,32 @@ from backend.strategies import SignalPoint
 
 
 def bar_message(
-    candles: Candles, i: int, seq: int, timeframe: str, ts: int | None = None
+    candles: Candles, i: int, seq: int, timeframe: str, ts: int | None = None,
+    epoch: int = 1,
 ) -> BarClosed:
-    """Row ``i`` of ``candles`` as the ``seq``-th bar of a replay (id from symbol and time)."""
+    """Row ``i`` of ``candles`` as the ``seq``-th bar of a replay in deployment ``epoch``
+    (id from symbol and time)."""
     t = int(candles.time[i])
     bar_id = stable_id("bar", candles.symbol, t)
     return BarClosed(
         id=bar_id, ts=now_ns() if ts is None else ts, source="market_data",
         correlation_id=bar_id, symbol=candles.symbol, timeframe=timeframe, open_time=t,
         open=float(candles.open[i]), high=float(candles.high[i]), low=float(candles.low[i]),
-        close=float(candles.close[i]), volume=float(candles.volume[i]), seq=seq,
+        close=float(candles.close[i]), volume=float(candles.volume[i]), seq=seq, epoch=epoch,
     )
 
 
 def signal_message(
     point: SignalPoint, bar: BarClosed, strategy: str, params: dict, ts: int | None = None
 ) -> SignalGenerated:
-    """The signal a strategy's ``point`` on ``bar`` becomes (id from strategy, symbol, seq).
+    """The signal a strategy's ``point`` on ``bar`` becomes (id from strategy, symbol, the
+    bar's epoch, seq and open time: unique for the life of the database, so the client
+    order id derived from it is too).
 
     The chain of correlation starts here: ``correlation_id == id``; entry price = close;
     ``regime`` is the point's market regime label (``""`` when the strategy has none).
     """
-    sig_id = stable_id("signal", strategy, bar.symbol, bar.seq)
+    sig_id = stable_id("signal", strategy, bar.symbol, bar.epoch, bar.seq, bar.open_time)
     return SignalGenerated(
         id=sig_id, ts=now_ns() if ts is None else ts,
         source=f"strategy:{compact_symbol(bar.symbol)}", correlation_id=sig_id,

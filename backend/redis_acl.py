@@ -109,7 +109,9 @@ GROUP_COMMANDS = ("+xreadgroup", "+xack", "+xgroup|create", "+xautoclaim")
 #: Commands every agent runs: transactions, heartbeat, agent state, idempotency sets,
 #: PUBLISH + XADD + the message counter of :meth:`backend.bus.Bus.stage`.
 AGENT_COMMANDS = ("+multi", "+exec", "+discard", "+get", "+set", "+exists", "+publish",
-                  "+xadd", "+hincrby", "+sismember", "+sadd", "+expire")
+                  "+xadd", "+hincrby", "+sismember", "+sadd", "+expire",
+                  # the agent's lease (backend.lease): SET NX, INCR, WATCH + PEXPIRE/DEL
+                  "+watch", "+unwatch", "+incrby", "+pexpire", "+del")
 
 
 @dataclass(frozen=True)
@@ -148,7 +150,8 @@ def _own_keys(role: str) -> tuple[str, ...]:
     out: list[str] = []
     for agent in (role, f"{role}:*"):
         out += [channels.health_key(agent), channels.state_key(agent),
-                channels.decisions_key(agent)]
+                channels.decisions_key(agent), channels.lease_key(agent),
+                channels.lease_fence_key(agent)]
     return (*out, f"{SEEN_KEY_PREFIX}{role}:*")
 
 
@@ -196,7 +199,7 @@ def policies() -> dict[str, RolePolicy]:
                    channels=("*",), description="supervisor, REST API, kill switch, CLI: all "
                    "keys and channels, no @dangerous command except FLUSHDB (run --reset)"),
         _agent("market_data", writes=(c.MARKET_DATA,), publishes=(c.AGENT_BROADCAST,),
-               keys=(c.REPLAY_CURSOR_KEY, c.REPLAY_DONE_KEY),
+               keys=(c.REPLAY_CURSOR_KEY, c.REPLAY_DONE_KEY, c.REPLAY_EPOCH_KEY),
                reads=(*c.ORDER_PATH_STREAMS, c.PARKED_AGENTS_KEY),
                commands=(*xinfo, "+smembers"), groups=g,
                description="XADD market_data; replay cursor; back-pressure (XINFO)"),
@@ -207,11 +210,11 @@ def policies() -> dict[str, RolePolicy]:
         _agent("compliance", writes=(c.SIGNALS_APPROVED, c.SIGNALS_REJECTED, c.AUDIT),
                groups=g, description="signals -> approvals/rejections"),
         _agent("risk", writes=(c.ORDERS, c.SIGNALS_REJECTED, c.AUDIT, c.RISK_ALERTS),
-               keys=(c.HALT_KEY,), reads=(c.MARKET_DATA,),
-               commands=("+xrange", "+xrevrange"), groups=g,
+               keys=(c.HALT_KEY,), reads=(c.MARKET_DATA, c.SYMBOL_HALTS_KEY),
+               commands=("+xrange", "+xrevrange", "+hget", "+hgetall"), groups=g,
                description="approvals -> orders; circuit breaker latch; VaR history"),
-        _agent("execution", writes=(c.TRADING_EVENTS, c.AUDIT),
-               keys=(c.PORTFOLIO_KEY, VENUE_KEYS), reads=(c.HALT_KEY,),
+        _agent("execution", writes=(c.TRADING_EVENTS, c.AUDIT, c.RISK_ALERTS),
+               keys=(c.PORTFOLIO_KEY, VENUE_KEYS, c.SYMBOL_HALTS_KEY), reads=(c.HALT_KEY,),
                commands=("+hget", "+hgetall", "+hset", "+hvals"), groups=g,
                description="orders -> venue; the only writer of venue:* and trading_events"),
         _agent("optimizer", writes=(c.OPTIMIZER_REQUESTS, c.OPTIMIZER_PROPOSALS),

@@ -28,6 +28,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from backend.api_halts import SymbolHaltView, SymbolResolveRequest, SymbolResolveResult
 from backend.api_models import (
     AgentAction,
     AgentInfo,
@@ -290,6 +291,21 @@ def create_app(control: ControlPlane, token: str | None, metrics_text: Callable[
     async def reset_breaker(request: Request, body: ResetRequest) -> ResetResult:
         """Clear the halt latch so trading can resume (the reason is audited)."""
         return await control.reset(body.reason, actor(request))
+
+    @app.get("/api/halt/symbols", response_model=list[SymbolHaltView], dependencies=reader,
+             responses=READ, tags=["risk"])
+    async def halted_symbols() -> list[SymbolHaltView]:
+        """Symbols halted until a person resolves them (an order whose outcome stayed
+        unknown, a position the venue holds differently)."""
+        return await control.symbol_halts()
+
+    @app.post("/api/halt/symbols/{symbol:path}/resolve", response_model=SymbolResolveResult,
+              dependencies=writer, responses=_errors(400, 401, 404, 503), tags=["risk"])
+    async def resolve_symbol(symbol: str, request: Request,
+                             body: SymbolResolveRequest) -> SymbolResolveResult:
+        """A person resolves a halted symbol (audited): orders confirmed not at the venue,
+        or the venue's position adopted; execution clears the halt when nothing is left."""
+        return await control.resolve_symbol(symbol, body, actor(request))
 
     @app.get("/api/risk", response_model=RiskFigures, dependencies=reader, responses=READ,
              tags=["risk"])

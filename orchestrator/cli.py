@@ -31,13 +31,15 @@ from backend.marketdata import DataError
 from backend.messages import AgentHeartbeat, decode, now_ns
 from backend.redis_acl import ORCHESTRATOR
 from backend.report import print_report
-from backend.settings import ConfigError, Settings, load_settings, strip_url_userinfo
+from backend.settings import Settings, strip_url_userinfo
 from orchestrator.cli_backtest import register as register_backtest
 from orchestrator.cli_drill import register as register_drill
 from orchestrator.cli_exchange_sim import register as register_exchange_sim
 from orchestrator.cli_models import register as register_models
 from orchestrator.cli_optimize import register as register_optimize
 from orchestrator.cli_report import register as register_report
+from orchestrator.cli_resolve import register as register_resolve
+from orchestrator.cli_state import Unreachable, err, mesh_state, settings
 from orchestrator.cli_tail import register as register_tail
 from orchestrator.mesh import (
     MeshError,
@@ -57,17 +59,9 @@ register_exchange_sim(app)
 register_optimize(app)
 register_report(app)
 register_models(app)
+register_resolve(app)
 register_tail(app)
 console = Console(width=None if sys.stdout.isatty() else 120)
-err = Console(stderr=True)
-
-
-def _settings(**overrides: object) -> Settings:
-    try:
-        return load_settings(**overrides)
-    except ConfigError as exc:
-        err.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(2) from None
 
 
 def _speed(value: str) -> str | float:
@@ -117,7 +111,7 @@ def up(
     overrides: dict[str, object] = {"replay_speed": _speed(speed)}
     if data is not None:
         overrides["data_dir"] = data
-    s = _api_overrides(_settings(**overrides), api, api_host, api_port)
+    s = _api_overrides(settings(**overrides), api, api_host, api_port)
     s = s.model_copy(update={"dashboard": s.dashboard.model_copy(update={
         "enabled": dashboard and s.dashboard.enabled,
         **({"port": dashboard_port} if dashboard_port is not None else {}),
@@ -317,7 +311,7 @@ def run(
     overrides: dict[str, object] = {"replay_speed": _speed(speed), "replay_limit": limit}
     if data is not None:
         overrides["data_dir"] = data
-    s = _api_overrides(_settings(**overrides), api_port is not None, None, api_port)
+    s = _api_overrides(settings(**overrides), api_port is not None, None, api_port)
     _logging(s.log_level)
     _check_data(s)
     token = _token_or_exit(s)
@@ -406,7 +400,7 @@ def _status_table(beats: dict[str, AgentHeartbeat | None], handle=None) -> Table
 @app.command()
 def status() -> None:
     """Show every agent's last heartbeat (reads ``agent:health:*`` from Redis)."""
-    s = _settings()
+    s = settings()
     r = Redis.from_url(s.redis_url)
     try:
         keys = sorted(r.scan_iter(match=channels.HEALTH_KEY_PREFIX + "*"))
@@ -427,19 +421,6 @@ def status() -> None:
     console.print(_status_table(beats))
 
 
-def _mesh_redis_url(s: Settings) -> str:
-    """REDIS_URL if set, else the URL the running ``up`` recorded in var/, else the default."""
-    import os
-
-    from backend.redis_acl import ORCHESTRATOR, url_for_role
-
-    if os.environ.get("REDIS_URL") or os.environ.get("TRADINGMESH_REDIS_URL"):
-        # with the launcher's ACL the URL has no password: connect as the orchestrator
-        return url_for_role(ORCHESTRATOR, s.redis_url)
-    f = s.var_dir / "redis_url"
-    return f.read_text().strip() if f.is_file() else s.redis_url
-
-
 @app.command()
 def stop(
     emergency: bool = typer.Option(
@@ -453,7 +434,7 @@ def stop(
     The kill switch talks to Redis and the database directly, so it works even when the
     orchestrator or its API is not answering.
     """
-    s = _settings()
+    s = settings()
     if not emergency:
         import os
         import signal as sig
@@ -473,42 +454,13 @@ def stop(
     raise typer.Exit(asyncio.run(_emergency(s, reason, wait)))
 
 
-@contextlib.asynccontextmanager
-async def _mesh_state(s: Settings):  # noqa: ANN202
-    """The running mesh's Redis and database, for commands that act on them directly.
-
-    Yields ``(redis, store)``; a Redis error inside the block is printed and re-raised
-    as :class:`_Unreachable`.
-    """
-    from redis.asyncio import Redis as AsyncRedis
-    from redis.exceptions import RedisError
-
-    from backend.persistence import Store, make_engine
-
-    url = _mesh_redis_url(s)
-    r = AsyncRedis.from_url(url, socket_timeout=10, socket_connect_timeout=3)
-    store = Store(make_engine(s.db_url()))
-    try:
-        yield r, store
-    except (RedisError, OSError) as exc:
-        raise _Unreachable(f"Redis at {url.split('@')[-1]} is not reachable "
-                           f"({type(exc).__name__})") from None
-    finally:
-        await r.aclose()
-        store.close()
-
-
-class _Unreachable(Exception):
-    """The mesh's Redis did not answer (message printable)."""
-
-
 async def _emergency(s: Settings, reason: str, wait: float) -> int:
     from orchestrator.killswitch import emergency_stop
 
     try:
-        async with _mesh_state(s) as (r, store):
+        async with mesh_state(s) as (r, store):
             res = await emergency_stop(r, store, reason=reason, actor="cli", wait_s=wait)
-    except _Unreachable as exc:
+    except Unreachable as exc:
         err.print(f"[red]error:[/] {exc}: nothing was latched")
         return 1
     colour = "green" if res.confirmed and not res.positions_left else "yellow"
@@ -522,7 +474,7 @@ def reset(
     reason: str = typer.Option(..., help="Why trading may resume (audited)."),
 ) -> None:
     """Clear the halt latch (kill switch / circuit breaker) so trading resumes."""
-    s = _settings()
+    s = settings()
     raise typer.Exit(asyncio.run(_reset(s, reason)))
 
 
@@ -533,9 +485,9 @@ async def _reset(s: Settings, reason: str) -> int:
         err.print("[red]error:[/] --reason must say why (at least 3 characters)")
         return 2
     try:
-        async with _mesh_state(s) as (r, store):
+        async with mesh_state(s) as (r, store):
             res = await reset_halt(r, store, reason=reason, actor="cli")
-    except _Unreachable as exc:
+    except Unreachable as exc:
         err.print(f"[red]error:[/] {exc}")
         return 1
     console.print(res.message)
@@ -547,7 +499,7 @@ def token() -> None:
     """Create the API token file (var/api_token, mode 0600) if missing; print its path."""
     from orchestrator.auth import ensure_token_file
 
-    s = _settings()
+    s = settings()
     if s.api_token is not None:
         console.print("TRADINGMESH_API_TOKEN is set; it takes precedence over the file")
     path, created = ensure_token_file(s)

@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from backend import channels, views
+from backend.api_halts import SymbolHaltView, SymbolResolveRequest, SymbolResolveResult
 from backend.api_models import (
     AgentAction,
     AgentInfo,
@@ -52,7 +53,7 @@ from backend.rules import var_limit
 from backend.rules.risk import RiskState, daily_drawdown
 from backend.settings import Settings
 from backend.topology import strategy_id
-from orchestrator import killswitch
+from orchestrator import killswitch, symbol_halts
 from orchestrator.errors import (  # noqa: F401 - ControlError and friends, re-exported
     Conflict,
     ControlError,
@@ -360,8 +361,23 @@ class ControlPlane:
         )
 
     async def sync_halt(self) -> None:
-        """Mirror the Redis latch into the database (best effort; called periodically)."""
+        """Mirror the Redis latch into the database and put back symbol halts Redis lost
+        (best effort; called periodically)."""
         try:
             await killswitch.mirror_halt(self.redis, self.store)
+            await symbol_halts.restore_symbol_halts(self.redis, self.store)
         except (RedisError, OSError) as exc:
             log.debug("halt mirror skipped: %s", exc)
+
+    async def symbol_halts(self) -> list[SymbolHaltView]:
+        """Every halted symbol (see :mod:`orchestrator.symbol_halts`)."""
+        return await self._redis(symbol_halts.list_symbol_halts(self.redis, self.store))
+
+    async def resolve_symbol(self, symbol: str, body: SymbolResolveRequest, actor: str
+                             ) -> SymbolResolveResult:
+        """Send a person's resolution of ``symbol`` (any accepted form; 404 unknown) to
+        execution and wait for its answer."""
+        return await self._redis(symbol_halts.resolve_symbol(
+            self.redis, self.store, symbol=resolve_symbol(symbol, self.settings.symbols),
+            reason=body.reason, actor=actor, adopt_venue_position=body.adopt_venue_position,
+            not_placed=body.not_placed, wait_s=body.wait_s))

@@ -27,7 +27,8 @@ SYM = "ETH/BTC"
 
 #: Fast venue timings for tests (seconds).
 FAST_VENUE = {"poll_s": 0.05, "submit_timeout_s": 0.5, "resolve_attempts": 2,
-              "resolve_backoff_s": 0.02, "retry_max_s": 0.2}
+              "resolve_backoff_s": 0.02, "retry_max_s": 0.2, "unknown_margin_s": 0.05,
+              "unknown_window_s": 0.5, "unknown_recheck_s": 0.2, "position_check_s": 0.5}
 
 
 def settings_for(tmp: Path, redis_url: str) -> Settings:

@@ -1,8 +1,12 @@
 """A fake :class:`~backend.venues.broker.BrokerClient` with fault injection (venue core tests).
 
 Behaves like a small spot venue: market orders fill at once at the symbol's price
-(``fill_mode="immediate"``) or rest until the test fills them (``"rest"``); fills carry
-a fee of ``fee_rate * notional``; positions and balances follow the fills.  It keeps
+(``fill_mode="immediate"``), rest until the test fills them (``"rest"``), or fill
+``expire_ratio`` of their quantity and expire (``"expire"``: a market order without
+enough liquidity, status CANCELLED); fills carry a fee of ``fee_rate * notional`` in the
+quote currency, or -- ``fee_asset="base"`` -- a buy's fee in the base asset it receives
+(Binance spot); positions and balances follow the fills.  Stop-market orders
+(``place_stop_order``) rest until :meth:`FakeBroker.set_price` crosses them.  It keeps
 every order it was sent -- it does *not* refuse a client order id used before -- so a
 test can count how many orders with one client order id reached the venue.
 
@@ -13,7 +17,9 @@ Faults (``fail_next(method, mode)``, consumed one per call; or ``set_unreachable
   ``VenueUnavailable`` -- the in-flight timeout;
 * ``hang`` / ``hang_after``: never returns (before / after taking effect): the caller's
   own timeout must fire;
-* ``reject``: ``VenueRejected``.
+* ``reject``: ``VenueRejected``;
+* ``late`` (in-memory only): ``VenueUnavailable`` at once, and the order lands
+  ``late_s`` seconds later (a request that took effect after the client timed out).
 
 Behind the agent's back: ``add_external_order``, ``fill`` (a resting order fills while
 the agent is down), ``set_position``.
@@ -65,18 +71,32 @@ class FakeBroker:
         Fee as a fraction of notional.
     fill_mode
         ``"immediate"`` or ``"rest"``.
+    request_lifetime_s
+        How late a request may land (``BrokerClient.request_lifetime_s``): the fake
+        never applies a request after its call returned or failed, except ``late``
+        faults, which land within it.  ``None``: an unbounded venue (MT5/IB-like).
+    unique_client_order_ids, supports_stop_orders
+        The capabilities it declares.
     """
 
     def __init__(self, path: str | Path | None = None, *, prices: dict[str, float] | None = None,
                  cash: float = 10.0, quote: str = "BTC", fee_rate: float = 0.001,
-                 fill_mode: str = "immediate", name: str = "fake") -> None:
+                 fill_mode: str = "immediate", name: str = "fake",
+                 request_lifetime_s: float | None = 0.2,
+                 unique_client_order_ids: bool = False,
+                 supports_stop_orders: bool = False, fee_asset: str = "quote",
+                 expire_ratio: float = 0.5, late_s: float = 0.1) -> None:
         self.name = name
+        self.request_lifetime_s = request_lifetime_s
+        self.unique_client_order_ids = unique_client_order_ids
+        self.supports_stop_orders = supports_stop_orders
+        self.late_s = late_s
         self.path = Path(path) if path is not None else None
         init = {
             "orders": [], "fills": [], "positions": {}, "balances": {quote: cash},
             "prices": prices or {"ETH/BTC": 0.1}, "faults": {}, "unreachable": False,
             "fill_mode": fill_mode, "fee_rate": fee_rate, "quote": quote, "seq": 0,
-            "calls": {},
+            "calls": {}, "fee_asset": fee_asset, "expire_ratio": expire_ratio,
         }
         self._mem: dict[str, Any] | None = None
         if self.path is None:
@@ -120,7 +140,7 @@ class FakeBroker:
             client_order_id=o["coid"], venue_order_id=o["vid"], symbol=o["symbol"],
             side=Side(o["side"]), quantity=o["quantity"], filled=o["filled"],
             avg_price=o["avg"], status=OrderStatus(o["status"]), reason=o.get("reason", ""),
-            external=o["external"])
+            external=o["external"], stop_price=o.get("stop"))
 
     @staticmethod
     def _find(st: dict[str, Any], coid: str) -> dict[str, Any] | None:
@@ -146,22 +166,24 @@ class FakeBroker:
         price = st["prices"][o["symbol"]] if price is None else price
         sign = 1 if o["side"] == "BUY" else -1
         st["seq"] += 1
-        fee = qty * price * st["fee_rate"]
+        fee, base_fee = qty * price * st["fee_rate"], 0.0
+        if sign > 0 and st.get("fee_asset") == "base":
+            fee, base_fee = 0.0, qty * st["fee_rate"]
         st["fills"].append({
             "fill_id": f"T{st['seq']}", "coid": o["coid"], "vid": o["vid"],
             "symbol": o["symbol"], "side": o["side"], "quantity": qty, "price": price,
-            "fee": fee, "time_ns": time.time_ns()})
+            "fee": fee, "base_fee": base_fee, "time_ns": time.time_ns()})
         prev = o["filled"]
         o["filled"] = prev + qty
         o["avg"] = ((o["avg"] or 0.0) * prev + price * qty) / o["filled"]
         done = o["filled"] >= o["quantity"] * (1 - 1e-9)
         o["status"] = OrderStatus.FILLED.value if done else OrderStatus.PARTIALLY_FILLED.value
-        pos = st["positions"].get(o["symbol"], 0.0) + sign * qty
+        pos = st["positions"].get(o["symbol"], 0.0) + sign * qty - base_fee
         st["positions"][o["symbol"]] = pos
         if abs(pos) < 1e-12:
             del st["positions"][o["symbol"]]
         base = o["symbol"].split("/")[0]
-        st["balances"][base] = st["balances"].get(base, 0.0) + sign * qty
+        st["balances"][base] = st["balances"].get(base, 0.0) + sign * qty - base_fee
         st["balances"][st["quote"]] -= sign * qty * price + fee
 
     # ------------------------------------------------------------------ BrokerClient
@@ -181,17 +203,43 @@ class FakeBroker:
             mode = self._gate(st, "place_market_order")
         if mode == "hang":
             await asyncio.Event().wait()
-        with self._state() as st:
-            if symbol not in st["prices"]:
-                raise VenueRejected(f"unknown symbol {symbol}")
-            o = self._new_order(st, client_order_id, symbol, Side(side).value, quantity)
-            if st["fill_mode"] == "immediate":
-                self._fill(st, o)
-            view = self._view(o)
+        if mode == "late":
+            asyncio.get_running_loop().call_later(
+                self.late_s, self._land, client_order_id, symbol, Side(side).value, quantity)
+            raise VenueUnavailable("fake broker: timed out (the request lands later)")
+        view = self._land(client_order_id, symbol, Side(side).value, quantity)
         if mode == "timeout_after":
             raise VenueUnavailable("fake broker: timeout after the order was placed")
         if mode == "hang_after":
             await asyncio.Event().wait()
+        return view
+
+    def _land(self, coid: str, symbol: str, side: str, quantity: float) -> VenueOrder:
+        """A market order arrives at the fake venue."""
+        with self._state() as st:
+            if symbol not in st["prices"]:
+                raise VenueRejected(f"unknown symbol {symbol}")
+            held = st["positions"].get(symbol, 0.0)
+            if side == "SELL" and st.get("spot_checks") and quantity > held + 1e-12:
+                raise VenueRejected("insufficient balance")
+            o = self._new_order(st, coid, symbol, side, quantity)
+            if st["fill_mode"] == "immediate":
+                self._fill(st, o)
+            elif st["fill_mode"] == "expire":
+                self._fill(st, o, o["quantity"] * st.get("expire_ratio", 0.5))
+                o["status"], o["reason"] = OrderStatus.CANCELLED.value, "expired"
+            return self._view(o)
+
+    async def place_stop_order(self, client_order_id: str, symbol: str, side: Side,
+                               quantity: float, stop_price: float) -> VenueOrder:
+        """Rest a stop-market order until :meth:`set_price` crosses ``stop_price``."""
+        with self._state() as st:
+            mode = self._gate(st, "place_stop_order")
+            o = self._new_order(st, client_order_id, symbol, Side(side).value, quantity)
+            o["stop"] = stop_price
+            view = self._view(o)
+        if mode == "timeout_after":
+            raise VenueUnavailable("fake broker: timeout after the stop was placed")
         return view
 
     async def fetch_order(self, client_order_id: str, symbol: str) -> VenueOrder | None:
@@ -227,7 +275,7 @@ class FakeBroker:
                 VenueFill(fill_id=f["fill_id"], client_order_id=f["coid"],
                           venue_order_id=f["vid"], symbol=f["symbol"], side=Side(f["side"]),
                           quantity=f["quantity"], price=f["price"], fee=f["fee"],
-                          time_ns=f["time_ns"])
+                          time_ns=f["time_ns"], base_fee=f.get("base_fee", 0.0))
                 for f in st["fills"] if f["symbol"] in symbols and f["time_ns"] >= since_ns
             ]
 
@@ -265,9 +313,21 @@ class FakeBroker:
             st["fill_mode"] = mode
 
     def set_price(self, symbol: str, price: float) -> None:
-        """The price the next fills of ``symbol`` get."""
+        """The price the next fills of ``symbol`` get; resting stops it crosses (a sell
+        stop at or above it, a buy stop at or below) fill at it."""
         with self._state() as st:
             st["prices"][symbol] = price
+            for o in st["orders"]:
+                stop = o.get("stop")
+                if (stop is None or o["symbol"] != symbol or o["status"] not in _WORKING):
+                    continue
+                if (price <= stop) if o["side"] == "SELL" else (price >= stop):
+                    self._fill(st, o)
+
+    def set_spot_checks(self, flag: bool = True) -> None:
+        """Refuse a market sell of more than the position (a spot account's balance)."""
+        with self._state() as st:
+            st["spot_checks"] = flag
 
     def add_external_order(self, symbol: str, side: Side, quantity: float) -> VenueOrder:
         """A working order placed by someone else (client order id ``ext-<venue id>``)."""

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 from redis.asyncio.client import Pipeline
 
@@ -43,7 +43,7 @@ from backend.messages import (
 )
 from backend.venues.broker import VenueOrder
 
-__all__ = ["BookPosition", "PositionFix", "Venue", "VenueEvent"]
+__all__ = ["AlarmKind", "BookPosition", "PositionFix", "Venue", "VenueAlarm", "VenueEvent"]
 
 VenueEvent = OrderAccepted | OrderRejected | OrderCancelled | OrderFilled | PositionChanged
 
@@ -75,6 +75,37 @@ class PositionFix:
     event: PositionChanged
 
 
+AlarmKind = Literal["order_unknown", "position_mismatch", "protection_failed", "id_collision"]
+
+
+@dataclass(frozen=True)
+class VenueAlarm:
+    """Something about one symbol the venue adapter cannot settle by itself.
+
+    ``order_unknown``: an order's outcome stayed unknown (not resent; the symbol must be
+    halted until a person resolves it); ``position_mismatch``: the venue holds another
+    quantity than the books say (halt the symbol; never overwritten silently);
+    ``protection_failed``: the venue refused a protective stop (the agent's own bracket
+    check still guards the position while the agent runs); ``id_collision``: an order
+    reused another order's client order id and was refused (nothing sent).
+    """
+
+    symbol: str
+    kind: AlarmKind
+    reason: str
+    client_order_id: str = ""
+
+    @property
+    def halts(self) -> bool:
+        """True when the symbol must stop taking new entries until a person clears it."""
+        return self.kind in ("order_unknown", "position_mismatch")
+
+    @property
+    def level(self) -> Literal["warning", "breach"]:
+        """The ``risk_alerts`` level: ``breach`` when it halts or refused an order."""
+        return "breach" if self.halts or self.kind == "id_collision" else "warning"
+
+
 class Venue(Protocol):
     """What execution needs from a venue (paper, ccxt, MT5, IBKR).
 
@@ -91,23 +122,42 @@ class Venue(Protocol):
     name: str
     polls: bool
 
-    async def load(self) -> None:
+    async def load(self, baseline: dict[str, float] | None = None) -> None:
         """Connect and load the local state; called before anything else (and again
-        after a failed reconciliation).  Raises ``VenueUnavailable``."""
+        after a failed reconciliation).  ``baseline``: what the venue held per symbol
+        before the mesh traded, as the database remembers it (a new local state starts
+        from it).  Raises ``VenueUnavailable``."""
+
+    @property
+    def baseline(self) -> dict[str, float]:
+        """What the venue held per symbol before the mesh traded (base units)."""
+
+    def known_orders(self) -> set[str]:
+        """Client order ids the local state (book, ledger) tracks."""
 
     async def close(self) -> None:
         """Release connections; never raises."""
 
-    async def submit(
-        self, order: SubmitOrder, now_ns: int,
-    ) -> OrderAccepted | OrderRejected | OrderCancelled:
-        """Place ``order`` at the venue.
+    async def place(self, order: SubmitOrder, now_ns: int, *, send: bool = True
+                    ) -> list[VenueEvent]:
+        """Place ``order`` unless the venue may already have it; the events, the order's
+        own last (before it, e.g. the cancellation of a protective stop a reduce-only
+        order needed out of the way).
 
-        A definitive refusal is an :class:`OrderRejected` (an order the venue took but
-        cancelled at once, an :class:`OrderCancelled`).  Raises ``VenueUnavailable``
-        when the outcome is unknown: the caller marks the order UNKNOWN and resolves it
-        with :meth:`fetch_order` before anything is resent.
+        An order the venue has (a redelivery, a retry after a timeout) is adopted and
+        reported, never sent twice; an order it may have (sent before, outcome unknown)
+        is resolved first (:mod:`backend.venues.placement`).  With ``send=False``
+        (trading halted) nothing new is sent: an order the venue does not have gives
+        ``[]``.  A definitive refusal is an :class:`OrderRejected`.
+
+        Raises ``VenueUnavailable`` (the venue cannot be asked now: retry later) and
+        ``OrderUnresolved`` (the outcome stays unknown: halt the symbol, tell a person).
         """
+
+    async def lookup(self, order: SubmitOrder, sent_ns: int | None) -> VenueOrder | None:
+        """The venue's record of ``order`` for reconciliation: an order sent at
+        ``sent_ns`` is resolved by the UNKNOWN protocol (raises ``OrderUnresolved``); one
+        never sent (``None``) is not there."""
 
     async def fetch_order(self, client_order_id: str, symbol: str) -> VenueOrder | None:
         """The venue's view of one of our orders, ``None`` when the venue definitely
@@ -129,7 +179,9 @@ class Venue(Protocol):
         """The venue's working orders (ours and external) in full."""
 
     async def positions(self) -> dict[str, float]:
-        """The venue's signed position per symbol (base units), flat ones omitted."""
+        """The mesh's signed position per symbol as the venue holds it (base units;
+        holdings that were there before the mesh traded are left out), flat ones
+        omitted."""
 
     def book_positions(self) -> dict[str, BookPosition]:
         """The local book's/ledger's positions (flat ones omitted)."""
@@ -145,17 +197,30 @@ class Venue(Protocol):
         id), events have ids derived from the venue's ids.  Raises ``VenueUnavailable``.
         """
 
-    async def sync_positions(self, now_ns: int) -> list[PositionFix]:
-        """Correct the local ledger to the venue's positions (reconciliation)."""
+    async def check_positions(self, now_ns: int) -> tuple[list[VenueEvent], list[VenueAlarm]]:
+        """Compare the books with the venue's positions on a consistent snapshot (fills
+        applied up to it; symbols with working orders skipped).  Returns the events of
+        the fills applied meanwhile and one ``position_mismatch`` alarm per symbol that
+        differs; nothing is overwritten."""
 
-    async def cancel_all(self, reason: str, now_ns: int) -> list[OrderCancelled]:
-        """Cancel every working order at the venue (ours and external)."""
+    async def adopt_position(self, symbol: str, now_ns: int) -> PositionFix | None:
+        """Set the books' position of ``symbol`` to the venue's (an operator's decision
+        after a mismatch, audited by the caller); ``None`` when they already agree."""
+
+    def take_alarms(self) -> list[VenueAlarm]:
+        """The alarms raised since the last call (and clears them)."""
+
+    async def cancel_all(self, reason: str, now_ns: int, *, keep_protective: bool = False
+                         ) -> list[OrderCancelled]:
+        """Cancel every working order at the venue (ours and external); with
+        ``keep_protective`` the protective stops resting for our positions stay."""
 
     async def flatten(self, now_ns: int, command_id: str) -> list[VenueEvent]:
-        """Close every position with market orders (kill switch).
+        """Close the mesh's positions with market orders (kill switch).
 
-        Client order ids are derived from ``command_id`` and the symbol, so a
-        redelivered command never closes twice.
+        Client order ids are derived from ``command_id``, the symbol and an attempt
+        number, so a redelivered command never closes twice and a close that expired
+        partly filled is followed by another.
         """
 
     async def on_bar(self, bar: BarClosed) -> list[VenueEvent]:

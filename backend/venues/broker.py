@@ -36,6 +36,7 @@ from backend.messages import OrderStatus, Side
 
 __all__ = [
     "BrokerClient",
+    "OrderUnresolved",
     "VenueError",
     "VenueFill",
     "VenueOrder",
@@ -54,6 +55,24 @@ class VenueUnavailable(VenueError):
     Retryable.  For an order creation it means the order may or may not exist at the
     venue: look it up by client order id before resending.
     """
+
+
+class OrderUnresolved(VenueError):
+    """An order whose outcome stayed unknown: the venue was asked for it (order *and*
+    trade history) for longer than a request can live there and the answer is still
+    not certain, because the venue neither bounds a request's lifetime nor refuses a
+    reused client order id.  Nothing is resent: the order stays ``UNKNOWN``, its symbol
+    is halted and a person decides (``docs/venues.md``).
+
+    Attributes
+    ----------
+    client_order_id : str
+    symbol : str
+    """
+
+    def __init__(self, client_order_id: str, symbol: str, why: str) -> None:
+        super().__init__(why)
+        self.client_order_id, self.symbol = client_order_id, symbol
 
 
 class VenueRejected(VenueError):
@@ -90,6 +109,9 @@ class VenueOrder:
         The venue's text for a rejection or cancellation, else ``""``.
     external : bool
         True when the order was not placed by us (no client order id of ours).
+    stop_price : float or None
+        The trigger price of a resting stop order (quote/base), ``None`` for a market
+        order.
     """
 
     client_order_id: str
@@ -102,15 +124,24 @@ class VenueOrder:
     status: OrderStatus
     reason: str = ""
     external: bool = False
+    stop_price: float | None = None
+
+    @property
+    def final(self) -> bool:
+        """True once the venue will change nothing more (filled, cancelled, rejected)."""
+        return self.status in (OrderStatus.FILLED, OrderStatus.CANCELLED, OrderStatus.REJECTED)
 
 
 @dataclass(frozen=True)
 class VenueFill:
     """One execution (trade / deal / IB execution) of an order.
 
-    ``fill_id`` is the venue's unique execution id (dedupe key); ``fee`` in quote
-    currency (the client converts other fee currencies or reports 0 with a log line);
-    ``time_ns`` the execution time (ns UTC).
+    ``fill_id`` is the venue's unique execution id (dedupe key); ``quantity`` the
+    executed quantity (base units) as the venue reports it; ``fee`` the part of the fee
+    paid in quote currency (the client converts a fee in a third currency or reports 0
+    with a log line); ``base_fee`` the part paid in the *base* asset (base units: Binance
+    spot takes a buy's fee out of the coins bought), which the ledger nets out of the
+    position; ``time_ns`` the execution time (ns UTC).
     """
 
     fill_id: str
@@ -122,6 +153,7 @@ class VenueFill:
     price: float
     fee: float
     time_ns: int
+    base_fee: float = 0.0
 
 
 class BrokerClient(Protocol):
@@ -129,9 +161,29 @@ class BrokerClient(Protocol):
 
     Every method may raise :class:`VenueUnavailable`; order methods may raise
     :class:`VenueRejected`.  All are ``async`` (blocking SDKs run in a thread).
+
+    What the venue guarantees, which decides how an order with an unknown outcome is
+    resolved (:mod:`backend.venues.placement`):
+
+    ``unique_client_order_ids``
+        True when the venue refuses a client order id used by *any* earlier order,
+        filled ones included: an order absent at a lookup may then be sent again at once
+        (a late first request would be refused).  Binance spot refuses one only while
+        the first order is open: False.
+    ``request_lifetime_s``
+        The longest time after it was sent that a request can still take effect at the
+        venue (Binance: the ``recvWindow`` the request carries), ``None`` when the venue
+        bounds nothing (MT5, IB).  Past it (plus ``venue.unknown_margin_s``) an order
+        that neither the order lookup nor the trade history shows never landed.
+    ``supports_stop_orders``
+        True when :meth:`place_stop_order` rests a stop-market order at the venue (the
+        position's protection while the execution agent is down).
     """
 
     name: str
+    unique_client_order_ids: bool
+    request_lifetime_s: float | None
+    supports_stop_orders: bool
 
     async def connect(self) -> None:
         """Log in / load markets / connect; idempotent (a reconnect after loss)."""
@@ -145,6 +197,14 @@ class BrokerClient(Protocol):
         """Send a market order tagged with ``client_order_id``; ``quantity`` base units,
         rounded by the client to the venue's step (the returned ``quantity`` is what was
         sent)."""
+
+    async def place_stop_order(
+        self, client_order_id: str, symbol: str, side: Side, quantity: float,
+        stop_price: float,
+    ) -> VenueOrder:
+        """Rest a stop-market order (``quantity`` base units, triggered at
+        ``stop_price`` quote/base: a sell when the price falls to it, a buy when it rises
+        to it).  Only called when :attr:`supports_stop_orders`."""
 
     async def fetch_order(self, client_order_id: str, symbol: str) -> VenueOrder | None:
         """The order with our ``client_order_id``, or ``None`` when the venue definitely

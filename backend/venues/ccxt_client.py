@@ -34,9 +34,11 @@ adds to ccxt (DESIGN.md, money safety; the protocol is in :mod:`backend.venues.b
   are never logged (ccxt's own request logger, which would print the API-key header at
   DEBUG, is replaced by one that drops DEBUG) and are scrubbed from every exception text.
 
-Units: amounts in base units, prices in quote per base, fees converted to quote (a fee in
-the base currency is ``fee x price``; a fee in a third currency, e.g. BNB, is reported as 0
-with a warning), times in ns UTC (the exchange's ms x 1e6).  Positions of a spot account
+Units: amounts in base units, prices in quote per base, fees in quote (a fee in the base
+currency -- Binance spot takes a buy's fee out of the coins bought -- is reported as
+``base_fee`` in base units, which the ledger nets out of the position; a fee in a third
+currency, e.g. BNB, is reported as 0 with a warning), times in ns UTC (the exchange's ms
+x 1e6).  Positions of a spot account
 are the base-currency balances of the configured symbols: holdings that existed before
 the mesh traded count as position (documented in ``docs/venues.md``).
 """
@@ -56,6 +58,7 @@ from backend.venues.ccxt_map import (
     OUR_ID_PREFIX,
     SIGNATURE,
     credentials,
+    fee_in_base,
     fee_in_quote,
     make_exchange,
     to_venue_order,
@@ -92,6 +95,8 @@ class CcxtClient:
         self.cfg = cfg
         self.symbols = list(symbols)
         self.name = f"ccxt:{cfg.exchange}"
+        #: What the exchange guarantees (``BrokerClient``): declared in the config.
+        self.unique_client_order_ids = cfg.unique_client_order_ids
         self._creds = credentials(cfg)
         self._secrets = [v for v in self._creds.values() if len(v) >= 4]
         self._ex = exchange
@@ -148,6 +153,33 @@ class CcxtClient:
             raise VenueUnavailable(f"{self.name} {what}: timed out") from None
         except OSError as exc:
             raise VenueUnavailable(f"{self.name} {what}: {type(exc).__name__}") from None
+
+    @property
+    def request_lifetime_s(self) -> float | None:
+        """How late a signed request can take effect: the ``recvWindow`` ccxt sends with
+        every private request (Binance and its kin: the server refuses one that arrives
+        later), ``None`` for an exchange without one."""
+        ex = self.exchange
+        if not _has_recv_window(ex):
+            return None
+        window = ex.options.get("recvWindow")
+        return (float(window) if window else 5000.0) / 1000.0
+
+    @property
+    def supports_stop_orders(self) -> bool:
+        """True when the exchange rests stop-market orders on our markets (ccxt's
+        ``stopLossPrice`` -> Binance spot ``STOP_LOSS``) and the config wants them."""
+        if not self.cfg.protective_stops or not self._markets_loaded:
+            return False
+        ex = self.exchange
+        if not (ex.has.get("createStopLossOrder") or ex.has.get("createStopMarketOrder")):
+            return False
+        for sym in self.symbols:
+            info = ((ex.markets or {}).get(sym) or {}).get("info") or {}
+            types = info.get("orderTypes") if isinstance(info, dict) else None
+            if types is not None and "STOP_LOSS" not in types:
+                return False
+        return True
 
     # ------------------------------------------------------------------ life cycle
     async def connect(self) -> None:
@@ -231,6 +263,38 @@ class CcxtClient:
             if "duplicate" not in str(exc).lower():
                 raise
             # Sent before (a resend after an UNKNOWN outcome): answer from its record.
+            known = await self.fetch_order(client_order_id, symbol)
+            if known is None:
+                raise
+            return known
+        assert order is not None
+        return self._venue_order(order, symbol, client_order_id)
+
+    async def place_stop_order(
+        self, client_order_id: str, symbol: str, side: Side, quantity: float,
+        stop_price: float,
+    ) -> VenueOrder:
+        """Rest a stop-market order (``stopLossPrice``: Binance spot ``STOP_LOSS``)
+        tagged with ``client_order_id``; ``quantity`` truncated to the step, the trigger
+        price rounded to the tick.  Same errors as :meth:`place_market_order`."""
+        await self.ensure_connected()
+        amount = await self._checked_amount(symbol, quantity)
+        ex = self.exchange
+        try:
+            stop = float(ex.price_to_precision(symbol, stop_price))
+        except cx.BaseError:
+            stop = stop_price
+        params = {"clientOrderId": client_order_id, "maxRetriesOnFailure": 0,
+                  "stopLossPrice": stop}
+        try:
+            order = await self.call(
+                f"create_order {client_order_id} (stop {stop:g})",
+                lambda: ex.create_order(symbol, "market", side.value.lower(), amount, None,
+                                        params),
+            )
+        except VenueRejected as exc:
+            if "duplicate" not in str(exc).lower():
+                raise
             known = await self.fetch_order(client_order_id, symbol)
             if known is None:
                 raise
@@ -388,6 +452,8 @@ class CcxtClient:
             )
             coid = self._venue_order(order, symbol).client_order_id if order else None
         price = float(trade["price"])
+        fee = trade.get("fee")
+        base_fee = fee_in_base(fee, symbol)
         return VenueFill(
             fill_id=str(trade["id"]),
             client_order_id=coid or f"{EXTERNAL_PREFIX}{oid}",
@@ -396,8 +462,9 @@ class CcxtClient:
             side=Side.BUY if trade["side"] == "buy" else Side.SELL,
             quantity=float(trade["amount"]),
             price=price,
-            fee=self._fee(trade.get("fee"), symbol, price),
+            fee=0.0 if base_fee else self._fee(fee, symbol, price),
             time_ns=int(trade["timestamp"]) * _NS_PER_MS,
+            base_fee=base_fee,
         )
 
     async def fetch_positions(self) -> dict[str, float]:
@@ -439,3 +506,9 @@ class CcxtClient:
         if vo.venue_order_id:
             self._coid_by_order[(vo.symbol, vo.venue_order_id)] = vo.client_order_id
         return vo
+
+
+def _has_recv_window(ex: Any) -> bool:
+    """True for an exchange whose signed requests carry a ``recvWindow`` (Binance and
+    the exchanges built on its API)."""
+    return "recvWindow" in (getattr(ex, "options", None) or {})

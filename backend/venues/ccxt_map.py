@@ -22,6 +22,7 @@ __all__ = [
     "EXTERNAL_PREFIX",
     "OUR_ID_PREFIX",
     "credentials",
+    "fee_in_base",
     "fee_in_quote",
     "make_exchange",
     "to_venue_order",
@@ -146,6 +147,7 @@ def to_venue_order(o: dict, symbol: str, sent_coid: str | None = None) -> VenueO
         avg = float(o["cost"]) / filled
     status = o.get("status")
     reason = ""
+    stop = o.get("stopPrice") or o.get("triggerPrice")
     if status == "open":
         st = OrderStatus.PARTIALLY_FILLED if filled > 0 else OrderStatus.ACCEPTED
     elif status == "closed":
@@ -167,6 +169,7 @@ def to_venue_order(o: dict, symbol: str, sent_coid: str | None = None) -> VenueO
         status=st,
         reason=reason,
         external=external,
+        stop_price=float(stop) if stop else None,
     )
 
 
@@ -187,3 +190,11 @@ def fee_in_quote(fee: dict | None, symbol: str, price: float) -> float | None:
     if cur == base:
         return cost * price
     return None
+
+
+def fee_in_base(fee: dict | None, symbol: str) -> float:
+    """The part of a ccxt fee ``{cost, currency}`` paid in the *base* currency of
+    ``symbol`` (base units; 0 when the fee is in another currency)."""
+    if not fee or not fee.get("cost") or fee.get("currency") != symbol.split("/")[0]:
+        return 0.0
+    return float(fee["cost"])

@@ -58,6 +58,14 @@ class CcxtConfig(_Strict):
     #: Closed candles before its start a fresh live feed emits (indicator warm-up; the
     #: strategies may signal on them, so 0 when trading for real).
     history_bars: int = Field(default=0, ge=0, le=1000)
+    #: Declare that the exchange refuses a client order id used by *any* earlier order
+    #: (filled ones too), so an order absent at a lookup may be resent at once.  Binance
+    #: spot refuses one only while the first order is open: keep false unless the
+    #: exchange's documentation guarantees it.
+    unique_client_order_ids: bool = False
+    #: Rest each position's stop loss at the exchange as a stop-market order, where the
+    #: exchange supports them (Binance spot ``STOP_LOSS``).
+    protective_stops: bool = True
 
 
 class Mt5Config(_Strict):
@@ -129,6 +137,23 @@ class VenueConfig(_Strict):
     resolve_backoff_s: float = Field(default=0.5, gt=0)
     quote_currency: str = ""
     retry_max_s: float = Field(default=30.0, gt=0)
+    #: Added to the venue's request lifetime before an order absent from the order
+    #: lookup and the trade history counts as never landed (clock skew, queueing).
+    unknown_margin_s: float = Field(default=5.0, ge=0)
+    #: At a venue that does not bound a request's lifetime (MT5, IB): how long an order
+    #: with an unknown outcome is looked for before it is declared unresolved (its symbol
+    #: halted, a person asked); it is never resent there.
+    unknown_window_s: float = Field(default=30.0, gt=0)
+    #: How often UNKNOWN orders left for a person are looked up again (adopted if found).
+    unknown_recheck_s: float = Field(default=10.0, gt=0)
+    #: How often the venue's positions are compared with the books (live venues).
+    position_check_s: float = Field(default=60.0, gt=0)
+    #: What the kill switch closes: ``mesh`` = the positions the mesh's fills made (coins
+    #: held before it traded stay), ``account`` = every position the venue reports.
+    flatten_scope: Literal["mesh", "account"] = "mesh"
+    #: When the execution agent is given up: ``cancel`` open orders (protective stops
+    #: resting at the venue stay), or ``flatten`` too (venues without resting stops).
+    failsafe: Literal["cancel", "flatten"] = "cancel"
     ccxt: CcxtConfig = Field(default_factory=CcxtConfig)
     mt5: Mt5Config = Field(default_factory=Mt5Config)
     ibkr: IbkrConfig = Field(default_factory=IbkrConfig)

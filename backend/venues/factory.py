@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis.asyncio import Redis
@@ -31,8 +31,9 @@ from backend.venues.broker import BrokerClient
 from backend.venues.ledger import Accounting
 from backend.venues.live import LiveVenue
 from backend.venues.paper import PaperVenue
+from backend.venues.placement import PlacerTiming, SendJournal
 
-__all__ = ["TEST_BROKER_ENV", "VenueConfigError", "make_client", "make_venue"]
+__all__ = ["TEST_BROKER_ENV", "VenueConfigError", "make_client", "make_venue", "placer_timing"]
 
 #: ``<module>:<callable>`` of a test broker-client factory (tests only; see above).
 TEST_BROKER_ENV = "TRADINGMESH_TEST_BROKER"
@@ -97,7 +98,19 @@ def make_client(settings: Settings) -> BrokerClient:
     return cls(getattr(settings.venue, section), list(settings.symbols))  # type: ignore[no-any-return]
 
 
-def make_venue(settings: Settings, redis: Redis, client: BrokerClient | None = None) -> Venue:
+def placer_timing(settings: Settings) -> PlacerTiming:
+    """The UNKNOWN protocol's timings from ``settings.venue``."""
+    v = settings.venue
+    return PlacerTiming(call_timeout_s=v.submit_timeout_s, backoff_s=v.resolve_backoff_s,
+                        backoff_max_s=max(v.resolve_backoff_s, min(v.retry_max_s, 4.0)),
+                        margin_s=v.unknown_margin_s, window_s=v.unknown_window_s,
+                        unreachable_attempts=v.resolve_attempts)
+
+
+def make_venue(settings: Settings, redis: Redis, client: BrokerClient | None = None, *,
+               journal: SendJournal | None = None,
+               pause: Callable[[float], Awaitable[bool]] | None = None,
+               fence: Callable[[], Awaitable[None]] | None = None) -> Venue:
     """The venue execution trades on.
 
     Parameters
@@ -109,6 +122,9 @@ def make_venue(settings: Settings, redis: Redis, client: BrokerClient | None = N
     client
         A broker client to use instead of the configured one (tests): the venue is
         then a :class:`LiveVenue` over it, whatever ``kind`` says.
+    journal, pause, fence
+        A live venue's send journal, stop-aware pause and lease check
+        (:class:`~backend.venues.placement.Placer`); ignored by the paper venue.
 
     Returns
     -------
@@ -126,4 +142,6 @@ def make_venue(settings: Settings, redis: Redis, client: BrokerClient | None = N
         else:
             client = make_client(settings)
     return LiveVenue(client, redis, symbols=settings.symbols,
-                     quote_currency=quote_currency(settings), accounting=accounting)
+                     quote_currency=quote_currency(settings), accounting=accounting,
+                     journal=journal, timing=placer_timing(settings), pause=pause,
+                     fence=fence, flatten_scope=settings.venue.flatten_scope)

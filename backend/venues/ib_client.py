@@ -1,8 +1,10 @@
 """Interactive Brokers broker client (stocks, FX) over ``ib_async`` / ``ib_insync``.
 
 Connects to TWS or IB Gateway (``host``/``port``/``client_id``), qualifies one contract
-per symbol (:func:`backend.venues.ib_map.contract_spec`), and places market orders
-tagged ``orderRef=<client order id>``.  Order states come from
+per symbol (:func:`backend.venues.ib_map.contract_spec`), and places market orders and
+-- the protective stops of :mod:`backend.venues.live_brackets` -- good-till-cancelled
+stop orders (``STP``, price rounded to the contract's ``minTick``), both tagged
+``orderRef=<client order id>``.  Order states come from
 ``Trade.orderStatus.status`` (:func:`~backend.venues.ib_map.status_of`) with the error
 text of ``errorEvent`` for rejections; fills from ``execDetailsEvent`` /
 ``commissionReportEvent`` and ``reqExecutionsAsync`` (execId = fill id, commission =
@@ -34,12 +36,15 @@ from typing import Any
 from backend.messages import OrderStatus, Side
 from backend.venues.broker import VenueFill, VenueOrder, VenueRejected, VenueUnavailable
 from backend.venues.ib_map import (
+    DEFAULT_TICKS,
     IB_MISSING,
     UNACKED,
     IbNotInstalled,
     import_ib,
     status_of,
+    stop_price_of,
     time_ns_of,
+    to_tick,
 )
 from backend.venues.ib_session import OUR_PREFIX, IbSession
 
@@ -64,6 +69,12 @@ class IbClient(IbSession):
     """
 
     name = "ibkr"
+    #: TWS neither refuses a reused ``orderRef`` nor bounds how late a request can land:
+    #: an order with an unknown outcome is never resent (``backend.venues.placement``).
+    unique_client_order_ids = False
+    request_lifetime_s: float | None = None
+    #: Protective stops rest at TWS as GTC ``STP`` orders.
+    supports_stop_orders = True
 
     # -- orders ---------------------------------------------------------------------------
     def _symbol_of(self, contract: Any) -> str:
@@ -102,7 +113,7 @@ class IbClient(IbSession):
             venue_order_id=str(o.permId or o.orderId), symbol=self._symbol_of(trade.contract),
             side=Side.BUY if o.action == "BUY" else Side.SELL, quantity=float(o.totalQuantity),
             filled=float(filled), avg_price=avg or None, status=status, reason=reason,
-            external=not ours)
+            external=not ours, stop_price=stop_price_of(o))
 
     async def _until(self, trade: Any, done: Callable[[], bool], what: str) -> None:
         """Wait until ``done()`` after an order event, or raise VenueUnavailable on timeout
@@ -133,15 +144,10 @@ class IbClient(IbSession):
             for ev, h in handlers:
                 ev -= h
 
-    async def place_market_order(self, client_order_id: str, symbol: str, side: Side,
-                                 quantity: float) -> VenueOrder:
-        """``MarketOrder`` with ``orderRef=client_order_id``; waits for TWS's acknowledgement
-        (a rejection -- ``Inactive``, or cancelled with an error -- raises
-        :class:`VenueRejected` with IB's error text).
-
-        Quantities are rounded down to whole units (shares; FX base currency units); a
-        zero quantity is rejected before anything is sent.
-        """
+    def _sendable(self, symbol: str, quantity: float) -> tuple[Any, Any, int]:
+        """``(ib, contract, whole units)`` of an order of ``quantity`` ``symbol``, refused
+        (:class:`VenueRejected`) before sending when the symbol is not configured or the
+        quantity rounds down to 0."""
         ib = self._require()
         contract = self._contracts.get(symbol)
         if contract is None:
@@ -151,10 +157,12 @@ class IbClient(IbSession):
             unit = "shares" if contract.secType == "STK" else contract.symbol
             raise VenueRejected(f"{quantity:g} {unit} of {symbol} rounds down to 0 "
                                 "(whole units only)")
-        mod = self._mod or import_ib()
-        order = mod.MarketOrder(side.value, qty, orderRef=client_order_id,
-                                account=self.cfg.account)
-        log.info("IB placeOrder %s %s %d %s", client_order_id, side.value, qty, symbol)
+        return ib, contract, qty
+
+    async def _submit(self, ib: Any, contract: Any, order: Any, client_order_id: str
+                      ) -> VenueOrder:
+        """``placeOrder`` and wait for TWS's acknowledgement; a rejection raises
+        :class:`VenueRejected`, no acknowledgement :class:`VenueUnavailable`."""
         try:
             trade = ib.placeOrder(contract, order)
         except (ConnectionError, OSError) as exc:  # the socket broke under the call
@@ -168,6 +176,45 @@ class IbClient(IbSession):
         if view.status is OrderStatus.REJECTED:
             raise VenueRejected(view.reason or f"IB rejected {client_order_id}")
         return view
+
+    async def place_market_order(self, client_order_id: str, symbol: str, side: Side,
+                                 quantity: float) -> VenueOrder:
+        """``MarketOrder`` with ``orderRef=client_order_id``; waits for TWS's acknowledgement
+        (a rejection -- ``Inactive``, or cancelled with an error -- raises
+        :class:`VenueRejected` with IB's error text).
+
+        Quantities are rounded down to whole units (shares; FX base currency units); a
+        zero quantity is rejected before anything is sent.
+        """
+        ib, contract, qty = self._sendable(symbol, quantity)
+        mod = self._mod or import_ib()
+        order = mod.MarketOrder(side.value, qty, orderRef=client_order_id,
+                                account=self.cfg.account)
+        log.info("IB placeOrder %s %s %d %s", client_order_id, side.value, qty, symbol)
+        return await self._submit(ib, contract, order, client_order_id)
+
+    async def place_stop_order(self, client_order_id: str, symbol: str, side: Side,
+                               quantity: float, stop_price: float) -> VenueOrder:
+        """``StopOrder`` (``STP``, ``tif="GTC"``) of ``quantity`` (whole units, rounded
+        down) triggered at ``stop_price`` (quote/unit, rounded to the contract's
+        ``minTick``) with ``orderRef=client_order_id``; waits for TWS's acknowledgement
+        like :meth:`place_market_order`.
+
+        A working stop is ``PreSubmitted`` (held by IB until triggered) or ``Submitted``:
+        ``ACCEPTED`` with ``stop_price`` set.  Once triggered it executes as a market
+        order; its executions carry the same ``orderRef`` (:meth:`fetch_fills`).
+        """
+        ib, contract, qty = self._sendable(symbol, quantity)
+        tick = self._ticks.get(symbol) or DEFAULT_TICKS.get(contract.secType, 0.0)
+        stop = to_tick(stop_price, tick)
+        if stop <= 0:
+            raise VenueRejected(f"stop price {stop_price:g} of {client_order_id} is not > 0")
+        mod = self._mod or import_ib()
+        order = mod.StopOrder(side.value, qty, stop, orderRef=client_order_id,
+                              account=self.cfg.account, tif="GTC")
+        log.info("IB placeOrder %s %s %d %s stop %g", client_order_id, side.value, qty,
+                 symbol, stop)
+        return await self._submit(ib, contract, order, client_order_id)
 
     def _find(self, client_order_id: str) -> Any | None:
         hits = [t for t in self._ib.trades() if t.order.orderRef == client_order_id]

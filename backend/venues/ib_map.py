@@ -5,7 +5,9 @@
 * :func:`contract_spec` -- our ``BASE/QUOTE`` to an IB contract description: a pair of
   currencies is FX (``EUR/USD`` -> ``Forex('EURUSD')`` on IDEALPRO), anything else a
   stock (``AAPL/USD`` -> ``Stock('AAPL', 'SMART', 'USD')``), overridable per symbol;
-* :func:`status_of` -- ``Trade.orderStatus.status`` strings to our order states.
+* :func:`status_of` -- ``Trade.orderStatus.status`` strings to our order states;
+* :func:`to_tick` / :func:`stop_price_of` -- a stop price to the contract's minimum
+  tick, and the trigger price of a stop order (``auxPrice``).
 
 Source of the status strings: TWS API reference, "Order Status"
 (https://interactivebrokers.github.io/tws-api/order_submission.html#order_status).
@@ -14,6 +16,7 @@ Source of the status strings: TWS API reference, "Order Status"
 from __future__ import annotations
 
 import importlib
+import math
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,6 +26,7 @@ from backend.venues.config import IbContract
 
 __all__ = [
     "CURRENCIES",
+    "DEFAULT_TICKS",
     "IB_MISSING",
     "UNACKED",
     "IbNotInstalled",
@@ -31,7 +35,9 @@ __all__ = [
     "is_warning",
     "make_contract",
     "status_of",
+    "stop_price_of",
     "time_ns_of",
+    "to_tick",
 ]
 
 IB_MISSING = (
@@ -44,6 +50,11 @@ CURRENCIES = frozenset({
     "USD", "EUR", "GBP", "JPY", "CHF", "AUD", "NZD", "CAD", "SEK", "NOK", "DKK", "HKD",
     "SGD", "CNH", "MXN", "ZAR", "PLN", "CZK", "HUF", "ILS", "TRY", "KRW", "RUB",
 })
+
+#: Minimum price increment (quote/unit) by security type when TWS's contract details give
+#: none: US stocks priced from USD 1 up trade in cents, IDEALPRO pairs in half pips
+#: (the details' ``minTick``, read on connect, wins: JPY pairs are 0.005).
+DEFAULT_TICKS = {"STK": 0.01, "CASH": 0.00005}
 
 #: Statuses of an order TWS has not acknowledged yet (sent, or only known locally).
 UNACKED = frozenset({"PendingSubmit", "ApiPending"})
@@ -126,6 +137,24 @@ def status_of(status: str, filled: float, error: str, cancel_requested: bool
             return OrderStatus.CANCELLED, error or "inactive"
         return OrderStatus.REJECTED, error or "inactive"
     return (OrderStatus.PARTIALLY_FILLED if filled > 0 else OrderStatus.ACCEPTED), ""
+
+
+def to_tick(price: float, tick: float) -> float:
+    """``price`` (quote/unit) rounded to the nearest multiple of ``tick`` (TWS refuses a
+    price that does not conform to the contract's minimum price variation)."""
+    if tick <= 0:
+        return price
+    decimals = max(0, -math.floor(math.log10(tick))) + 2
+    return round(round(price / tick) * tick, decimals)
+
+
+def stop_price_of(order: Any) -> float | None:
+    """The trigger price (quote/unit) of a stop order (``STP``, ``STP LMT``: the order's
+    ``auxPrice``), ``None`` for any other order or an unset price."""
+    aux = getattr(order, "auxPrice", None)
+    if getattr(order, "orderType", "") not in ("STP", "STP LMT") or aux is None:
+        return None
+    return float(aux) if 0 < aux < 1e300 else None  # ib_async's UNSET_DOUBLE is 1.8e308
 
 
 def time_ns_of(t: datetime) -> int:

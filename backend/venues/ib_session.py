@@ -1,7 +1,8 @@
 """The TWS / IB Gateway session under :class:`~backend.venues.ib_client.IbClient`.
 
 Connects (``host``/``port``/``client_id``), qualifies one contract per symbol
-(:func:`backend.venues.ib_map.contract_spec`), re-reads executions on every connect
+(:func:`backend.venues.ib_map.contract_spec`) and reads its minimum price increment
+(``reqContractDetails``: ``minTick``, for stop prices), re-reads executions on every connect
 (reconciliation: fills that happened while away), and keeps what arrives by events:
 executions (``execDetailsEvent``), commission reports (``commissionReportEvent``) and
 order errors (``errorEvent``, by orderRef).  A lost connection (``disconnectedEvent``)
@@ -19,7 +20,13 @@ from typing import Any, TypeVar
 
 from backend.venues.broker import VenueError, VenueUnavailable
 from backend.venues.config import IbkrConfig
-from backend.venues.ib_map import contract_spec, import_ib, is_warning, make_contract
+from backend.venues.ib_map import (
+    DEFAULT_TICKS,
+    contract_spec,
+    import_ib,
+    is_warning,
+    make_contract,
+)
 
 __all__ = ["OUR_PREFIX", "IbSession"]
 
@@ -56,6 +63,7 @@ class IbSession:
         self._reconnect_task: asyncio.Task[None] | None = None
         self._contracts: dict[str, Any] = {}
         self._by_conid: dict[int, str] = {}
+        self._ticks: dict[str, float] = {}  # symbol -> minimum price increment (quote/unit)
         self._errors: dict[str, str] = {}  # orderRef (or "#orderId") -> last error text
         self._cancel_requested: set[str] = set()
         self._fills: dict[str, Any] = {}  # execId -> Fill
@@ -107,6 +115,11 @@ class IbSession:
                                  f"{spec.currency} on {spec.exchange}")
             self._contracts[symbol] = c
             self._by_conid[c.conId] = symbol
+        details = await self._ask("reqContractDetails", asyncio.gather(
+            *(ib.reqContractDetailsAsync(c) for c in self._contracts.values())))
+        for (symbol, c), found in zip(self._contracts.items(), details, strict=True):
+            tick = float(found[0].minTick) if found else 0.0
+            self._ticks[symbol] = tick if tick > 0 else DEFAULT_TICKS.get(c.secType, 0.01)
         for fill in await self._ask("reqExecutions", ib.reqExecutionsAsync()):  # missed
             self._keep_fill(fill)
         log.info("IB connected to %s:%s as client %s (%d contracts)", cfg.host, cfg.port,

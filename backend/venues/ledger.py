@@ -55,7 +55,9 @@ class LedgerOrder(BaseModel):
 
     ``status`` is the venue's last reported status (:class:`OrderStatus` value);
     ``filled`` the base units the ledger applied from fills; ``exit_reason`` is set for
-    orders the venue adapter placed itself (bracket exits, kill-switch closes).
+    orders the venue adapter placed itself (bracket exits, protective stops, kill-switch
+    closes); ``stop_price`` (quote/base) for a resting stop; ``requested`` the quantity
+    asked for (``quantity`` is what the venue took, truncated to its step).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -73,6 +75,8 @@ class LedgerOrder(BaseModel):
     correlation_id: str = ""
     bar_seq: int = 0
     exit_reason: ExitReason | None = None
+    stop_price: float | None = None
+    requested: float = 0.0
 
     @property
     def complete(self) -> bool:
@@ -92,7 +96,13 @@ class LedgerPosition(BaseModel):
 
     ``entry_coid``/``correlation_id`` belong to the order that opened it (they name its
     bracket exits); ``exit_coid`` is the bracket exit sent and not yet filled (no second
-    exit is sent meanwhile).
+    exit is sent meanwhile); ``exit_attempt`` numbers the exits tried so far (an exit
+    that ended without closing the position -- expired, cancelled, rejected -- is
+    followed by the next attempt, with a new client order id); ``protect_coid`` is the
+    protective stop resting at the venue for this position (``""``: none) and
+    ``protect_attempt`` numbers the protective stops placed (each replacement gets a new
+    client order id); ``protect_refused`` is the quantity for which the venue refused one
+    (not asked again until the position changes).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -106,6 +116,10 @@ class LedgerPosition(BaseModel):
     entry_coid: str = ""
     correlation_id: str = ""
     exit_coid: str = ""
+    exit_attempt: int = 0
+    protect_coid: str = ""
+    protect_attempt: int = 0
+    protect_refused: float = 0.0
 
 
 class Ledger(MarkedPositions, BaseModel):
@@ -114,7 +128,10 @@ class Ledger(MarkedPositions, BaseModel):
     ``orders`` maps our client order ids to :class:`LedgerOrder`; ``fills`` maps every
     venue fill id applied to its time (ns) -- the dedupe set; ``fill_cursor_ns`` is the
     latest fill time applied (polls fetch from a little before it);
-    ``day_start_equity`` / ``traded_notional_by_day`` are keyed by UTC day index.
+    ``day_start_equity`` / ``traded_notional_by_day`` are keyed by UTC day index;
+    ``baseline`` is the venue's position per symbol when the ledger was created (holdings
+    that existed before the mesh traded: the venue is expected to hold ``baseline +
+    position``, and the kill switch closes only ``position``).
     """
 
     accounting: Accounting = "spot"
@@ -131,6 +148,7 @@ class Ledger(MarkedPositions, BaseModel):
     realized_pnl: float = 0.0
     traded_notional_by_day: dict[int, float] = Field(default_factory=dict)
     day_start_equity: dict[int, float] = Field(default_factory=dict)
+    baseline: dict[str, float] = Field(default_factory=dict)
 
     def equity(self) -> float:
         """Mark-to-market equity (see the module docstring for the two accountings)."""
@@ -144,14 +162,26 @@ class Ledger(MarkedPositions, BaseModel):
         return self.model_copy(update={
             name: dict(getattr(self, name)) for name in (
                 "balances", "positions", "orders", "fills", "marks", "last_bar_seq",
-                "traded_notional_by_day", "day_start_equity",
+                "traded_notional_by_day", "day_start_equity", "baseline",
             )
         })
 
 
-def same_quantity(a: float, b: float) -> bool:
-    """True when two signed quantities agree within :data:`REL_EPS` (relative)."""
-    return abs(a - b) <= REL_EPS * max(abs(a), abs(b)) + 1e-12
+def same_quantity(a: float, b: float, rel: float = REL_EPS) -> bool:
+    """True when two signed quantities agree within ``rel`` (relative)."""
+    return abs(a - b) <= rel * max(abs(a), abs(b)) + 1e-12
+
+
+def drop_pending_exit(led: Ledger, coid: str) -> None:
+    """Order ``coid`` ended (cancelled, expired, rejected): if it was a position's
+    pending exit, the position may send the next exit attempt; if it was its protective
+    stop, the position is unprotected until the next one rests."""
+    for sym, p in led.positions.items():
+        if p.exit_coid == coid:
+            led.positions[sym] = p.model_copy(
+                update={"exit_coid": "", "exit_attempt": p.exit_attempt + 1})
+        elif p.protect_coid == coid:
+            led.positions[sym] = p.model_copy(update={"protect_coid": ""})
 
 
 def fill_key(venue: str, fill_id: str) -> str:
@@ -170,6 +200,12 @@ def apply_fill(
     that reduces) and the :class:`PositionChanged` after it, plus the updated order (or
     ``None`` for a fill of an order the ledger does not know: external).  A rebate (fee
     < 0) credits cash; the event reports the fee as 0 (fees on the wire are >= 0).
+
+    A fee paid in the base asset (``fill.base_fee``) is netted out of the quantity: a
+    buy of 2.0 with 0.002 taken as fee adds 1.998 to the position, and the event reports
+    quantity 1.998 with the fee's value in quote currency (``base_fee x price``) added to
+    ``fee``; cash moves by what the venue charged in quote.  The order's fill progress
+    counts the venue's executed quantity (2.0).
     """
     key = fill_key(venue, fill.fill_id)
     if key in led.fills or not fill.quantity > 0:
@@ -177,7 +213,12 @@ def apply_fill(
     led.fills[key] = fill.time_ns
     led.fill_cursor_ns = max(led.fill_cursor_ns, fill.time_ns)
     order = led.orders.get(fill.client_order_id)
-    sym, qty, price, s = fill.symbol, fill.quantity, fill.price, fill.side.sign
+    sym, price, s = fill.symbol, fill.price, fill.side.sign
+    base_fee = max(fill.base_fee, 0.0)
+    qty = fill.quantity - base_fee if s > 0 else fill.quantity + base_fee
+    fee = fill.fee + base_fee * price
+    if not qty > 0:  # a fee as large as the trade: nothing reaches the position
+        qty, fee = fill.quantity, fill.fee
     old = led.positions.get(sym) or LedgerPosition(symbol=sym)
     q = old.quantity
     notional = qty * price
@@ -213,20 +254,21 @@ def apply_fill(
         })
     led.positions[sym] = pos
     if led.accounting == "margin":
-        led.cash += realized - fill.fee
+        led.cash += realized - fee
     else:
-        led.cash += -(notional + fill.fee) if fill.side is Side.BUY else notional - fill.fee
-    led.fees_paid += fill.fee
+        led.cash += -(notional + fee) if fill.side is Side.BUY else notional - fee
+    led.fees_paid += fee
     led.realized_pnl += realized
     day = fill.time_ns // NS_PER_DAY
-    led.traded_notional_by_day[day] = led.traded_notional_by_day.get(day, 0.0) + notional
+    led.traded_notional_by_day[day] = (led.traded_notional_by_day.get(day, 0.0)
+                                       + fill.quantity * price)
     if order is not None:
-        order = order.model_copy(update={"filled": order.filled + qty})
+        order = order.model_copy(update={"filled": order.filled + fill.quantity})
         led.orders[order.client_order_id] = order
         if pos.exit_coid == order.client_order_id and order.complete:
             led.positions[sym] = pos.model_copy(update={"exit_coid": ""})
     reason = order.exit_reason if order is not None and order.exit_reason else None
-    if reason is None and order is None:
+    if reason is None:  # the adapter's own orders are known by their prefix
         reason = _EXIT_PREFIXES.get(fill.client_order_id[:5])
     if reason is None:
         reason = ExitReason.ENTRY if closed == 0.0 else ExitReason.SIGNAL
@@ -237,7 +279,7 @@ def apply_fill(
             id=stable_id("live", venue, "order_filled", fill.fill_id), ts=fill.time_ns,
             source=source, correlation_id=corr, fill_id=key,
             client_order_id=fill.client_order_id, symbol=sym, side=fill.side, quantity=qty,
-            price=price, fee=max(fill.fee, 0.0), realized_pnl=realized, exit_reason=reason,
+            price=price, fee=max(fee, 0.0), realized_pnl=realized, exit_reason=reason,
             bar_seq=bar_seq, fill_time=fill.time_ns,
         ),
         PositionChanged(
@@ -304,19 +346,43 @@ def bracket_hit(pos: LedgerPosition, high: float, low: float) -> ExitReason | No
 
 #: Client order id prefixes of the orders the adapter places itself.
 _EXIT_PREFIXES = {"tm-s-": ExitReason.STOP_LOSS, "tm-t-": ExitReason.TAKE_PROFIT,
-                  "tm-k-": ExitReason.FLATTEN}
+                  "tm-p-": ExitReason.STOP_LOSS, "tm-k-": ExitReason.FLATTEN}
 
 
-def exit_coid(venue: str, entry: str, reason: ExitReason) -> str:
+def exit_coid(venue: str, entry: str, reason: ExitReason, attempt: int = 0) -> str:
     """Deterministic client order id of a bracket exit of the position opened by
-    ``entry`` (``tm-s-...`` stop loss, ``tm-t-...`` take profit; 29 chars)."""
+    ``entry`` (``tm-s-...`` stop loss, ``tm-t-...`` take profit; 29 chars).
+
+    ``attempt`` numbers the exits of one position: when an exit ends without closing
+    the position (a market order that expired partly filled, a cancellation, a
+    rejection) the next one gets the next number, so it is never mistaken for the
+    finished one.
+    """
     leg = "s" if reason is ExitReason.STOP_LOSS else "t"
-    return f"tm-{leg}-{stable_id('exit', venue, entry, reason.value)[:24]}"
+    parts: tuple[object, ...] = ("exit", venue, entry, reason.value)
+    if attempt:
+        parts += (attempt,)
+    return f"tm-{leg}-{stable_id(*parts)[:24]}"
 
 
-def flatten_coid(command_id: str, symbol: str) -> str:
-    """Deterministic client order id of the kill switch's close of ``symbol``."""
-    return f"tm-k-{stable_id('flatten', command_id, symbol)[:24]}"
+def protect_coid(venue: str, entry: str, attempt: int) -> str:
+    """Deterministic client order id of the ``attempt``-th protective stop resting at
+    the venue for the position opened by ``entry`` (``tm-p-...``, 29 chars)."""
+    return f"tm-p-{stable_id('protect', venue, entry, attempt)[:24]}"
+
+
+def is_protective(client_order_id: str) -> bool:
+    """True for the client order id of a protective stop (:func:`protect_coid`)."""
+    return client_order_id.startswith("tm-p-")
+
+
+def flatten_coid(command_id: str, symbol: str, attempt: int = 0) -> str:
+    """Deterministic client order id of the kill switch's ``attempt``-th close of
+    ``symbol`` for command ``command_id``."""
+    parts: tuple[object, ...] = ("flatten", command_id, symbol)
+    if attempt:
+        parts += (attempt,)
+    return f"tm-k-{stable_id(*parts)[:24]}"
 
 
 def portfolio_mark(led: Ledger, bar_seq: int, bar_time: int, venue: str) -> PortfolioMarked:

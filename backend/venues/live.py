@@ -3,20 +3,24 @@
 
 The client speaks the venue's API; this class adds everything venue-independent:
 
+* **orders sent at most once** through :class:`~backend.venues.placement.Placer` (the
+  send journaled before the call; an unknown outcome resolved by asking the venue for
+  longer than a request can live there, never by a guess);
 * a local **ledger** (:mod:`backend.venues.ledger`) of positions, average prices,
   realized P&L, fees and cash, built from the venue's fills, each applied once
-  (deduplicated by the venue's fill id);
-* **fills by polling**: :meth:`LiveVenue.poll` (the execution agent calls it every
-  ``venue.poll_s`` while orders are working, and on every bar) fetches fills since a
-  little before the latest one seen and order updates (cancellations, rejections);
-* **brackets**: a position's stop loss / take profit is checked against every bar; a
-  hit sends a reduce-only market order with a deterministic client order id
-  (:func:`~backend.venues.ledger.exit_coid`), looked up at the venue before it is sent,
-  so a bar handled twice never exits twice;
+  (deduplicated by the venue's fill id; fees taken in the base asset netted out);
+* **fills by polling**: :meth:`LiveVenue.poll` (every ``venue.poll_s`` while orders are
+  working, and on every bar) fetches fills since a little before the latest one seen
+  and order updates (cancellations, expiries, rejections);
+* **brackets** (:mod:`backend.venues.live_brackets`): a protective stop resting at the
+  venue where it supports them, and exits retried until the position is flat;
 * **marks**: :class:`~backend.messages.PortfolioMarked` from the venue's balances (cash
   in ``quote_currency``, refreshed once per bar time) and the ledger's positions;
-* the kill switch's **flatten**: real market orders closing the venue's positions, ids
-  derived from the command id and the symbol.
+* **position checks**: the venue's positions compared with ``baseline + ledger`` on a
+  consistent snapshot; a difference is an alarm (the symbol is halted), never a silent
+  overwrite;
+* the kill switch's **flatten** of what the mesh holds (``flatten_scope = "mesh"``), or
+  of the whole account (``"account"``).
 
 The ledger lives in Redis (:func:`ledger_keys`), changes staged in the agent's
 transaction like the paper book (:meth:`stage` / :meth:`commit` / :meth:`rollback`).
@@ -28,7 +32,8 @@ currency, times ns UTC.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from typing import Literal
 
 import orjson
 from redis.asyncio import Redis
@@ -37,10 +42,8 @@ from redis.asyncio.client import Pipeline
 from backend.messages import (
     BarClosed,
     ExitReason,
-    OrderAccepted,
     OrderCancelled,
     OrderFilled,
-    OrderRejected,
     OrderStatus,
     PortfolioMarked,
     Side,
@@ -49,17 +52,23 @@ from backend.messages import (
 )
 from backend.venues import ledger as lg
 from backend.venues import live_orders as le
-from backend.venues.base import BookPosition, PositionFix, VenueEvent
-from backend.venues.broker import BrokerClient, VenueOrder, VenueRejected
-from backend.venues.ledger import Accounting, Ledger, LedgerOrder
+from backend.venues.base import BookPosition, PositionFix, VenueAlarm, VenueEvent
+from backend.venues.broker import BrokerClient, OrderUnresolved, VenueOrder, VenueRejected
+from backend.venues.ledger import Accounting, Ledger
+from backend.venues.live_brackets import Brackets
+from backend.venues.placement import MemoryJournal, OrderIntent, Placer, PlacerTiming, SendJournal
 
-__all__ = ["FILL_OVERLAP_NS", "LiveVenue", "ledger_keys"]
+__all__ = ["FILL_OVERLAP_NS", "FlattenScope", "LiveVenue", "ledger_keys"]
 
 log = logging.getLogger("venue.live")
 
 #: Polls ask for fills from this long before the latest fill applied (a venue may report
 #: an execution late); the overlap is deduplicated by fill id.
 FILL_OVERLAP_NS = 60 * 1_000_000_000
+#: Closes the kill switch sends per symbol (one more after each that expired unfilled).
+FLATTEN_ATTEMPTS = 3
+
+FlattenScope = Literal["mesh", "account"]
 
 
 def ledger_keys(name: str) -> tuple[str, str, str]:
@@ -83,19 +92,41 @@ class LiveVenue:
         The account currency whose balance is the ledger's cash.
     accounting
         ``"spot"`` or ``"margin"`` (see :mod:`backend.venues.ledger`).
+    journal
+        Where sends are recorded before the venue is called (the execution agent's
+        database); default in memory.
+    timing
+        Call timeouts and the UNKNOWN-resolution windows.
+    pause
+        ``await pause(s)`` -> True when stopping (see :class:`Placer`).
+    fence
+        Checked before every venue call (see :class:`Placer`).
+    flatten_scope
+        ``"mesh"``: the kill switch closes what the mesh holds; ``"account"``: every
+        position the venue reports.
     """
 
     polls = True
 
     def __init__(self, client: BrokerClient, redis: Redis, *, symbols: Sequence[str],
-                 quote_currency: str, accounting: Accounting = "spot") -> None:
+                 quote_currency: str, accounting: Accounting = "spot",
+                 journal: SendJournal | None = None, timing: PlacerTiming | None = None,
+                 pause: Callable[[float], Awaitable[bool]] | None = None,
+                 fence: Callable[[], Awaitable[None]] | None = None,
+                 flatten_scope: FlattenScope = "mesh") -> None:
         self.client, self.redis, self.name = client, redis, client.name
         self.symbols, self.quote = list(symbols), quote_currency
         self.keys = ledger_keys(self.name)
         self.ledger = Ledger(accounting=accounting)
+        self.placer = Placer(client, journal or MemoryJournal(), timing, pause, fence)
+        self.brackets = Brackets(self.name, client, self.placer, self._held,
+                                 lambda w: self._poll(w, None, now_ns(), protect=False))
+        self.flatten_scope = flatten_scope
         self._next: Ledger | None = None
         self._new_fills: dict[str, OrderFilled] = {}
+        self._alarms: list[VenueAlarm] = []
         self._synced_bar_time = -1  # bar time of the last on-bar poll + balance refresh
+        self._synced_committed = -1
 
     # ------------------------------------------------------------------ state
     @property
@@ -108,14 +139,21 @@ class LiveVenue:
             self._next = self.ledger.clone()
         return self._next
 
-    async def load(self) -> None:
-        """Connect the client, load the ledger from Redis (new: cursor = now), refresh
-        the balances.  Raises ``VenueUnavailable``."""
+    async def load(self, baseline: dict[str, float] | None = None) -> None:
+        """Connect the client, load the ledger from Redis, refresh the balances.
+
+        A new ledger starts its fill cursor now and its ``baseline`` (what the venue
+        held before the mesh traded) at ``baseline`` when given (the durable copy the
+        execution agent keeps in its database), else at the venue's positions now.
+        Raises ``VenueUnavailable``.
+        """
         await self.client.connect()
         blob_key, orders_key, fills_key = self.keys
         raw = await self.redis.get(blob_key)
         if raw is None:
-            led = Ledger(accounting=self.ledger.accounting, fill_cursor_ns=now_ns())
+            held = baseline if baseline is not None else await self.client.fetch_positions()
+            led = Ledger(accounting=self.ledger.accounting, fill_cursor_ns=now_ns(),
+                         baseline={s: float(q) for s, q in held.items() if q})
         else:
             data = orjson.loads(raw)
             orders = await self.redis.hgetall(orders_key)
@@ -125,7 +163,7 @@ class LiveVenue:
                 k.decode(): int(orjson.loads(v)["fill_time"]) for k, v in fills.items()}
             led = Ledger.model_validate(data)
         self._refresh_cash(led, await self.client.fetch_balances())
-        self.ledger, self._next, self._new_fills = led, None, {}
+        self.ledger, self._next, self._new_fills, self._alarms = led, None, {}, []
 
     async def close(self) -> None:
         """Close the client (never raises)."""
@@ -150,61 +188,100 @@ class LiveVenue:
         if self._next is not None:
             self.ledger = self._next
         self._next, self._new_fills = None, {}
+        self._synced_committed = self._synced_bar_time
 
     def rollback(self) -> None:
-        """Forget the pending ledger (transaction not executed)."""
-        self._next, self._new_fills = None, {}
+        """Forget the pending ledger (transaction not executed) and its alarms."""
+        self._next, self._new_fills, self._alarms = None, {}, []
+        self._synced_bar_time = self._synced_committed
+
+    @property
+    def baseline(self) -> dict[str, float]:
+        """What the venue held per symbol before the mesh traded (base units)."""
+        return dict(self._cur.baseline)
+
+    def known_orders(self) -> set[str]:
+        """Client order ids the ledger tracks."""
+        return set(self._cur.orders)
+
+    def take_alarms(self) -> list[VenueAlarm]:
+        """The alarms raised since the last call (see :class:`VenueAlarm`)."""
+        out, self._alarms = self._alarms, []
+        return out
 
     def _refresh_cash(self, led: Ledger, balances: dict[str, float]) -> None:
         led.balances = dict(balances)
         if self.quote in balances:
             led.cash = float(balances[self.quote])
 
-    # ------------------------------------------------------------------ orders
-    async def submit(
-        self, order: SubmitOrder, now_ns: int,
-    ) -> OrderAccepted | OrderRejected | OrderCancelled:
-        """Send a market order with our client order id.
+    async def _held(self, symbol: str) -> float:
+        """The mesh's part of the venue's position in ``symbol`` (venue - baseline)."""
+        venue = await self.placer.call("fetch_positions", self.client.fetch_positions)
+        return float(venue.get(symbol, 0.0)) - self._cur.baseline.get(symbol, 0.0)
 
-        A reduce-only order is cut to the ledger's opposite position (rejected when
-        there is none).  ``VenueRejected`` becomes an :class:`OrderRejected`;
-        ``VenueUnavailable`` propagates (outcome unknown).
+    # ------------------------------------------------------------------ orders
+    async def place(self, order: SubmitOrder, now_ns: int, *, send: bool = True
+                    ) -> list[VenueEvent]:
+        """See :meth:`backend.venues.base.Venue.place`.
+
+        A reduce-only order is cut to the smaller of the ledger's opposite position and
+        what the venue holds of it (a fee taken in the base asset, holdings sold by
+        hand), after the position's protective stop is cancelled (on a spot account it
+        holds the coins); it is rejected when there is nothing to reduce.
         """
         w = self._w()
         coid, qty = order.client_order_id, order.quantity
-        if order.reduce_only:
+        events: list[VenueEvent] = []
+        if order.reduce_only and send and await self.placer.journal.last_sent(coid) is None:
+            events, traded = await self.brackets.unprotect(w, order.symbol, now_ns)
+            if traded:
+                events += await self._poll(w, None, now_ns, protect=False)
             pos = w.position_qty(order.symbol)
-            if not pos * order.side.sign < 0:
-                reason = f"reduce_only {order.side.value} but position is {pos:.8g}"
-                return le.rejected(self.name, coid, order.symbol, reason,
-                                   order.correlation_id, now_ns)
-            qty = min(qty, abs(pos))
+            held = await self._held(order.symbol)
+            if not pos * order.side.sign < 0 or not held * order.side.sign < 0:
+                reason = (f"reduce_only {order.side.value} but the position is {pos:.8g} "
+                          f"(venue holds {held:.8g})")
+                return [*events, le.rejected(self.name, coid, order.symbol, reason,
+                                             order.correlation_id, now_ns)]
+            qty = min(qty, abs(pos), abs(held))
+        intent = OrderIntent(coid, order.symbol, order.side, qty, order.reduce_only,
+                             order.correlation_id, order.bar_seq)
+        if not send:
+            sent = await self.placer.journal.last_sent(coid)
+            found = None if sent is None else await self.placer.resolve(intent, sent)
+            return [] if found is None else [self.adopt(order, found, now_ns)]
         try:
-            found = await self.client.place_market_order(coid, order.symbol, order.side, qty)
+            found = await self.placer.place(intent)
         except VenueRejected as exc:
-            return le.rejected(self.name, coid, order.symbol, str(exc),
-                               order.correlation_id, now_ns)
-        return self.adopt(order, found, now_ns)  # type: ignore[return-value]
+            return [*events, le.rejected(self.name, coid, order.symbol, str(exc),
+                                         order.correlation_id, now_ns)]
+        return [*events, self.adopt(order, found, now_ns, requested=qty)]
 
-    def adopt(self, order: SubmitOrder, found: VenueOrder, now_ns: int) -> VenueEvent:
+    def adopt(self, order: SubmitOrder, found: VenueOrder, now_ns: int,
+              requested: float = 0.0) -> VenueEvent:
         """Take over ``found`` (the venue's record of ``order``) without sending anything:
         the ledger tracks it (its fills come by :meth:`poll`) and the event reports it."""
-        w = self._w()
-        prev = w.orders.get(order.client_order_id)
-        o = LedgerOrder(
-            client_order_id=order.client_order_id, symbol=found.symbol, side=found.side,
-            quantity=found.quantity, filled=prev.filled if prev is not None else 0.0,
-            status=found.status.value, venue_order_id=found.venue_order_id,
-            reduce_only=order.reduce_only, stop_loss=order.stop_loss,
-            take_profit=order.take_profit, correlation_id=order.correlation_id,
-            bar_seq=order.bar_seq, exit_reason=prev.exit_reason if prev is not None else None,
-        )
-        w.orders[o.client_order_id] = o
+        o = le.track(self._w(), found, reduce_only=order.reduce_only,
+                     correlation_id=order.correlation_id, bar_seq=order.bar_seq,
+                     stop_loss=order.stop_loss, take_profit=order.take_profit,
+                     requested=requested or order.quantity)
         return le.status_event(self.name, o, found.reason, now_ns)
+
+    async def lookup(self, order: SubmitOrder, sent_ns: int | None) -> VenueOrder | None:
+        """The venue's record of ``order`` as the UNKNOWN protocol settles it: ``None``
+        without asking when it was never sent (``sent_ns`` None), else resolved over the
+        request lifetime since ``sent_ns`` (raises ``OrderUnresolved``)."""
+        if sent_ns is None:
+            return None
+        intent = OrderIntent(order.client_order_id, order.symbol, order.side, order.quantity,
+                             order.reduce_only, order.correlation_id, order.bar_seq)
+        return await self.placer.resolve(intent, sent_ns)
 
     async def fetch_order(self, client_order_id: str, symbol: str) -> VenueOrder | None:
         """The venue's record of ``client_order_id`` (``None``: definitely unknown)."""
-        return await self.client.fetch_order(client_order_id, symbol)
+        return await self.placer.call(
+            f"fetch_order {client_order_id}",
+            lambda: self.client.fetch_order(client_order_id, symbol))
 
     def fill_status(self, client_order_id: str) -> OrderStatus:
         """``FILLED`` once the ledger saw the whole quantity filled, else
@@ -214,91 +291,145 @@ class LiveVenue:
             return OrderStatus.FILLED
         return OrderStatus.PARTIALLY_FILLED
 
-    async def _own_order(
-        self, w: Ledger, coid: str, symbol: str, side: Side, qty: float, *,
-        reason: ExitReason, corr: str, bar_seq: int, now: int,
-    ) -> VenueEvent:
-        try:
-            found = await le.place_once(self.client, coid, symbol, side, qty)
-        except VenueRejected as exc:
-            return le.rejected(self.name, coid, symbol, str(exc), corr, now)
-        prev = w.orders.get(coid)
-        o = LedgerOrder(
-            client_order_id=coid, symbol=symbol, side=side, quantity=found.quantity,
-            filled=prev.filled if prev is not None else 0.0, status=found.status.value,
-            venue_order_id=found.venue_order_id, reduce_only=True, correlation_id=corr,
-            bar_seq=bar_seq, exit_reason=reason,
-        )
-        w.orders[coid] = o
-        return le.status_event(self.name, o, found.reason, now)
-
     async def open_orders(self) -> list[str]:
         """Client order ids of the venue's working orders (ours and external)."""
-        return [o.client_order_id for o in await self.client.fetch_open_orders(None)]
+        return [o.client_order_id for o in await self.open_venue_orders()]
 
     async def open_venue_orders(self) -> list[VenueOrder]:
         """The venue's working orders (ours and external)."""
-        return list(await self.client.fetch_open_orders(None))
+        return list(await self.placer.call("fetch_open_orders",
+                                           lambda: self.client.fetch_open_orders(None)))
 
-    async def cancel_all(self, reason: str, now_ns: int) -> list[OrderCancelled]:
-        """Cancel every working order at the venue (ours and external)."""
+    async def cancel_all(self, reason: str, now_ns: int, *, keep_protective: bool = False
+                         ) -> list[OrderCancelled]:
+        """Cancel every working order at the venue (ours and external); with
+        ``keep_protective`` our protective stops stay (the failsafe: positions stay
+        protected while nobody trades)."""
         w = self._w()
         events: list[OrderCancelled] = []
-        for vo in await self.client.fetch_open_orders(None):
+        for vo in await self.open_venue_orders():
+            if keep_protective and lg.is_protective(vo.client_order_id):
+                continue
             try:
-                final = await self.client.cancel_order(vo.client_order_id, vo.symbol)
+                final = await self.placer.call(
+                    f"cancel {vo.client_order_id}",
+                    lambda vo=vo: self.client.cancel_order(vo.client_order_id, vo.symbol))
             except VenueRejected as exc:  # e.g. filled meanwhile: reported as left over
                 log.warning("cancel of %s refused: %s", vo.client_order_id, exc)
                 continue
             o = w.orders.get(vo.client_order_id)
             if o is not None:
                 w.orders[o.client_order_id] = o.model_copy(update={"status": final.status.value})
-                self._drop_pending_exit(w, o.client_order_id)
+                lg.drop_pending_exit(w, o.client_order_id)
             if final.status is OrderStatus.CANCELLED:
                 corr = o.correlation_id if o is not None else ""
-                events.append(le.cancelled(self.name, vo.client_order_id, vo.symbol, reason, corr,
-                                              now_ns))
+                events.append(le.cancelled(self.name, vo.client_order_id, vo.symbol, reason,
+                                           corr, now_ns))
         return events
 
     async def flatten(self, now_ns: int, command_id: str) -> list[VenueEvent]:
-        """Close every position the venue reports with a market order (client order id
-        from ``command_id`` + symbol, sent at most once), then fetch the fills."""
+        """Close the mesh's positions (``flatten_scope = "account"``: every position the
+        venue reports) with market orders, each at most once per attempt number, then
+        fetch the fills; a close that ended without filling completely is followed by
+        the next attempt (at most :data:`FLATTEN_ATTEMPTS`)."""
         w = self._w()
         events: list[VenueEvent] = []
-        for sym, qty in sorted((await self.client.fetch_positions()).items()):
-            if qty == 0:
-                continue
-            side = Side.SELL if qty > 0 else Side.BUY
-            events.append(await self._own_order(
-                w, lg.flatten_coid(command_id, sym), sym, side, abs(qty),
-                reason=ExitReason.FLATTEN, corr=command_id,
-                bar_seq=w.last_bar_seq.get(sym, 0), now=now_ns))
-        events += await self._poll(w, None, now_ns)
+        venue = await self.placer.call("fetch_positions", self.client.fetch_positions)
+        if self.flatten_scope == "account":
+            targets = {s for s, q in venue.items() if q}
+        else:
+            targets = {s for s, p in w.positions.items() if p.quantity}
+        for sym in sorted(targets):
+            for attempt in range(FLATTEN_ATTEMPTS):
+                qty = await self._flatten_qty(w, sym)
+                if qty == 0:
+                    break
+                side = Side.SELL if qty > 0 else Side.BUY
+                coid = lg.flatten_coid(command_id, sym, attempt)
+                intent = OrderIntent(coid, sym, side, abs(qty), True, command_id,
+                                     w.last_bar_seq.get(sym, 0), exit_reason=ExitReason.FLATTEN)
+                try:
+                    found = await self.placer.place(intent)
+                except VenueRejected as exc:
+                    events.append(le.rejected(self.name, coid, sym, str(exc), command_id,
+                                              now_ns))
+                    break
+                except OrderUnresolved as exc:
+                    self._alarms.append(VenueAlarm(sym, "order_unknown", str(exc), coid))
+                    break
+                o = le.track(w, found, reduce_only=True, correlation_id=command_id,
+                             bar_seq=intent.bar_seq, exit_reason=ExitReason.FLATTEN,
+                             requested=abs(qty))
+                events.append(le.status_event(self.name, o, found.reason, now_ns))
+                events += await self._poll(w, None, now_ns, protect=False)
+                if not (found.final and found.status is not OrderStatus.FILLED):
+                    break
+        events += await self._poll(w, None, now_ns, protect=False)
         return events
+
+    async def _flatten_qty(self, w: Ledger, symbol: str) -> float:
+        """Signed quantity to close: the venue's whole position (account scope), else
+        the ledger's capped by what the venue holds beyond the baseline."""
+        venue = float((await self.placer.call(
+            "fetch_positions", self.client.fetch_positions)).get(symbol, 0.0))
+        if self.flatten_scope == "account":
+            return venue
+        mine, held = w.position_qty(symbol), venue - w.baseline.get(symbol, 0.0)
+        if mine * held <= 0:
+            return 0.0
+        return min(abs(mine), abs(held)) * (1 if mine > 0 else -1)
 
     # ------------------------------------------------------------------ positions
     async def positions(self) -> dict[str, float]:
-        """The venue's signed positions (base units), flat ones omitted."""
-        return {s: q for s, q in (await self.client.fetch_positions()).items() if q}
+        """The mesh's signed positions at the venue (venue - baseline), flat omitted."""
+        venue = await self.placer.call("fetch_positions", self.client.fetch_positions)
+        base = self._cur.baseline
+        out = {s: float(q) - base.get(s, 0.0) for s, q in venue.items()}
+        out.update({s: -q for s, q in base.items() if s not in venue})
+        return {s: q for s, q in out.items() if not lg.same_quantity(q, 0.0)}
 
     def book_positions(self) -> dict[str, BookPosition]:
         """The ledger's positions (flat ones omitted)."""
         return {s: BookPosition(p.quantity, p.avg_price, p.realized_pnl)
                 for s, p in self._cur.positions.items() if p.quantity}
 
-    async def sync_positions(self, now_ns: int) -> list[PositionFix]:
-        """Set every ledger position that differs from the venue's to the venue's."""
+    async def check_positions(self, now_ns: int) -> tuple[list[VenueEvent], list[VenueAlarm]]:
+        """See :meth:`backend.venues.base.Venue.check_positions`: fills are applied,
+        positions fetched, fills fetched again; when a fill came in between, the
+        snapshot is not consistent and nothing is compared this time."""
         w = self._w()
-        venue = await self.client.fetch_positions()
-        held = {s for s, p in w.positions.items() if p.quantity}
-        fixes = []
-        for sym in sorted(set(venue) | held):
-            before, after = w.position_qty(sym), float(venue.get(sym, 0.0))
-            if lg.same_quantity(before, after):
+        events = await self._poll(w, None, now_ns)
+        venue = await self.placer.call("fetch_positions", self.client.fetch_positions)
+        again = await self._fetch_fills(w)
+        if any(lg.fill_key(self.name, f.fill_id) not in w.fills for f in again):
+            return events, []
+        busy = {o.symbol for o in w.orders.values()
+                if o.working and not lg.is_protective(o.client_order_id)}
+        alarms = []
+        for sym in sorted((set(venue) | set(w.positions) | set(w.baseline)) - busy):
+            expected = w.baseline.get(sym, 0.0) + w.position_qty(sym)
+            actual = float(venue.get(sym, 0.0))
+            if lg.same_quantity(expected, actual, rel=1e-6):
                 continue
-            fixes.append(PositionFix(sym, before, after,
-                                     lg.set_position(w, sym, after, self.name, now_ns)))
-        return fixes
+            alarms.append(VenueAlarm(sym, "position_mismatch", (
+                f"{self.name} holds {actual:.10g} {sym} but the books expect {expected:.10g} "
+                f"(ledger {w.position_qty(sym):.10g} + holdings before the mesh traded "
+                f"{w.baseline.get(sym, 0.0):.10g}); symbol halted, not overwritten: "
+                "check the venue, then `tradingmesh resolve` it")))
+        return events, alarms
+
+    async def adopt_position(self, symbol: str, now_ns: int) -> PositionFix | None:
+        """Set the ledger's ``symbol`` to what the venue holds beyond the baseline, after
+        applying every fill up to now (so none is counted again later)."""
+        w = self._w()
+        await self._poll(w, None, now_ns, protect=False)
+        venue = await self.placer.call("fetch_positions", self.client.fetch_positions)
+        after = float(venue.get(symbol, 0.0)) - w.baseline.get(symbol, 0.0)
+        before = w.position_qty(symbol)
+        if lg.same_quantity(before, after, rel=1e-6):
+            return None
+        return PositionFix(symbol, before, after,
+                           lg.set_position(w, symbol, after, self.name, now_ns))
 
     # ------------------------------------------------------------------ fills
     async def fills_of(self, client_order_ids: Collection[str]) -> list[OrderFilled]:
@@ -317,42 +448,48 @@ class LiveVenue:
             return []
         return await self._poll(self._w(), since_ns, now_ns)
 
-    async def _poll(self, w: Ledger, since_ns: int | None, now: int) -> list[VenueEvent]:
+    async def _fetch_fills(self, w: Ledger, since_ns: int | None = None) -> list:
         start = w.fill_cursor_ns - FILL_OVERLAP_NS
         if since_ns is not None:
             start = min(start, since_ns)
         symbols = set(self.symbols) | {s for s, p in w.positions.items() if p.quantity}
         symbols |= {o.symbol for o in w.orders.values() if o.working}
-        fills = await self.client.fetch_fills(sorted(symbols), max(start, 0))
+        return await self.placer.call(
+            "fetch_fills", lambda: self.client.fetch_fills(sorted(symbols), max(start, 0)))
+
+    async def _poll(self, w: Ledger, since_ns: int | None, now: int, *, protect: bool = True
+                    ) -> list[VenueEvent]:
         events: list[VenueEvent] = []
+        touched: set[str] = set()
+        fills = await self._fetch_fills(w, since_ns)
         for vf in sorted(fills, key=lambda f: (f.time_ns, f.fill_id)):
             evs, _ = lg.apply_fill(w, vf, self.name)
             for ev in evs:
                 if isinstance(ev, OrderFilled):
                     self._new_fills[ev.fill_id] = ev
+                    touched.add(ev.symbol)
             events += evs
         for o in [o for o in w.orders.values() if o.working]:
-            found = await self.client.fetch_order(o.client_order_id, o.symbol)
+            found = await self.fetch_order(o.client_order_id, o.symbol)
             if found is None:
                 continue
             if found.status in (OrderStatus.CANCELLED, OrderStatus.REJECTED):
                 o = o.model_copy(update={"status": found.status.value})
                 w.orders[o.client_order_id] = o
-                self._drop_pending_exit(w, o.client_order_id)
+                lg.drop_pending_exit(w, o.client_order_id)
                 events.append(le.status_event(self.name, o, found.reason, now))
+                touched.add(o.symbol)
             elif found.status.value != o.status:
                 w.orders[o.client_order_id] = o.model_copy(update={"status": found.status.value})
+        if protect:
+            for sym in sorted(touched):
+                events += await self.brackets.protect(w, sym, now)
+            self._alarms.extend(self.brackets.take_alarms())
         return events
-
-    @staticmethod
-    def _drop_pending_exit(w: Ledger, coid: str) -> None:
-        for sym, p in w.positions.items():
-            if p.exit_coid == coid:
-                w.positions[sym] = p.model_copy(update={"exit_coid": ""})
 
     # ------------------------------------------------------------------ bars
     async def on_bar(self, bar: BarClosed) -> list[VenueEvent]:
-        """Day roll, fills and balances (once per bar time), mark, bracket check.
+        """Day roll, fills and balances (once per bar time), mark, brackets.
 
         A bar whose seq is not above the last one of its symbol changes nothing.
         Raises ``VenueUnavailable`` (the agent retries the bar).
@@ -365,22 +502,16 @@ class LiveVenue:
         events: list[VenueEvent] = []
         if bar.open_time > self._synced_bar_time:
             events += await self._poll(w, None, bar.open_time)
-            self._refresh_cash(w, await self.client.fetch_balances())
+            self._refresh_cash(w, await self.placer.call("fetch_balances",
+                                                         self.client.fetch_balances))
         w.marks[sym] = bar.close
         w.last_bar_seq[sym] = bar.seq
         w.last_bar_time = max(w.last_bar_time, bar.open_time)
-        pos = w.positions.get(sym)
-        hit = lg.bracket_hit(pos, bar.high, bar.low) if pos is not None else None
-        if pos is not None and hit is not None:
-            entry = pos.entry_coid or f"{sym}@{bar.seq}"
-            coid = lg.exit_coid(self.name, entry, hit)
-            side = Side.SELL if pos.quantity > 0 else Side.BUY
-            ev = await self._own_order(
-                w, coid, sym, side, abs(pos.quantity), reason=hit, corr=pos.correlation_id,
-                bar_seq=bar.seq, now=bar.open_time)
-            if not isinstance(ev, OrderRejected):
-                w.positions[sym] = w.positions[sym].model_copy(update={"exit_coid": coid})
-            events.append(ev)
+        exits = await self.brackets.on_bar(w, bar)
+        events += exits
+        if exits:  # a market exit fills at once: take its fill now
+            events += await self._poll(w, None, bar.open_time)
+        self._alarms.extend(self.brackets.take_alarms())
         self._synced_bar_time = max(self._synced_bar_time, bar.open_time)
         return events
 

@@ -1,5 +1,5 @@
-"""Orders of a live venue: their state events, and at-most-once placement of the
-orders the adapter sends itself (bracket exits, kill-switch closes).
+"""Orders of a live venue: their state events, and how the ledger tracks an order the
+venue reported (:func:`track`).
 
 Event ids derive from the venue and the client order id: a redelivered or retried input
 produces the same ids, so every consumer of ``trading_events`` stays idempotent.
@@ -8,17 +8,17 @@ produces the same ids, so every consumer of ``trading_events`` stays idempotent.
 from __future__ import annotations
 
 from backend.messages import (
+    ExitReason,
     OrderAccepted,
     OrderCancelled,
     OrderRejected,
     OrderStatus,
-    Side,
     stable_id,
 )
-from backend.venues.broker import BrokerClient, VenueOrder, VenueUnavailable
-from backend.venues.ledger import LedgerOrder
+from backend.venues.broker import VenueOrder
+from backend.venues.ledger import Ledger, LedgerOrder
 
-__all__ = ["accepted", "cancelled", "place_once", "rejected", "status_event"]
+__all__ = ["accepted", "cancelled", "rejected", "status_event", "track"]
 
 
 def accepted(venue: str, o: LedgerOrder, now: int) -> OrderAccepted:
@@ -61,19 +61,23 @@ def status_event(venue: str, o: LedgerOrder, reason: str, now: int
     return accepted(venue, o, now)
 
 
-async def place_once(client: BrokerClient, coid: str, symbol: str, side: Side, qty: float
-                     ) -> VenueOrder:
-    """Send a market order of the adapter's own at most once: the venue is asked by
-    client order id first, and again after an unknown outcome (``VenueUnavailable`` when
-    it is still not there: the caller retries the whole step later)."""
-    found = await client.fetch_order(coid, symbol)
-    if found is not None:
-        return found
-    try:
-        return await client.place_market_order(coid, symbol, side, qty)
-    except VenueUnavailable as exc:
-        found = await client.fetch_order(coid, symbol)
-        if found is None:
-            raise VenueUnavailable(
-                f"order {coid} not at the venue after a failed send: {exc}") from exc
-        return found
+def track(led: Ledger, found: VenueOrder, *, reduce_only: bool, correlation_id: str,
+          bar_seq: int, exit_reason: ExitReason | None = None, stop_loss: float | None = None,
+          take_profit: float | None = None, requested: float = 0.0) -> LedgerOrder:
+    """Record ``found`` (the venue's record of one of our orders) in ``led`` and return
+    the ledger's order.  The fills already applied to an order the ledger knew are kept
+    (the venue's ``filled`` arrives as fills, by poll); a known order keeps its exit
+    reason and requested quantity unless new ones are given."""
+    prev = led.orders.get(found.client_order_id)
+    o = LedgerOrder(
+        client_order_id=found.client_order_id, symbol=found.symbol, side=found.side,
+        quantity=found.quantity, filled=prev.filled if prev is not None else 0.0,
+        status=found.status.value, venue_order_id=found.venue_order_id,
+        reduce_only=reduce_only, stop_loss=stop_loss, take_profit=take_profit,
+        correlation_id=correlation_id, bar_seq=bar_seq,
+        exit_reason=exit_reason or (prev.exit_reason if prev is not None else None),
+        stop_price=found.stop_price,
+        requested=requested or (prev.requested if prev is not None else found.quantity),
+    )
+    led.orders[o.client_order_id] = o
+    return o

@@ -3,17 +3,21 @@
 The terminal session (lazy import, lock, threads, reconnect) is
 :class:`~backend.venues.mt5_terminal.Mt5Terminal`; this module maps our orders to MT5's.
 
-Orders are market deals (``TRADE_ACTION_DEAL``) carrying ``magic`` and our client order
-id in ``comment`` (ours are at most 30 characters; MT5 keeps 31).  Result codes are
-mapped by :mod:`backend.venues.mt5_map`:
+Orders are market deals (``TRADE_ACTION_DEAL``) and, for the protective stops of
+:mod:`backend.venues.live_brackets`, pending stop orders (``TRADE_ACTION_PENDING``,
+``ORDER_TYPE_SELL_STOP``/``BUY_STOP``); both carry ``magic`` and our client order id in
+``comment`` (ours are at most 30 characters; MT5 keeps 31).  The requests are built by
+:mod:`backend.venues.mt5_map`, which also maps the result codes:
 
 * ``DONE`` -> FILLED; ``DONE_PARTIAL`` -> PARTIALLY_FILLED (remainder still working,
   ``return`` filling) or CANCELLED with the filled part (``ioc``: remainder cancelled);
-  ``PLACED`` -> ACCEPTED;
+  ``PLACED`` -> ACCEPTED; for a stop order ``PLACED``/``DONE`` -> ACCEPTED (resting) and
+  ``INVALID_PRICE``/``INVALID_STOPS`` (wrong side of the market, inside the stops level)
+  -> :class:`VenueRejected`;
 * ``REQUOTE``/``PRICE_CHANGED``/``PRICE_OFF``: a requote is a definitive no-fill (the
-  server created no order), so the order is sent once more with a fresh price -- but
-  only after looking the client order id up and finding nothing; a second requote is
-  a rejection;
+  server created no order), so a market order is sent once more with a fresh price --
+  but only after looking the client order id up and finding nothing; a second requote
+  (or any requote of a stop order) is a rejection;
 * ``TIMEOUT``/``CONNECTION``/``ERROR``/``TOO_MANY_REQUESTS`` -> :class:`VenueUnavailable`
   (outcome unknown: the caller looks the id up before anything is resent);
 * everything else (``NO_MONEY``, ``INVALID_VOLUME``, ``MARKET_CLOSED``, ...) ->
@@ -38,12 +42,16 @@ from backend.messages import OrderStatus, Side
 from backend.venues.broker import VenueFill, VenueOrder, VenueRejected, VenueUnavailable
 from backend.venues.mt5_map import (
     Outcome,
+    deal_request,
     lots_for,
     our_symbol,
     outcome_of,
     retcode_name,
     status_of_state,
+    stop_price_of,
+    stop_request,
     terminal_lost,
+    to_point,
 )
 from backend.venues.mt5_terminal import MT5_MISSING, Mt5NotInstalled, Mt5Terminal
 
@@ -66,6 +74,12 @@ class Mt5Client(Mt5Terminal):
     """
 
     name = "mt5"
+    #: MT5 neither refuses a reused comment nor bounds how late a request can land: an
+    #: order with an unknown outcome is never resent (``backend.venues.placement``).
+    unique_client_order_ids = False
+    request_lifetime_s: float | None = None
+    #: Protective stops rest at the trade server as pending stop orders.
+    supports_stop_orders = True
 
     # -- orders ---------------------------------------------------------------------------
     def _ours(self, o: Any) -> bool:
@@ -91,7 +105,8 @@ class Mt5Client(Mt5Terminal):
             client_order_id=o.comment if ours else f"ext-{o.ticket}",
             venue_order_id=str(o.ticket), symbol=our_symbol(o.symbol, self._to_ours),
             side=Side.BUY if o.type % 2 == 0 else Side.SELL, quantity=o.volume_initial * cs,
-            filled=lots * cs, avg_price=avg, status=status, reason=reason, external=not ours)
+            filled=lots * cs, avg_price=avg, status=status, reason=reason, external=not ours,
+            stop_price=stop_price_of(self._module(), o))
 
     def _sync_find(self, client_order_id: str, sym: str) -> VenueOrder | None:
         working = [o for o in self._call("orders_get", symbol=sym, many=True)
@@ -107,44 +122,48 @@ class Mt5Client(Mt5Terminal):
         o = working[-1]
         return self._view(o, self._call("history_deals_get", ticket=o.ticket, many=True))
 
-    def _sync_place(self, client_order_id: str, symbol: str, side: Side, quantity: float,
-                    sl: float | None, tp: float | None) -> VenueOrder:
-        mod, sym = self._module(), self._sym(symbol)
-        spec = self._spec(sym)
+    def _lots(self, quantity: float, symbol: str, spec: Any) -> float:
+        """``quantity`` base units of ``symbol`` in lots (rounded down to the step), refused
+        outside the symbol's volume limits."""
         cs = spec.trade_contract_size
         lots = lots_for(quantity, cs, spec.volume_step)
         if lots < spec.volume_min - 1e-12 or lots > spec.volume_max + 1e-12:
             raise VenueRejected(
                 f"quantity {quantity:g} {symbol} = {lots:g} lots ({cs:g} per lot, step "
                 f"{spec.volume_step:g}) outside [{spec.volume_min:g}, {spec.volume_max:g}] lots")
+        return lots
+
+    def _send(self, req: dict[str, Any], client_order_id: str) -> Any:
+        """``order_send(req)``; no answer: a lost terminal is reconnected and the outcome
+        is unknown (:class:`VenueUnavailable`), any other error is a refusal."""
+        mod = self._module()
+        res = mod.order_send(req)
+        if res is None:
+            err = mod.last_error()
+            if terminal_lost(err):
+                back = self._reconnect()
+                raise VenueUnavailable(
+                    f"terminal lost during order_send of {client_order_id} ({err[0]}, "
+                    f"{err[1]}){'; reconnected' if back else ''}: outcome unknown")
+            raise VenueRejected(f"order_send refused the request: {err}")
+        return res
+
+    def _sync_place(self, client_order_id: str, symbol: str, side: Side, quantity: float,
+                    sl: float | None, tp: float | None) -> VenueOrder:
+        mod, sym = self._module(), self._sym(symbol)
+        spec = self._spec(sym)
+        cs = spec.trade_contract_size
+        lots = self._lots(quantity, symbol, spec)
         buy = side is Side.BUY
         for attempt in (0, 1):
             tick = self._call("symbol_info_tick", sym)
             price = tick.ask if buy else tick.bid
             if price <= 0:
                 raise VenueRejected(f"no {'ask' if buy else 'bid'} price for {sym}")
-            req: dict[str, Any] = {
-                "action": mod.TRADE_ACTION_DEAL, "symbol": sym, "volume": lots,
-                "type": mod.ORDER_TYPE_BUY if buy else mod.ORDER_TYPE_SELL, "price": price,
-                "deviation": self.cfg.deviation, "magic": self.cfg.magic,
-                "comment": client_order_id, "type_time": mod.ORDER_TIME_GTC,
-                "type_filling": getattr(mod, f"ORDER_FILLING_{self.cfg.filling.upper()}"),
-            }
-            if sl is not None:
-                req["sl"] = float(sl)
-            if tp is not None:
-                req["tp"] = float(tp)
+            req = deal_request(mod, self.cfg, sym, lots, buy, price, client_order_id, sl, tp)
             log.info("MT5 order_send %s %s %g lots %s @ %g", client_order_id, side.value, lots,
                      sym, price)
-            res = mod.order_send(req)
-            if res is None:
-                err = mod.last_error()
-                if terminal_lost(err):
-                    back = self._reconnect()
-                    raise VenueUnavailable(
-                        f"terminal lost during order_send of {client_order_id} ({err[0]}, "
-                        f"{err[1]}){'; reconnected' if back else ''}: outcome unknown")
-                raise VenueRejected(f"order_send refused the request: {err}")
+            res = self._send(req, client_order_id)
             outcome, name = outcome_of(mod, res.retcode), retcode_name(mod, res.retcode)
             if outcome is Outcome.REQUOTE and attempt == 0:
                 # A requote creates no order; resend only if the id is really unknown.
@@ -174,12 +193,52 @@ class Mt5Client(Mt5Terminal):
             status=OrderStatus.PARTIALLY_FILLED if still else OrderStatus.CANCELLED,
             reason="" if still else f"{name}: remainder cancelled ({self.cfg.filling})")
 
+    def _sync_place_stop(self, client_order_id: str, symbol: str, side: Side,
+                         quantity: float, stop_price: float) -> VenueOrder:
+        mod, sym = self._module(), self._sym(symbol)
+        spec = self._spec(sym)
+        lots = self._lots(quantity, symbol, spec)
+        stop = to_point(stop_price, spec.point, spec.digits)
+        if stop <= 0:
+            raise VenueRejected(f"stop price {stop_price:g} of {client_order_id} is not > 0")
+        req = stop_request(mod, self.cfg, sym, lots, side is Side.BUY, stop, client_order_id,
+                           int(getattr(spec, "expiration_mode", 0)))
+        log.info("MT5 order_send %s %s stop %g lots %s @ %g", client_order_id, side.value,
+                 lots, sym, stop)
+        res = self._send(req, client_order_id)
+        outcome, name = outcome_of(mod, res.retcode), retcode_name(mod, res.retcode)
+        what = f"{name} ({res.retcode}) {res.comment}".strip()
+        if outcome in (Outcome.PLACED, Outcome.DONE):
+            return VenueOrder(
+                client_order_id=client_order_id, venue_order_id=str(res.order), symbol=symbol,
+                side=side, quantity=lots * spec.trade_contract_size, filled=0.0,
+                avg_price=None, status=OrderStatus.ACCEPTED, stop_price=stop)
+        if outcome in (Outcome.UNKNOWN, Outcome.PARTIAL):  # PARTIAL: a deal? ask, never guess
+            raise VenueUnavailable(f"{what}: outcome of {client_order_id} unknown")
+        raise VenueRejected(what)  # INVALID_PRICE/INVALID_STOPS (wrong side, too close), ...
+
     async def place_market_order(self, client_order_id: str, symbol: str, side: Side,
                                  quantity: float, *, sl: float | None = None,
                                  tp: float | None = None) -> VenueOrder:
         """Market deal of ``quantity`` base units (rounded down to the volume step) with
         ``comment=client_order_id``; optional stop-loss/take-profit prices ``sl``/``tp``."""
         return await self._run(self._sync_place, client_order_id, symbol, side, quantity, sl, tp)
+
+    async def place_stop_order(self, client_order_id: str, symbol: str, side: Side,
+                               quantity: float, stop_price: float) -> VenueOrder:
+        """Rest a pending stop order (``TRADE_ACTION_PENDING``, ``ORDER_TYPE_SELL_STOP`` /
+        ``ORDER_TYPE_BUY_STOP``) of ``quantity`` base units (rounded down to the volume
+        step) triggered at ``stop_price`` (quote/base, rounded to the symbol's point) with
+        ``comment=client_order_id``.
+
+        ``PLACED``/``DONE`` -> ``ACCEPTED`` (resting, ``stop_price`` set); a stop on the
+        wrong side of the market or inside the broker's stops level is refused
+        (``INVALID_PRICE``/``INVALID_STOPS``: :class:`VenueRejected`); no answer ->
+        :class:`VenueUnavailable`.  Never resent by the client.  Once triggered the order
+        is a deal with the order's ticket and comment (:meth:`fetch_fills`).
+        """
+        return await self._run(self._sync_place_stop, client_order_id, symbol, side,
+                               quantity, stop_price)
 
     async def fetch_order(self, client_order_id: str, symbol: str) -> VenueOrder | None:
         """Our order by comment + magic: working (``orders_get``), else from the history of
@@ -210,15 +269,27 @@ class Mt5Client(Mt5Terminal):
             if terminal_lost(err):
                 self._reconnect()
                 raise VenueUnavailable(f"terminal lost during cancel of {client_order_id}")
-            raise VenueRejected(f"cancel refused: {err}")
-        if outcome_of(mod, res.retcode) is not Outcome.DONE:
-            raise VenueRejected(f"cancel of {client_order_id}: {retcode_name(mod, res.retcode)}")
+            refused = f"cancel refused: {err}"
+        elif outcome_of(mod, res.retcode) is not Outcome.DONE:
+            refused = f"cancel of {client_order_id}: {retcode_name(mod, res.retcode)}"
+        else:
+            refused = ""
         found = self._sync_find(client_order_id, sym)
+        if refused and found is None:
+            raise VenueRejected(refused)
+        if refused and not found.final:  # FROZEN, MARKET_CLOSED, ...: it still rests
+            raise VenueUnavailable(f"{refused}; the order is still working")
+        # refused because it ended first (a stop triggered, the remainder filled): final
         assert found is not None
         return found
 
     async def cancel_order(self, client_order_id: str, symbol: str) -> VenueOrder:
-        """Remove a working order (``TRADE_ACTION_REMOVE``); a final one is returned as is."""
+        """Remove a working order (``TRADE_ACTION_REMOVE``); a final one is returned as is
+        (also one that ended while the removal was on its way, e.g. a triggered stop: the
+        server refuses the removal and the order's final state is returned).  A removal
+        refused while the order still works (``FROZEN``: too close to the market;
+        ``MARKET_CLOSED``) raises :class:`VenueUnavailable` (try again later), never
+        :class:`VenueRejected`, which means the order is unknown."""
         return await self._run(self._sync_cancel, client_order_id, self._sym(symbol))
 
     # -- fills, positions, balances -------------------------------------------------------

@@ -1,7 +1,9 @@
 """Pure mappings between MetaTrader 5 and our order model (no terminal needed).
 
 Result codes of ``order_send`` (``TRADE_RETCODE_*``), order states
-(``ORDER_STATE_*``), lots <-> base units, and symbol names.  ``mod`` is the
+(``ORDER_STATE_*``), lots <-> base units, prices to the symbol's point, the
+``order_send`` requests themselves (market deals and pending stop orders), and symbol
+names.  ``mod`` is the
 ``MetaTrader5`` module (or a fake with the same constants); constants are read from it,
 never hard-coded, so a terminal build that renumbers them still maps correctly.
 
@@ -17,16 +19,21 @@ from enum import Enum
 from typing import Any
 
 from backend.messages import OrderStatus
+from backend.venues.config import Mt5Config
 
 __all__ = [
     "Outcome",
+    "deal_request",
     "lots_for",
     "our_symbol",
     "outcome_of",
     "retcode_name",
     "status_of_state",
+    "stop_price_of",
+    "stop_request",
     "terminal_lost",
     "terminal_symbol",
+    "to_point",
 ]
 
 
@@ -106,6 +113,68 @@ def lots_for(quantity: float, contract_size: float, step: float) -> float:
     """
     steps = math.floor(quantity / contract_size / step + 1e-9)
     return round(steps * step, _decimals(step) + 2)
+
+
+def to_point(price: float, point: float, digits: int) -> float:
+    """``price`` (quote/base) rounded to the nearest multiple of the symbol's ``point``,
+    written with ``digits`` decimals (a price with more digits is refused by the server
+    with ``TRADE_RETCODE_INVALID_PRICE``)."""
+    if point > 0:
+        price = round(price / point) * point
+    return round(price, digits)
+
+
+def stop_price_of(mod: Any, order: Any) -> float | None:
+    """The trigger price (quote/base) of a stop or stop-limit ``order``
+    (``TradeOrder.price_open``), ``None`` for any other order type."""
+    names = ("ORDER_TYPE_BUY_STOP", "ORDER_TYPE_SELL_STOP", "ORDER_TYPE_BUY_STOP_LIMIT",
+             "ORDER_TYPE_SELL_STOP_LIMIT")
+    kinds = {getattr(mod, n) for n in names if hasattr(mod, n)}
+    return float(order.price_open) if order.type in kinds else None
+
+
+def deal_request(mod: Any, cfg: Mt5Config, sym: str, lots: float, buy: bool, price: float,
+                 comment: str, sl: float | None = None, tp: float | None = None
+                 ) -> dict[str, Any]:
+    """The ``order_send`` request of a market deal (``TRADE_ACTION_DEAL``) of ``lots`` of
+    terminal symbol ``sym`` at ``price`` (quote/base: the ask for a buy, the bid for a
+    sell) with ``deviation`` (points), ``magic``, ``comment`` (our client order id) and the
+    configured filling; stop-loss/take-profit prices ``sl``/``tp`` only when given."""
+    req: dict[str, Any] = {
+        "action": mod.TRADE_ACTION_DEAL, "symbol": sym, "volume": lots,
+        "type": mod.ORDER_TYPE_BUY if buy else mod.ORDER_TYPE_SELL, "price": price,
+        "deviation": cfg.deviation, "magic": cfg.magic, "comment": comment,
+        "type_time": mod.ORDER_TIME_GTC,
+        "type_filling": getattr(mod, f"ORDER_FILLING_{cfg.filling.upper()}"),
+    }
+    if sl is not None:
+        req["sl"] = float(sl)
+    if tp is not None:
+        req["tp"] = float(tp)
+    return req
+
+
+def stop_request(mod: Any, cfg: Mt5Config, sym: str, lots: float, buy: bool, stop: float,
+                 comment: str, expiration_mode: int) -> dict[str, Any]:
+    """The ``order_send`` request of a pending stop order (``TRADE_ACTION_PENDING``,
+    ``ORDER_TYPE_BUY_STOP`` / ``ORDER_TYPE_SELL_STOP``) of ``lots`` of ``sym`` triggered at
+    ``stop`` (quote/base, already rounded to the point), with ``magic`` and ``comment``.
+
+    ``type_time`` is ``ORDER_TIME_GTC``, or ``ORDER_TIME_DAY`` when the symbol's
+    ``expiration_mode`` flags do not allow GTC (``SYMBOL_EXPIRATION_GTC`` = 1).
+    ``type_filling`` is ``ORDER_FILLING_RETURN`` whatever ``filling`` says: MetaQuotes'
+    ``CTrade`` sends stop orders with RETURN on exchange-execution symbols and checks no
+    filling mode for pending orders on market-execution ones (the triggered stop executes
+    as a market order).
+    """
+    gtc = expiration_mode & getattr(mod, "SYMBOL_EXPIRATION_GTC", 1) or not expiration_mode
+    return {
+        "action": mod.TRADE_ACTION_PENDING, "symbol": sym, "volume": lots,
+        "type": mod.ORDER_TYPE_BUY_STOP if buy else mod.ORDER_TYPE_SELL_STOP, "price": stop,
+        "magic": cfg.magic, "comment": comment,
+        "type_time": mod.ORDER_TIME_GTC if gtc else mod.ORDER_TIME_DAY,
+        "type_filling": mod.ORDER_FILLING_RETURN,
+    }
 
 
 def terminal_symbol(symbol: str, mapping: Mapping[str, str]) -> str:

@@ -35,7 +35,7 @@ from backend.messages import (
 )
 from backend.paper import PaperBook
 from backend.settings import PaperConfig
-from backend.venues.base import BookPosition, PositionFix, VenueEvent
+from backend.venues.base import BookPosition, PositionFix, VenueAlarm, VenueEvent
 from backend.venues.broker import VenueOrder
 
 ORDERS_HASH = "venue:paper:orders"
@@ -60,8 +60,18 @@ class PaperVenue:
         self._new_fills: dict[str, OrderFilled] = {}
         self._new_log: dict[str, bytes] = {}
 
-    async def load(self) -> None:
-        """Load the book from Redis (a new account if none)."""
+    @property
+    def baseline(self) -> dict[str, float]:
+        """A paper account starts empty: nothing was held before the mesh traded."""
+        return {}
+
+    def known_orders(self) -> set[str]:
+        """Client order ids the book has an answer for."""
+        return set(self._cur.known_orders)
+
+    async def load(self, baseline: dict[str, float] | None = None) -> None:
+        """Load the book from Redis (a new account if none); ``baseline`` is ignored."""
+        del baseline
         raw = await self.redis.get(channels.PAPER_VENUE_KEY)
         if raw is None:
             self.book = PaperBook.new(self.cfg.initial_cash)
@@ -90,12 +100,28 @@ class PaperVenue:
             })
         return ev
 
-    def adopt(self, order: SubmitOrder, found: VenueOrder, now_ns: int) -> VenueEvent:
+    async def place(self, order: SubmitOrder, now_ns: int, *, send: bool = True
+                    ) -> list[VenueEvent]:
+        """An order the book has gets its first answer again (nothing changes); a new
+        one is submitted when ``send`` (else ``[]``).  The book is in-process: an
+        outcome is never unknown."""
+        if await self.fetch_order(order.client_order_id, order.symbol) is not None:
+            return [self.adopt(order, None, now_ns)]
+        if not send:
+            return []
+        return [await self.submit(order, now_ns)]
+
+    def adopt(self, order: SubmitOrder, found: VenueOrder | None, now_ns: int) -> VenueEvent:
         """The book's answer for an order it already has (same message id as the first
         answer); nothing changes."""
         del found
         _, ev = paper.submit(self._cur, order, self.cfg, now_ns)
         return ev
+
+    async def lookup(self, order: SubmitOrder, sent_ns: int | None) -> VenueOrder | None:
+        """The book's record of ``order`` (the book is in-process: never unknown)."""
+        del sent_ns
+        return await self.fetch_order(order.client_order_id, order.symbol)
 
     async def fetch_order(self, client_order_id: str, symbol: str) -> VenueOrder | None:
         """The book's record of ``client_order_id`` (``None`` if never submitted)."""
@@ -172,9 +198,18 @@ class PaperVenue:
         del now_ns, since_ns
         return []
 
-    async def sync_positions(self, now_ns: int) -> list[PositionFix]:
-        """Nothing to correct: the book is the venue."""
+    async def check_positions(self, now_ns: int) -> tuple[list[VenueEvent], list[VenueAlarm]]:
+        """Nothing to compare: the book is the venue."""
         del now_ns
+        return [], []
+
+    async def adopt_position(self, symbol: str, now_ns: int) -> PositionFix | None:
+        """Nothing to adopt: the book is the venue."""
+        del symbol, now_ns
+        return None
+
+    def take_alarms(self) -> list[VenueAlarm]:
+        """The paper venue raises none."""
         return []
 
     def _log_fills(self, events: Iterable[object]) -> None:
@@ -182,8 +217,11 @@ class PaperVenue:
             if isinstance(ev, OrderFilled):
                 self._new_fills[ev.fill_id] = ev
 
-    async def cancel_all(self, reason: str, now_ns: int) -> list[OrderCancelled]:
-        """Cancel every resting order."""
+    async def cancel_all(self, reason: str, now_ns: int, *, keep_protective: bool = False
+                         ) -> list[OrderCancelled]:
+        """Cancel every resting order (its brackets are part of the book, not orders:
+        ``keep_protective`` changes nothing)."""
+        del keep_protective
         self._next, evs = paper.cancel_all(self._cur, reason, now_ns)
         return evs
 

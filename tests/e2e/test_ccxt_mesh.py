@@ -28,6 +28,7 @@ from helpers import aeventually
 
 from backend.persistence import Store, make_engine
 from backend.settings import Settings
+from backend.venues.ledger import is_protective
 from orchestrator.mesh import new_run_dir, start_mesh, stop_mesh, wait_replay_done
 
 pytestmark = pytest.mark.e2e
@@ -106,12 +107,17 @@ def test_exchange_and_our_records_are_identical(mesh: dict[str, Any]) -> None:
     coids = [o.client_order_id for o in ex_orders]
     assert len(coids) == len(set(coids))
     ours = {o["client_order_id"]: o for o in store.orders()}
-    sent = {c: o for c, o in ours.items() if o["status"] in ("FILLED", "PARTIALLY_FILLED")}
-    assert set(coids) == set(sent), "orders at the exchange == our filled orders"
+    landed = {c for c, o in ours.items() if o["status"] != "REJECTED"}
+    assert set(coids) == landed, "orders at the exchange == our orders that landed"
+    status = {"FILLED": "FILLED", "CANCELED": "CANCELLED", "EXPIRED": "CANCELLED",
+              "NEW": "ACCEPTED", "PARTIALLY_FILLED": "PARTIALLY_FILLED"}
     step = {m.id: Decimal(m.filters["stepSize"]) for m in fake.book.markets.values()}
+    protective = [o for o in ex_orders if is_protective(o.client_order_id)]
+    assert protective, "positions with a stop loss get a stop resting at the exchange"
+    assert all(o.type == "STOP_LOSS" for o in protective)
     for o in ex_orders:
         mine = ours[o.client_order_id]
-        assert o.status == "FILLED" and mine["status"] == "FILLED"
+        assert mine["status"] == status[o.status], (o, mine)
         assert mine["venue_order_id"] == str(o.order_id)
         assert mine["symbol"].replace("/", "") == o.symbol and mine["side"] == o.side
         # the exchange got our quantity truncated to its step
@@ -129,6 +135,12 @@ def test_exchange_and_our_records_are_identical(mesh: dict[str, Any]) -> None:
     rejected = [o for o in ours.values() if o["status"] == "REJECTED"]
     assert all(o["client_order_id"] not in coids for o in rejected)
     assert not [o for o in ours.values() if o["status"] in ("NEW", "UNKNOWN")]
+    # nothing left UNKNOWN, every open position protected at the exchange
+    held = {p["symbol"]: p["quantity"] for p in store.positions() if p["quantity"]}
+    resting = {o.symbol: o for o in ex_orders if is_protective(o.client_order_id)
+               and o.status == "NEW"}
+    for sym, qty in held.items():
+        assert sym.replace("/", "") in resting, f"{sym} {qty} has no stop at the exchange"
 
 
 def test_kill_9_between_submit_and_ack_neither_loses_nor_duplicates(

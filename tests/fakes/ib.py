@@ -4,7 +4,8 @@
 ``FakeIB`` has the ``IB`` methods the client uses (``connectAsync``, ``placeOrder``,
 ``cancelOrder``, ``trades``, ``openTrades``, ``fills``, ``reqExecutionsAsync``,
 ``reqAllOpenOrdersAsync``, ``reqCompletedOrdersAsync``, ``positions``,
-``accountSummaryAsync``, ``qualifyContractsAsync``, ...) and ``eventkit`` events.  It is
+``accountSummaryAsync``, ``qualifyContractsAsync``, ``reqContractDetailsAsync``, ...) and
+``eventkit`` events.  It is
 built from ``ib_async``'s own dataclasses (``Trade``, ``Order``, ``OrderStatus``,
 ``Fill``, ``Execution``, ``CommissionReport``, ``Position``, ``AccountValue``), and it
 applies TWS's messages the way ``ib_async``'s wrapper does: ``placeOrder`` returns a
@@ -23,6 +24,14 @@ positions and cash.  The next placements follow :meth:`FakeTws.script`:
 ``mute``            executed at TWS, but no answer reaches the client (in-flight
                     timeout); the order shows up in open/completed orders and executions;
 ``vanish``          the message is lost on the way: TWS never sees the order.
+
+A stop order (``StopOrder``: ``STP``, trigger in ``auxPrice``) rests instead of filling:
+acknowledged ``PreSubmitted`` (held by IB until triggered, as IB simulates stops on
+SMART), it triggers when :meth:`FakeTws.move_price` moves the contract's price to or
+through the stop (a sell at or below it, a buy at or above it; one placed through the
+price triggers at once): ``Submitted``, executed at the new price with an execution and
+a commission report like a market fill, ``Filled``.  ``reject``, ``drop`` (rested, then
+the connection drops), ``lose``, ``mute`` and ``vanish`` apply to it too.
 """
 
 from __future__ import annotations
@@ -36,6 +45,7 @@ from ib_async import (
     AccountValue,
     CommissionReport,
     Contract,
+    ContractDetails,
     Execution,
     Fill,
     Order,
@@ -111,6 +121,11 @@ class FakeIB:
                 c.localSymbol = f"{c.symbol}.{c.currency}" if c.secType == "CASH" else c.symbol
             out.append(c if con_id is not None else None)
         return out
+
+    async def reqContractDetailsAsync(self, contract: Contract) -> list[ContractDetails]:
+        await self._check()
+        tick = self.tws.ticks.get(contract.conId)
+        return [] if tick is None else [ContractDetails(contract=contract, minTick=tick)]
 
     # -- orders ---------------------------------------------------------------------------
     def placeOrder(self, contract: Contract, order: Order) -> Trade:

@@ -2,7 +2,8 @@
 
 :class:`FakeTws` keeps what survives a client session -- orders by permId, executions
 with their commission reports, positions, cash -- and answers a client's placements
-following :meth:`FakeTws.script` (outcomes listed in :mod:`tests.fakes.ib`).  Messages
+following :meth:`FakeTws.script` (outcomes listed in :mod:`tests.fakes.ib`), rests stop
+orders until :meth:`FakeTws.move_price` moves a price through them.  Messages
 to a client are delivered on the event loop (``loop.call_soon``), in order, like bytes
 arriving on TWS's socket.
 """
@@ -54,6 +55,7 @@ class FakeTws:
         self.account = account
         self.cash: dict[str, float] = {"USD": cash}
         self.prices = {265598: 190.0, 272093: 410.0, 12087792: 1.1, 12087797: 1.25}
+        self.ticks = {265598: 0.01, 272093: 0.01, 12087792: 0.00005, 12087797: 0.00005}
         self.orders: dict[int, SrvOrder] = {}
         self.fills: list[Fill] = []
         self.positions: dict[int, list[Any]] = {}  # conId -> [contract, qty, avg cost]
@@ -79,6 +81,25 @@ class FakeTws:
         """Execute (the rest of) the working order ``order_ref``."""
         (o,) = [o for o in self.by_ref(order_ref) if o.status not in DONE]
         self._execute(o, o.order.totalQuantity - o.filled if qty is None else qty)
+
+    def move_price(self, con_id: int, price: float) -> None:
+        """The market of ``con_id`` moves to ``price``: working stops it reaches trigger
+        (executed at ``price``)."""
+        self.prices[con_id] = price
+        for o in list(self.orders.values()):
+            if o.contract.conId == con_id and self._through(o):
+                self._trigger(o)
+
+    def _through(self, o: SrvOrder) -> bool:
+        """True for a working stop order the price has reached."""
+        if o.order.orderType != "STP" or o.status in DONE:
+            return False
+        price, stop = self.prices[o.contract.conId], o.order.auxPrice
+        return price <= stop if o.order.action == "SELL" else price >= stop
+
+    def _trigger(self, o: SrvOrder) -> None:
+        self._status(o, "Submitted")  # sent on as a market order
+        self._execute(o, o.order.totalQuantity - o.filled)
 
     def add_manual_order(self, con_id: int, action: str, qty: float, price: float) -> int:
         """A limit order typed into TWS by hand (client 0, no orderRef)."""
@@ -158,6 +179,13 @@ class FakeTws:
             self._tell(o, "_m_error", order.orderId, 201, "Order rejected - reason:The "
                        "account does not have trading permissions for this product")
             self._status(o, "Inactive")
+            return
+        if order.orderType == "STP":  # rests, held by IB until triggered
+            self._status(o, "PreSubmitted")
+            if self._through(o):
+                self._trigger(o)
+            if outcome == "drop":
+                self.drop(client)
             return
         self._status(o, "Submitted")
         if outcome == "hold":

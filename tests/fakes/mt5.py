@@ -8,12 +8,20 @@ carrying the real field names.  It behaves like a terminal connected to a broker
   base units per lot) and ``US500`` (an index CFD, 1 unit per lot);
 * ticks the test moves (:meth:`FakeMt5.set_tick`); market deals at ask/bid with a
   commission per lot; volume, money and market-closed checks with the real retcodes;
+* pending stop orders (``TRADE_ACTION_PENDING``, ``ORDER_TYPE_BUY_STOP``/``SELL_STOP``),
+  checked like a server does (wrong side of the market, too many digits:
+  ``INVALID_PRICE``; inside ``stops_level`` points: ``INVALID_STOPS``; an expiration the
+  symbol does not allow: ``INVALID_EXPIRATION``), rest until removed or until
+  :meth:`FakeMt5.set_tick` moves the bid (sell stop) / ask (buy stop) through them: a
+  deal at that tick with the order's ticket, magic and comment; the order is FILLED;
 * scripted outcomes for the next ``order_send`` (:meth:`FakeMt5.script`): ``requote``,
   ``price_changed``, ``partial`` (``DONE_PARTIAL``: IOC remainder cancelled, RETURN
   remainder left working), ``timeout`` (the deal happens, the answer is ``TIMEOUT``),
   ``lost_before`` / ``lost_after`` (the terminal drops: ``order_send`` returns ``None``,
   ``last_error()`` is ``(-10004, 'No IPC connection')``; with ``lost_after`` the deal
-  reached the server first);
+  reached the server first); for a stop order ``timeout`` places it and answers
+  ``TIMEOUT``; for a removal ``triggered`` fires the stop just before the removal
+  arrives (then refused) and ``frozen`` refuses it (``FROZEN``: too near the market);
 * terminal loss (:meth:`lose_terminal`) and reconnection (``initialize`` again; may be
   refused ``refuse_init`` times), history of orders and deals, external orders.
 
@@ -28,7 +36,6 @@ import itertools
 import time
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 from tests.fakes.mt5_types import (
@@ -41,39 +48,8 @@ from tests.fakes.mt5_types import (
     TradePosition,
     TradeRequest,
 )
-
-
-@dataclass
-class _Symbol:
-    name: str
-    contract_size: float
-    vmin: float
-    vmax: float
-    vstep: float
-    digits: int
-    bid: float
-    ask: float
-    base: str
-    quote: str
-    closed: bool = False
-
-
-@dataclass
-class _Order:
-    ticket: int
-    symbol: str
-    type: int
-    volume: float
-    filled: float
-    price: float
-    state: int
-    magic: int
-    comment: str
-    filling: int
-    time: float
-    sl: float = 0.0
-    tp: float = 0.0
-    deals: list[int] = field(default_factory=list)
+from tests.fakes.mt5_types import ServerOrder as _Order
+from tests.fakes.mt5_types import ServerSymbol as _Symbol
 
 
 class FakeMt5:
@@ -81,8 +57,10 @@ class FakeMt5:
 
     TRADE_ACTION_DEAL, TRADE_ACTION_PENDING, TRADE_ACTION_REMOVE = 1, 5, 8
     ORDER_TYPE_BUY, ORDER_TYPE_SELL, ORDER_TYPE_BUY_LIMIT, ORDER_TYPE_SELL_LIMIT = 0, 1, 2, 3
+    ORDER_TYPE_BUY_STOP, ORDER_TYPE_SELL_STOP = 4, 5
     ORDER_FILLING_FOK, ORDER_FILLING_IOC, ORDER_FILLING_RETURN = 0, 1, 2
-    ORDER_TIME_GTC = 0
+    ORDER_TIME_GTC, ORDER_TIME_DAY = 0, 1
+    SYMBOL_EXPIRATION_GTC, SYMBOL_EXPIRATION_DAY = 1, 2
     (ORDER_STATE_STARTED, ORDER_STATE_PLACED, ORDER_STATE_CANCELED, ORDER_STATE_PARTIAL,
      ORDER_STATE_FILLED, ORDER_STATE_REJECTED, ORDER_STATE_EXPIRED) = range(7)
     ORDER_STATE_REQUEST_ADD, ORDER_STATE_REQUEST_MODIFY, ORDER_STATE_REQUEST_CANCEL = 7, 8, 9
@@ -101,11 +79,14 @@ class FakeMt5:
     TRADE_RETCODE_INVALID = 10013
     TRADE_RETCODE_INVALID_VOLUME = 10014
     TRADE_RETCODE_INVALID_PRICE = 10015
+    TRADE_RETCODE_INVALID_STOPS = 10016
     TRADE_RETCODE_MARKET_CLOSED = 10018
     TRADE_RETCODE_NO_MONEY = 10019
     TRADE_RETCODE_PRICE_CHANGED = 10020
     TRADE_RETCODE_PRICE_OFF = 10021
+    TRADE_RETCODE_INVALID_EXPIRATION = 10022
     TRADE_RETCODE_TOO_MANY_REQUESTS = 10024
+    TRADE_RETCODE_FROZEN = 10029
     TRADE_RETCODE_INVALID_FILL = 10030
     TRADE_RETCODE_CONNECTION = 10031
     RES_S_OK, RES_E_AUTH_FAILED, RES_E_INTERNAL_FAIL_CONNECT = 1, -6, -10004
@@ -136,9 +117,19 @@ class FakeMt5:
 
     # -- test controls --------------------------------------------------------------------
     def set_tick(self, symbol: str, bid: float, ask: float) -> None:
-        """Move the market of ``symbol``."""
+        """Move the market of ``symbol``; pending stops it reaches trigger (see module doc)."""
         s = self.symbols[symbol]
         s.bid, s.ask = bid, ask
+        for o in list(self.orders.values()):
+            if o.symbol == symbol and o.state == self.ORDER_STATE_PLACED and (
+                    o.type == self.ORDER_TYPE_SELL_STOP and bid <= o.price
+                    or o.type == self.ORDER_TYPE_BUY_STOP and ask >= o.price):
+                self._fire(o)
+
+    def _fire(self, o: _Order) -> None:
+        """A pending stop triggers: a deal of its volume at the current tick."""
+        self._deal(o, round(o.volume - o.filled, 8))
+        o.state = self.ORDER_STATE_FILLED
 
     def script(self, *outcomes: str, fraction: float = 0.5) -> None:
         """Queue outcomes for the next ``order_send`` calls (see module doc)."""
@@ -220,8 +211,9 @@ class FakeMt5:
         if s is None:
             self._err = (-4, "Terminal: Not found")
             return None
-        return SymbolInfo(s.name, True, True, s.digits, 10.0 ** -s.digits, 4, 3, s.bid, s.ask,
-                          s.contract_size, s.vmin, s.vmax, s.vstep, s.base, s.quote, s.base, "")
+        return SymbolInfo(s.name, True, True, s.digits, 10.0 ** -s.digits, 4, 3,
+                          s.expiration_mode, s.stops_level, s.bid, s.ask, s.contract_size,
+                          s.vmin, s.vmax, s.vstep, s.base, s.quote, s.base, "")
 
     def symbol_info_tick(self, symbol: str) -> Tick | None:
         if not self._up() or symbol not in self.symbols:
@@ -258,6 +250,10 @@ class FakeMt5:
     def _execute(self, req: dict[str, Any], outcome: str, fraction: float) -> OrderSendResult:
         if req.get("action") == self.TRADE_ACTION_REMOVE:
             o = self.orders.get(req.get("order", 0))
+            if o is not None and outcome == "triggered":
+                self._fire(o)
+            if outcome == "frozen":
+                return self._result(req, self.TRADE_RETCODE_FROZEN, comment="Frozen")
             if o is None or o.state not in (self.ORDER_STATE_PLACED, self.ORDER_STATE_PARTIAL):
                 return self._result(req, self.TRADE_RETCODE_INVALID, comment="Invalid request")
             o.state = self.ORDER_STATE_CANCELED
@@ -265,14 +261,18 @@ class FakeMt5:
                                 comment="Request executed")
         s = self.symbols.get(req.get("symbol", ""))
         too_long = len(req.get("comment", "")) > 31
-        if req.get("action") != self.TRADE_ACTION_DEAL or s is None or too_long:
+        stops = (self.ORDER_TYPE_BUY_STOP, self.ORDER_TYPE_SELL_STOP)
+        pending = req.get("action") == self.TRADE_ACTION_PENDING and req.get("type") in stops
+        if not (req.get("action") == self.TRADE_ACTION_DEAL or pending) or s is None or too_long:
             return self._result(req, self.TRADE_RETCODE_INVALID, comment="Invalid request")
-        vol, buy = float(req["volume"]), req["type"] == self.ORDER_TYPE_BUY
+        vol, buy = float(req["volume"]), req["type"] in (self.ORDER_TYPE_BUY, stops[0])
         steps = vol / s.vstep
         if vol < s.vmin or vol > s.vmax or abs(steps - round(steps)) > 1e-7:
             return self._result(req, self.TRADE_RETCODE_INVALID_VOLUME, comment="Invalid volume")
         if s.closed:
             return self._result(req, self.TRADE_RETCODE_MARKET_CLOSED, comment="Market closed")
+        if pending:
+            return self._pending(req, s, vol, buy, outcome)
         px = s.ask if buy else s.bid
         if outcome in ("requote", "price_changed"):
             code = (self.TRADE_RETCODE_REQUOTE if outcome == "requote"
@@ -306,6 +306,29 @@ class FakeMt5:
             return self._result(req, self.TRADE_RETCODE_TIMEOUT, comment="Request timeout")
         return self._result(req, self.TRADE_RETCODE_DONE, o.ticket, deal, vol, px,
                             "Request executed")
+
+    def _pending(self, req: dict[str, Any], s: _Symbol, vol: float, buy: bool, outcome: str
+                 ) -> OrderSendResult:
+        """Place a pending stop order of ``vol`` lots (checked as a trade server does)."""
+        px = float(req.get("price", 0.0))
+        gap = px - s.ask if buy else s.bid - px  # how far the market must move to trigger it
+        if px <= 0 or abs(round(px, s.digits) - px) > 1e-12 or gap <= 0:
+            return self._result(req, self.TRADE_RETCODE_INVALID_PRICE, comment="Invalid price")
+        if gap < s.stops_level * 10.0 ** -s.digits - 1e-12:
+            return self._result(req, self.TRADE_RETCODE_INVALID_STOPS, comment="Invalid stops")
+        when = {self.ORDER_TIME_GTC: self.SYMBOL_EXPIRATION_GTC,
+                self.ORDER_TIME_DAY: self.SYMBOL_EXPIRATION_DAY}.get(req.get("type_time", 0), 0)
+        if not when & s.expiration_mode:
+            return self._result(req, self.TRADE_RETCODE_INVALID_EXPIRATION,
+                                comment="Invalid expiration")
+        o = _Order(next(self._ids), s.name, req["type"], vol, 0.0, px, self.ORDER_STATE_PLACED,
+                   int(req.get("magic", 0)), req.get("comment", ""), req.get("type_filling", 0),
+                   self.clock)
+        self.orders[o.ticket] = o
+        if outcome == "timeout":
+            return self._result(req, self.TRADE_RETCODE_TIMEOUT, comment="Request timeout")
+        return self._result(req, self.TRADE_RETCODE_PLACED, order=o.ticket,
+                            comment="Request executed")
 
     def _reduces(self, symbol: str, signed: float) -> bool:
         net = sum(p[1] for p in self.positions.values() if p[0] == symbol)

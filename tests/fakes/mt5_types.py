@@ -1,11 +1,57 @@
-"""Result types of the fake ``MetaTrader5`` module: namedtuples with the real field names
-(``AccountInfo``, ``SymbolInfo`` (the fields the client reads), ``Tick``,
-``TradeRequest``, ``OrderSendResult``, ``TradeOrder``, ``TradeDeal``, ``TradePosition``).
+"""Records of the fake ``MetaTrader5`` module.
+
+* what it returns: namedtuples with the real field names (``AccountInfo``,
+  ``SymbolInfo`` (the fields the client reads), ``Tick``, ``TradeRequest``,
+  ``OrderSendResult``, ``TradeOrder``, ``TradeDeal``, ``TradePosition``);
+* what its trade server keeps: :class:`ServerSymbol` and :class:`ServerOrder`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import NamedTuple
+
+
+@dataclass
+class ServerSymbol:
+    """A symbol at the fake trade server: contract size, volume limits (lots), price
+    digits, the current bid/ask, the stops level (points a pending order must keep from
+    the market) and the allowed expirations (``SYMBOL_EXPIRATION_*`` flags)."""
+
+    name: str
+    contract_size: float
+    vmin: float
+    vmax: float
+    vstep: float
+    digits: int
+    bid: float
+    ask: float
+    base: str
+    quote: str
+    closed: bool = False
+    stops_level: int = 0
+    expiration_mode: int = 3  # GTC | DAY
+
+
+@dataclass
+class ServerOrder:
+    """An order at the fake trade server (volumes in lots; ``price`` the deal price of a
+    market order, the trigger of a pending stop)."""
+
+    ticket: int
+    symbol: str
+    type: int
+    volume: float
+    filled: float
+    price: float
+    state: int
+    magic: int
+    comment: str
+    filling: int
+    time: float
+    sl: float = 0.0
+    tp: float = 0.0
+    deals: list[int] = field(default_factory=list)
 
 
 class AccountInfo(NamedTuple):
@@ -33,6 +79,8 @@ class SymbolInfo(NamedTuple):
     point: float
     trade_mode: int
     filling_mode: int
+    expiration_mode: int
+    trade_stops_level: int
     bid: float
     ask: float
     trade_contract_size: float

@@ -1,8 +1,9 @@
 """Reconciliation on start, on a real Redis with the execution agent in-process.
 
 Each case on the paper venue where it applies and on the fake broker: missed fill while
-down, external order adopted, position mismatch corrected -- every correction audited --
-and an unreachable venue: no order consumed, health degraded, then recovery.
+down, external order adopted, a position mismatch (an alarm that halts the symbol until a
+person resolves it, never an overwrite), every correction audited, and an unreachable
+venue: no order consumed, health degraded, then recovery.
 """
 
 from __future__ import annotations
@@ -18,13 +19,15 @@ from agentproc import bar
 from execharness import SYM, events, execution, health, order, settings_for, unread, xadd
 from fakebroker import FakeBroker
 from helpers import aeventually
+from redis.asyncio import Redis as AsyncRedis
 
 from agents.execution import ExecutionAgent
 from backend import channels, persistence
-from backend.messages import OrderFilled, OrderStatus, PositionChanged, Side
+from backend.messages import OrderFilled, OrderStatus, PositionChanged, RiskAlertRaised, Side
 from backend.paper import PaperBook, PaperOrder
 from backend.persistence import Store, make_engine
 from backend.venues.paper import ORDERS_HASH
+from orchestrator.symbol_halts import resolve_symbol
 
 pytestmark = pytest.mark.integration
 
@@ -153,7 +156,11 @@ def test_external_order_is_adopted_and_audited_paper(redis_url: str, tmp_path: P
 
 
 # ------------------------------------------------------------------ positions
-def test_position_mismatch_is_corrected_and_audited_fake(redis_url: str, tmp_path: Path) -> None:
+def test_position_mismatch_halts_the_symbol_until_a_person_resolves_it(
+        redis_url: str, tmp_path: Path) -> None:
+    """The venue holds 1.5 where the books say 2.0: an alarm, the symbol halted, the books
+    not overwritten; new entries refused; a person adopts the venue's position and the
+    halt is cleared (audited)."""
     settings = settings_for(tmp_path, redis_url)
     r, store = redis.Redis.from_url(redis_url), _store(settings)
     broker = FakeBroker()
@@ -166,12 +173,33 @@ def test_position_mismatch_is_corrected_and_audited_fake(redis_url: str, tmp_pat
         assert store.positions()[0]["quantity"] == 2.0
         broker.set_position(SYM, 1.5)  # changed behind our back
         async with execution(settings, broker):
-            await aeventually(lambda: store.positions()[0]["quantity"] == 1.5, 20)
-            await aeventually(lambda: health(r).get("state") == "running", 20)
-        (a,) = _audits(store, "reconcile_position")
-        assert "ledger" in a["reason"] and "before=2 after=1.5" in a["reason"]
-        changed = [e for e in events(r) if isinstance(e, PositionChanged)]
-        assert changed[-1].quantity == 1.5
+            await aeventually(lambda: r.hget(channels.SYMBOL_HALTS_KEY, SYM), 20)
+            assert store.positions()[0]["quantity"] == 2.0  # not overwritten
+            (alarm,) = _audits(store, "venue_alarm")
+            assert alarm["decision"] == "position_mismatch: symbol halted"
+            assert "holds 1.5" in alarm["reason"] and "expect 2" in alarm["reason"]
+            assert store.get_state(f"halt:symbol:{SYM}")["kind"] == "position_mismatch"
+            alerts = [e for e in events(r, channels.RISK_ALERTS)
+                      if isinstance(e, RiskAlertRaised)]
+            assert [(a.metric, a.level, a.symbol) for a in alerts] == [
+                ("position_mismatch", "breach", SYM)]
+            o2 = order("sig-pos-2")  # a new entry for the halted symbol: refused
+            xadd(r, channels.ORDERS, o2)
+            await _status(store, o2.client_order_id, "REJECTED")
+            assert broker.orders(o2.client_order_id) == []
+            ar = AsyncRedis.from_url(redis_url)
+            try:
+                res = await resolve_symbol(ar, store, symbol=SYM, reason="checked: 0.5 sold by "
+                                           "hand", actor="test", adopt_venue_position=True)
+            finally:
+                await ar.aclose()
+            assert res.confirmed and res.resumed, res.message
+        assert store.positions()[0]["quantity"] == 1.5
+        assert r.hget(channels.SYMBOL_HALTS_KEY, SYM) is None
+        assert store.get_state(f"halt:symbol:{SYM}") is None
+        (adopted,) = _audits(store, "position_adopted")
+        assert "before=2 after=1.5" in adopted["reason"]
+        assert _audits(store, "symbol_resumed")
 
     asyncio.run(go())
 

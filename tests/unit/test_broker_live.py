@@ -23,6 +23,7 @@ from backend import channels
 from backend.bus import Bus
 from backend.messages import (
     CancelAllOrders,
+    ExitReason,
     OrderAccepted,
     OrderFilled,
     OrderStatus,
@@ -33,14 +34,16 @@ from backend.messages import (
     now_ns,
 )
 from backend.persistence import Store, make_engine
-from backend.venues.broker import BrokerClient
+from backend.venues.broker import BrokerClient, VenueOrder
 from backend.venues.config import IbkrConfig, Mt5Config, VenueConfig
 from backend.venues.factory import VenueConfigError, make_client
 from backend.venues.ib_client import IbClient
+from backend.venues.ledger import Accounting, is_protective
 from backend.venues.live import LiveVenue
 from backend.venues.mt5_client import Mt5Client
 from tests.fakes.ib import KNOWN, FakeIB, FakeTws
 from tests.fakes.mt5 import FakeMt5
+from tests.helpers import aeventually
 from tests.unit.agent_fixtures import drain, settings_for, wire
 
 PW_ENV = "TM_TEST_MT5_PASSWORD"
@@ -126,7 +129,7 @@ def test_submit_fill_flatten_through_live_venue(rig: Rig, fake_redis) -> None:
                           accounting="margin" if rig.kind == "mt5" else "spot")
         await venue.load()
         order = submit(rig, 1)
-        ack = await venue.submit(order, now_ns())
+        (ack,) = await venue.place(order, now_ns())
         assert isinstance(ack, OrderAccepted) and ack.client_order_id == order.client_order_id
         fill, pos = await venue.poll(now_ns())
         assert isinstance(fill, OrderFilled) and fill.quantity == pytest.approx(rig.qty)
@@ -146,6 +149,90 @@ def test_submit_fill_flatten_through_live_venue(rig: Rig, fake_redis) -> None:
         await venue.close()
 
     run(go())
+
+
+# -- protective stops resting at the broker -------------------------------------------------
+async def _final(client: BrokerClient, coid: str, symbol: str) -> VenueOrder | None:
+    o = await client.fetch_order(coid, symbol)
+    return o if o is not None and o.final else None
+
+
+async def protected_cycle(client: BrokerClient, redis, *, symbols: list[str],  # noqa: ANN001
+                          accounting: Accounting, qty: float, stop_loss: float,
+                          resting: Callable[[], list[tuple[str, float, float]]],
+                          cross: Callable[[], None], held: Callable[[], float]) -> None:
+    """Entry with a stop loss -> a ``tm-p-`` stop rests at the broker; the price moves
+    through it -> the broker closes the position, the next poll reports the fill as a
+    stop-loss exit and the ledger is flat.  ``resting()``: the broker's working
+    protective stops as ``(client order id, stop price, quantity in base units)``."""
+    sym = symbols[0]
+    venue = LiveVenue(client, redis, symbols=symbols, quote_currency="USD",
+                      accounting=accounting)
+    await venue.load()
+    sig = f"sig-protect-{client.name}"
+    order = SubmitOrder(source="risk", correlation_id=sig, client_order_id=client_order_id_for(sig),
+                        symbol=sym, side=Side.BUY, quantity=qty, stop_loss=stop_loss,
+                        signal_id=sig, bar_seq=1)
+    (ack,) = await venue.place(order, now_ns())
+    assert isinstance(ack, OrderAccepted)
+    events = await venue.poll(now_ns())
+    assert [e.quantity for e in events if isinstance(e, OrderFilled)] == [pytest.approx(qty)]
+    (stop_ack,) = [e for e in events if isinstance(e, OrderAccepted)]
+    stop_coid = stop_ack.client_order_id
+    assert is_protective(stop_coid) and stop_ack.side is Side.SELL
+    assert resting() == [(stop_coid, pytest.approx(stop_loss), pytest.approx(qty))]
+    pipe = redis.pipeline(transaction=True)
+    venue.stage(pipe)
+    await pipe.execute()
+    venue.commit()
+    # nobody polls now (the execution agent is down): the broker's stop protects
+    cross()
+    assert held() == pytest.approx(0) and resting() == []
+    done = await aeventually(lambda: _final(client, stop_coid, sym))
+    assert done.status is OrderStatus.FILLED
+    fills = [e for e in await venue.poll(now_ns()) if isinstance(e, OrderFilled)]
+    assert [(f.client_order_id, f.side, f.exit_reason) for f in fills] == [
+        (stop_coid, Side.SELL, ExitReason.STOP_LOSS)]
+    assert fills[0].quantity == pytest.approx(qty) and fills[0].correlation_id == sig
+    assert venue.book_positions() == {} and await venue.positions() == {}
+    await venue.close()
+
+
+def test_protective_stop_rests_at_mt5_and_closes_the_position(
+        fake_redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(PW_ENV, "s3cret")
+    fake = FakeMt5()
+    cfg = Mt5Config(login=fake.login_id, server=fake.server, password_env=PW_ENV,
+                    reconnect_backoff_s=0)
+
+    def resting() -> list[tuple[str, float, float]]:
+        return [(o.comment, o.price, o.volume * 1e5) for o in fake.orders.values()
+                if o.state == fake.ORDER_STATE_PLACED and o.type == fake.ORDER_TYPE_SELL_STOP]
+
+    run(protected_cycle(
+        Mt5Client(cfg, ["EUR/USD", "GBP/USD"], module=fake), fake_redis,
+        symbols=["EUR/USD", "GBP/USD"], accounting="margin", qty=20_000, stop_loss=1.095,
+        resting=resting, cross=lambda: fake.set_tick("EURUSD", 1.0948, 1.0949),
+        held=lambda: sum(p[1] for p in fake.positions.values() if p[0] == "EURUSD")))
+    assert fake.deals[-1].price == pytest.approx(1.0948)  # the stop's deal, at the bid
+
+
+def test_protective_stop_rests_at_ib_and_closes_the_position(fake_redis) -> None:
+    tws = FakeTws()
+    aapl = KNOWN[("STK", "AAPL", "USD")]
+    cfg = IbkrConfig(timeout_s=2.0, reconnect_backoff_s=0.01)
+
+    def resting() -> list[tuple[str, float, float]]:
+        return [(o.order.orderRef, o.order.auxPrice, o.order.totalQuantity)
+                for o in tws.orders.values()
+                if o.order.orderType == "STP" and o.status == "PreSubmitted"]
+
+    run(protected_cycle(
+        IbClient(cfg, ["AAPL/USD", "MSFT/USD"], ib=FakeIB(tws), sleep=no_wait), fake_redis,
+        symbols=["AAPL/USD", "MSFT/USD"], accounting="spot", qty=10, stop_loss=185.0,
+        resting=resting, cross=lambda: tws.move_price(aapl, 184.0),
+        held=lambda: sum(q for c, q, _ in tws.positions.values() if c.conId == aapl)))
+    assert tws.fills[-1].execution.price == pytest.approx(184.0)
 
 
 # -- the execution agent -------------------------------------------------------------------
@@ -269,7 +356,10 @@ def test_reconcile_position_changed_behind_our_back(rig: Rig, tmp_path: Path,
         await down(agent)
         moved = rig.trade_by_hand()
         again, _ = await start(rig, tmp_path, fake_redis)
-        assert store.audit(action="reconcile_position")
+        # the trade by hand is a fill of an external order: applied, nothing to alarm
+        ext = [f for f in store.fills() if f["client_order_id"].startswith("ext-")]
+        assert [f["quantity"] for f in ext] == [pytest.approx(abs(moved))]
+        assert not store.audit(action="venue_alarm")
         await down(again)
         return store, moved
 

@@ -89,7 +89,7 @@ def test_market_order_fills_and_is_recorded_with_our_client_order_id(fake: FakeB
     assert positions == {"ETH/BTC": 0.123}
 
 
-def test_fee_paid_in_base_is_converted_to_quote(tmp_path: Path) -> None:
+def test_fee_paid_in_base_is_reported_in_base_units(tmp_path: Path) -> None:
     with FakeBinance(symbols=SYMBOLS, fee_asset="base") as fake:
         async def body(c: CcxtClient) -> Any:
             await c.place_market_order(coid(2), "ETH/BTC", Side.BUY, 0.5)
@@ -98,7 +98,8 @@ def test_fee_paid_in_base_is_converted_to_quote(tmp_path: Path) -> None:
         (fill,) = run(fake, body)
         (trade,) = fake.trades()
     assert trade.commission_asset == "ETH"
-    assert fill.fee == pytest.approx(float(trade.commission) * float(trade.price))
+    assert fill.base_fee == pytest.approx(float(trade.commission)) and fill.fee == 0.0
+    assert fill.quantity == pytest.approx(0.5)  # the executed quantity; the ledger nets it
 
 
 def test_resting_limit_order_is_listed_then_cancelled(fake: FakeBinance) -> None:

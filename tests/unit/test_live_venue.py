@@ -1,15 +1,12 @@
-"""LiveVenue over the fake broker (fakeredis): ledger, brackets, idempotent submit, poll
-dedupe, flatten, cancel, position sync, marks."""
+"""LiveVenue over the fake broker (fakeredis): ledger, brackets, at-most-once placement,
+poll dedupe, flatten, cancel, position checks, marks."""
 
 from __future__ import annotations
-
-import asyncio
 
 import pytest
 from fakebroker import FakeBroker
 
 from backend.messages import (
-    BarClosed,
     ExitReason,
     OrderAccepted,
     OrderCancelled,
@@ -18,51 +15,16 @@ from backend.messages import (
     OrderStatus,
     PositionChanged,
     Side,
-    SubmitOrder,
 )
 from backend.venues import ledger as lg
 from backend.venues.broker import VenueFill, VenueUnavailable
-from backend.venues.live import LiveVenue
-
-SYM = "ETH/BTC"
-T0 = 1_700_000_000_000_000_000
-BAR = 300_000_000_000
-
-
-def order(coid: str = "tm-o-1", side: Side = Side.BUY, qty: float = 2.0, sl: float | None = None,
-          tp: float | None = None, reduce_only: bool = False) -> SubmitOrder:
-    return SubmitOrder(source="risk", correlation_id=f"sig-{coid}", client_order_id=coid,
-                       symbol=SYM, side=side, quantity=qty, stop_loss=sl, take_profit=tp,
-                       reduce_only=reduce_only, signal_id=f"sig-{coid}", bar_seq=1)
-
-
-def bar(seq: int, o: float, h: float, low: float, c: float) -> BarClosed:
-    return BarClosed(source="md", symbol=SYM, open_time=T0 + seq * BAR, open=o, high=h, low=low,
-                     close=c, volume=1.0, seq=seq)
-
-
-async def commit(venue: LiveVenue, redis) -> None:  # noqa: ANN001
-    pipe = redis.pipeline(transaction=True)
-    venue.stage(pipe)
-    await pipe.execute()
-    venue.commit()
-
-
-async def loaded(redis, broker: FakeBroker | None = None) -> tuple[LiveVenue, FakeBroker]:  # noqa: ANN001
-    broker = broker or FakeBroker(prices={SYM: 0.1, "LTC/BTC": 0.01})
-    venue = LiveVenue(broker, redis, symbols=[SYM, "LTC/BTC"], quote_currency="BTC")
-    await venue.load()
-    return venue, broker
-
-
-def run(coro):  # noqa: ANN001, ANN201
-    return asyncio.run(coro)
+from tests.unit.venue_kit import SYM, T0, bar, commit, live, loaded, order, run, submit
 
 
 def test_fill_is_applied_once_and_the_ledger_survives_a_reload(fake_redis) -> None:
     async def go() -> None:
         venue, broker = await loaded(fake_redis)
-        ack = await venue.submit(order(), 1)
+        ack = await submit(venue, order(), 1)
         assert isinstance(ack, OrderAccepted) and ack.venue_order_id == "F1"
         assert venue.fill_status("tm-o-1") is OrderStatus.PARTIALLY_FILLED  # no fill seen yet
         evs = await venue.poll(2)
@@ -75,7 +37,7 @@ def test_fill_is_applied_once_and_the_ledger_survives_a_reload(fake_redis) -> No
         assert venue.fill_status("tm-o-1") is OrderStatus.FILLED
         await commit(venue, fake_redis)
         assert await venue.poll(3, since_ns=0) == []  # the same fill fetched again: skipped
-        again = LiveVenue(broker, fake_redis, symbols=[SYM], quote_currency="BTC")
+        again = live(broker, fake_redis)
         await again.load()
         assert again.book_positions()[SYM].quantity == 2.0
         assert again.ledger.cash == pytest.approx(10.0 - 0.2 - 0.0002)  # venue balance
@@ -88,7 +50,7 @@ def test_fill_is_applied_once_and_the_ledger_survives_a_reload(fake_redis) -> No
 def test_a_poll_redone_after_a_failed_transaction_gives_the_same_events(fake_redis) -> None:
     async def go() -> None:
         venue, _ = await loaded(fake_redis)
-        await venue.submit(order(), 1)
+        await submit(venue, order(), 1)
         await commit(venue, fake_redis)
         first = await venue.poll(2)
         venue.rollback()  # the poll's transaction did not execute
@@ -106,19 +68,15 @@ def test_timeout_after_placing_is_resolved_by_client_order_id(fake_redis) -> Non
     async def go() -> None:
         venue, broker = await loaded(fake_redis)
         broker.fail_next("place_market_order", "timeout_after")
-        with pytest.raises(VenueUnavailable):
-            await venue.submit(order(), 1)
-        found = await venue.fetch_order("tm-o-1", SYM)
-        assert found is not None and found.status is OrderStatus.FILLED
-        ev = venue.adopt(order(), found, 2)
-        assert isinstance(ev, OrderAccepted) and ev.venue_order_id == found.venue_order_id
-        assert len(broker.orders("tm-o-1")) == 1
+        ev = await submit(venue, order(), 1)  # UNKNOWN, found by the lookup: adopted
+        assert isinstance(ev, OrderAccepted) and ev.venue_order_id == "F1"
+        assert len(broker.orders("tm-o-1")) == 1 and broker.calls("place_market_order") == 1
+        assert "tm-o-1" in venue.placer.journal.unknowns  # type: ignore[attr-defined]
         assert [type(e) for e in await venue.poll(3)] == [OrderFilled, PositionChanged]
         broker.fail_next("place_market_order", "timeout_before")
-        with pytest.raises(VenueUnavailable):
-            await venue.submit(order("tm-o-2"), 4)
-        assert await venue.fetch_order("tm-o-2", SYM) is None  # definitely not there
-        assert broker.orders("tm-o-2") == []
+        ev = await submit(venue, order("tm-o-2"), 4)  # never landed: resent after the window
+        assert isinstance(ev, OrderAccepted) and len(broker.orders("tm-o-2")) == 1
+        assert broker.calls("place_market_order") == 3
 
     run(go())
 
@@ -126,11 +84,11 @@ def test_timeout_after_placing_is_resolved_by_client_order_id(fake_redis) -> Non
 def test_rejections_local_and_at_the_venue(fake_redis) -> None:
     async def go() -> None:
         venue, broker = await loaded(fake_redis)
-        ev = await venue.submit(order("tm-o-r", Side.SELL, reduce_only=True), 1)
+        ev = await submit(venue, order("tm-o-r", Side.SELL, reduce_only=True), 1)
         assert isinstance(ev, OrderRejected) and "reduce_only" in ev.reason
         assert broker.calls("place_market_order") == 0  # refused before the venue
         broker.fail_next("place_market_order", "reject")
-        ev = await venue.submit(order("tm-o-x"), 2)
+        ev = await submit(venue, order("tm-o-x"), 2)
         assert isinstance(ev, OrderRejected) and "refuses" in ev.reason
 
     run(go())
@@ -139,22 +97,26 @@ def test_rejections_local_and_at_the_venue(fake_redis) -> None:
 def test_stop_loss_sends_one_exit_with_a_deterministic_id(fake_redis) -> None:
     async def go() -> None:
         venue, broker = await loaded(fake_redis)
-        await venue.submit(order(sl=0.095, tp=0.12), 1)
+        await submit(venue, order(sl=0.095, tp=0.12), 1)
         await venue.poll(2)
         await commit(venue, fake_redis)
         assert await venue.on_bar(bar(1, 0.1, 0.101, 0.099, 0.1)) == []  # inside the bracket
         await commit(venue, fake_redis)
         broker.set_price(SYM, 0.094)
         b = bar(2, 0.1, 0.1, 0.094, 0.095)
-        (ev,) = await venue.on_bar(b)
+        evs = await venue.on_bar(b)
         coid = lg.exit_coid("fake", "tm-o-1", ExitReason.STOP_LOSS)
-        assert isinstance(ev, OrderAccepted) and ev.client_order_id == coid
-        assert coid.startswith("tm-s-") and len(coid) <= 30
+        (ev,) = [e for e in evs if isinstance(e, OrderAccepted)]
+        assert ev.client_order_id == coid and coid.startswith("tm-s-") and len(coid) <= 30
+        (fill,) = [e for e in evs if isinstance(e, OrderFilled)]  # a market exit: filled now
+        assert fill.client_order_id == coid and fill.exit_reason is ExitReason.STOP_LOSS
+        assert fill.realized_pnl == pytest.approx((0.094 - 0.1) * 2)
         venue.rollback()  # the bar's transaction failed: the bar is handled again
-        (ev2,) = await venue.on_bar(b)
-        assert ev2.id == ev.id and len(broker.orders(coid)) == 1  # asked first: not resent
+        evs2 = await venue.on_bar(b)  # its poll finds the exit's fill: flat, nothing sent
+        assert [e.id for e in evs2] == [e.id for e in evs[1:]]
+        assert len(broker.orders(coid)) == 1
         venue.rollback()  # failed again; a restarted agent polls before the bracket check
-        fresh = LiveVenue(broker, fake_redis, symbols=[SYM], quote_currency="BTC")
+        fresh = live(broker, fake_redis, venue.placer.journal)
         await fresh.load()
         evs = await fresh.on_bar(b)
         (fill,) = [e for e in evs if isinstance(e, OrderFilled)]
@@ -162,33 +124,28 @@ def test_stop_loss_sends_one_exit_with_a_deterministic_id(fake_redis) -> None:
         assert fill.correlation_id == "sig-tm-o-1" and fresh.book_positions() == {}
         assert len(broker.orders(coid)) == 1 and not any(
             isinstance(e, OrderAccepted) for e in evs)  # flat already: no second exit
-        await venue.on_bar(b)
-        await commit(venue, fake_redis)
-        evs = await venue.on_bar(bar(3, 0.094, 0.095, 0.09, 0.094))  # exit's fill arrives
-        fills = [e for e in evs if isinstance(e, OrderFilled)]
-        assert len(fills) == 1 and fills[0].exit_reason is ExitReason.STOP_LOSS
-        assert fills[0].realized_pnl == pytest.approx((0.094 - 0.1) * 2)
-        assert venue.book_positions() == {}
-        assert len(broker.orders(coid)) == 1 and broker.positions() == {}
+        assert broker.positions() == {}
 
     run(go())
 
 
-def test_flatten_closes_every_venue_position_once(fake_redis) -> None:
+@pytest.mark.parametrize("scope", ["mesh", "account"])
+def test_flatten_closes_the_mesh_positions_once(fake_redis, scope: str) -> None:
     async def go() -> None:
-        venue, broker = await loaded(fake_redis)
-        await venue.submit(order(), 1)
+        venue, broker = await loaded(fake_redis, flatten_scope=scope)
+        await submit(venue, order(), 1)
         await venue.poll(2)
         await commit(venue, fake_redis)
-        broker.set_position("LTC/BTC", -3.0)  # behind our back: also closed
+        broker.set_position("LTC/BTC", -3.0)  # behind our back: the mesh does not hold it
         evs = await venue.flatten(5, "cmd-1")
         accepted = [e for e in evs if isinstance(e, OrderAccepted)]
+        want = {(SYM, Side.SELL)} | ({("LTC/BTC", Side.BUY)} if scope == "account" else set())
+        assert {(e.symbol, e.side) for e in accepted} == want
         assert {e.client_order_id for e in accepted} == {
-            lg.flatten_coid("cmd-1", SYM), lg.flatten_coid("cmd-1", "LTC/BTC")}
-        assert {(e.symbol, e.side) for e in accepted} == {(SYM, Side.SELL), ("LTC/BTC", Side.BUY)}
+            lg.flatten_coid("cmd-1", s) for s, _ in want}
         fills = [e for e in evs if isinstance(e, OrderFilled)]
-        assert {f.exit_reason for f in fills} == {ExitReason.FLATTEN} and len(fills) == 2
-        assert broker.positions() == {} and await venue.positions() == {}
+        assert {f.exit_reason for f in fills} == {ExitReason.FLATTEN} and len(fills) == len(want)
+        assert broker.positions() == ({} if scope == "account" else {"LTC/BTC": -3.0})
         await commit(venue, fake_redis)
         n = len(broker.orders())
         assert [e for e in await venue.flatten(6, "cmd-1") if isinstance(e, OrderAccepted)] == []
@@ -197,11 +154,29 @@ def test_flatten_closes_every_venue_position_once(fake_redis) -> None:
     run(go())
 
 
+def test_spot_flatten_keeps_coins_held_before_the_mesh_traded(fake_redis) -> None:
+    async def go() -> None:
+        broker = FakeBroker(prices={SYM: 0.1, "LTC/BTC": 0.01})
+        broker.set_position(SYM, 5.0)  # the trader's own coins, there before the mesh
+        venue, _ = await loaded(fake_redis, broker)
+        assert venue.baseline == {SYM: 5.0}
+        await submit(venue, order(), 1)
+        await venue.poll(2)
+        await commit(venue, fake_redis)
+        assert await venue.positions() == {SYM: 2.0}  # the mesh's part of the venue's 7
+        evs = await venue.flatten(3, "cmd-k")
+        (close,) = [e for e in evs if isinstance(e, OrderAccepted)]
+        assert close.quantity == 2.0 and broker.positions() == {SYM: 5.0}
+        assert await venue.positions() == {}
+
+    run(go())
+
+
 def test_cancel_all_cancels_ours_and_external(fake_redis) -> None:
     async def go() -> None:
         venue, broker = await loaded(fake_redis)
         broker.set_fill_mode("rest")
-        await venue.submit(order(), 1)
+        await submit(venue, order(), 1)
         ext = broker.add_external_order(SYM, Side.SELL, 1.0)
         assert set(await venue.open_orders()) == {"tm-o-1", ext.client_order_id}
         evs = await venue.cancel_all("kill", 2)
@@ -216,7 +191,7 @@ def test_venue_cancel_and_partial_fill_are_reported_by_the_poll(fake_redis) -> N
     async def go() -> None:
         venue, broker = await loaded(fake_redis)
         broker.set_fill_mode("rest")
-        await venue.submit(order(), 1)
+        await submit(venue, order(), 1)
         await commit(venue, fake_redis)
         broker.fill("tm-o-1", 0.5)
         evs = await venue.poll(2)
@@ -232,18 +207,21 @@ def test_venue_cancel_and_partial_fill_are_reported_by_the_poll(fake_redis) -> N
     run(go())
 
 
-def test_sync_positions_corrects_the_ledger_to_the_venue(fake_redis) -> None:
+def test_a_position_mismatch_is_an_alarm_not_an_overwrite(fake_redis) -> None:
     async def go() -> None:
         venue, broker = await loaded(fake_redis)
-        await venue.submit(order(), 1)
+        await submit(venue, order(), 1)
         await venue.poll(2)
         await commit(venue, fake_redis)
-        assert await venue.sync_positions(3) == []
+        assert await venue.check_positions(3) == ([], [])
         broker.set_position(SYM, 1.5)
-        (fix,) = await venue.sync_positions(4)
-        assert (fix.symbol, fix.before, fix.after) == (SYM, 2.0, 1.5)
-        assert fix.event.quantity == 1.5 and fix.event.avg_price == 0.1  # same side: kept
-        assert venue.book_positions()[SYM].quantity == 1.5
+        events, (alarm,) = await venue.check_positions(4)
+        assert events == [] and alarm.kind == "position_mismatch" and alarm.symbol == SYM
+        assert alarm.halts and "holds 1.5" in alarm.reason and "expect 2" in alarm.reason
+        assert venue.book_positions()[SYM].quantity == 2.0  # not overwritten
+        fix = await venue.adopt_position(SYM, 5)  # a person decided: take the venue's
+        assert fix is not None and (fix.before, fix.after) == (2.0, 1.5)
+        assert fix.event.avg_price == 0.1 and venue.book_positions()[SYM].quantity == 1.5
 
     run(go())
 
@@ -285,6 +263,6 @@ def test_realized_pnl_reduce_and_flip() -> None:
 def test_load_fails_while_the_venue_is_unreachable(fake_redis) -> None:
     broker = FakeBroker()
     broker.set_unreachable()
-    venue = LiveVenue(broker, fake_redis, symbols=[SYM], quote_currency="BTC")
+    venue = live(broker, fake_redis)
     with pytest.raises(VenueUnavailable):
         run(venue.load())

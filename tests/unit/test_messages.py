@@ -23,6 +23,8 @@ SAMPLES: list[m.Message] = [
     m.SubmitOrder(source="r", client_order_id="tm-o-1", symbol="ETH/BTC", side=Side.SELL,
                   quantity=1.5, signal_id=SIG.id, bar_seq=7, stop_loss=0.2),
     m.CancelAllOrders(source="o", reason="kill switch", flatten=True),
+    m.ResolveSymbol(source="o", symbol="ETH/BTC", reason="checked the venue",
+                    not_placed=["tm-o-1"], adopt_venue_position=True),
     m.KillSwitchExecuted(
         source="execution", command_id="k1", cancelled=["c1"], positions_left={},
         flattened=[m.ClosedPosition(symbol="ETH/BTC", quantity=-2.0, price=0.05,

@@ -61,12 +61,13 @@ def test_order_from_row_rebuilds_the_command() -> None:
         "c1", Side.BUY, 2.0, 0.09, 4)
 
 
-def test_an_old_database_gets_the_external_column(tmp_path) -> None:
+def test_an_old_database_gets_the_added_columns(tmp_path) -> None:
     url = f"sqlite:///{tmp_path / 'old.db'}"
     engine = persistence.make_engine(url)
     md = sa.MetaData()
+    added = {"external", "sent_ts", "send_attempts"}
     cols = [sa.Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable)
-            for c in persistence.orders.columns if c.name != "external"]
+            for c in persistence.orders.columns if c.name not in added]
     old = sa.Table("orders", md, *cols)
     md.create_all(engine)
     with engine.begin() as conn:
@@ -74,7 +75,9 @@ def test_an_old_database_gets_the_external_column(tmp_path) -> None:
             client_order_id="a", symbol="X", side="BUY", quantity=1.0, reduce_only=False,
             status="NEW", created_ts=1, updated_ts=1))
     store = persistence.Store(persistence.make_engine(url))  # migrates
-    assert store.get_order("a")["external"] is False
+    row = store.get_order("a")
+    assert row["external"] is False and row["sent_ts"] is None and row["send_attempts"] == 0
+    assert store.mark_order_sent("a", 5) and store.order_sent_ts("a") == 5
     assert store.record_external_order("ext-9", "ETH/BTC", "SELL", 1.0, "ACCEPTED", "9")
     row = store.get_order("ext-9")
     assert row["external"] is True and row["status"] == "ACCEPTED"

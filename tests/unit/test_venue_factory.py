@@ -95,7 +95,7 @@ def test_paper_adapter_answers_by_client_order_id(fake_redis) -> None:
         (fill,) = await again.fills_of(["a"])
         assert fill.client_order_id == "a" and await again.fills_of(["b"]) == []
         assert again.book_positions()["ETH/BTC"].quantity == 2.0
-        assert await again.poll(5) == [] and await again.sync_positions(5) == []
+        assert await again.poll(5) == [] and await again.check_positions(5) == ([], [])
         assert again.fill_status("a") is OrderStatus.FILLED
 
     asyncio.run(go())

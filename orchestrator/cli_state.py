@@ -1,0 +1,68 @@
+"""Plumbing the command line's sub-commands share: settings with a clear error, and the
+running mesh's Redis and database for commands that act on them directly (kill switch,
+reset, resolve)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import AsyncIterator
+
+import typer
+from rich.console import Console
+
+from backend.persistence import Store
+from backend.settings import ConfigError, Settings, load_settings
+
+__all__ = ["Unreachable", "err", "mesh_redis_url", "mesh_state", "settings"]
+
+err = Console(stderr=True)
+
+
+def settings(**overrides: object) -> Settings:
+    """The mesh settings; a bad configuration prints the reason and exits 2."""
+    try:
+        return load_settings(**overrides)
+    except ConfigError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+
+
+def mesh_redis_url(s: Settings) -> str:
+    """REDIS_URL if set, else the URL the running ``up`` recorded in var/, else the default."""
+    from backend.redis_acl import ORCHESTRATOR, url_for_role
+
+    if os.environ.get("REDIS_URL") or os.environ.get("TRADINGMESH_REDIS_URL"):
+        # with the launcher's ACL the URL has no password: connect as the orchestrator
+        return url_for_role(ORCHESTRATOR, s.redis_url)
+    f = s.var_dir / "redis_url"
+    return f.read_text().strip() if f.is_file() else s.redis_url
+
+
+@contextlib.asynccontextmanager
+async def mesh_state(s: Settings) -> AsyncIterator[tuple[object, Store]]:
+    """The running mesh's Redis and database, for commands that act on them directly.
+
+    Yields ``(redis, store)``; a Redis error inside the block is printed and re-raised
+    as :class:`Unreachable`.
+    """
+    from redis.asyncio import Redis as AsyncRedis
+    from redis.exceptions import RedisError
+
+    from backend.persistence import make_engine
+
+    url = mesh_redis_url(s)
+    r = AsyncRedis.from_url(url, socket_timeout=10, socket_connect_timeout=3)
+    store = Store(make_engine(s.db_url()))
+    try:
+        yield r, store
+    except (RedisError, OSError) as exc:
+        raise Unreachable(f"Redis at {url.split('@')[-1]} is not reachable "
+                           f"({type(exc).__name__})") from None
+    finally:
+        await r.aclose()
+        store.close()
+
+
+class Unreachable(Exception):
+    """The mesh's Redis did not answer (message printable)."""
