@@ -36,9 +36,10 @@ async def record_event(store: Store, venue: Venue, ev: object) -> None:
     elif isinstance(ev, OrderRejected):
         await asyncio.to_thread(store.update_order_status, ev.client_order_id,
                                 OrderStatus.REJECTED, None, ev.reason)
-    elif isinstance(ev, OrderCancelled):
+    elif isinstance(ev, OrderCancelled):  # an order the venue cancelled at once (expired)
         await asyncio.to_thread(store.update_order_status, ev.client_order_id,
-                                OrderStatus.CANCELLED, None, ev.reason)
+                                OrderStatus.CANCELLED, venue.venue_order_id(ev.client_order_id),
+                                ev.reason)
     elif isinstance(ev, OrderFilled):
         status = venue.fill_status(ev.client_order_id)
         await asyncio.to_thread(record_fill, store, ev, status)

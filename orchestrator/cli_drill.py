@@ -50,29 +50,37 @@ def drill(
     out: Path | None = typer.Option(None, help="JSON report [var/drills/<stamp>/drill.json]."),
     keep: bool = typer.Option(False, help="Keep the work directories of passing runs."),
     list_: bool = typer.Option(False, "--list", help="List the scenarios and exit."),
+    venue: str = typer.Option(
+        "paper", help="paper (the paper venue) or exchange-sim (real ccxt against the "
+        "exchange simulator, faults at the exchange, books checked against its records)."),
 ) -> None:
     """Run fault drills on the sample data and check the books after each."""
     from backend.settings import load_settings
-    from orchestrator.drill import SCENARIOS, run_drill, summarize
+    from orchestrator.drill import run_drill, scenarios, summarize
 
+    if venue not in ("paper", "exchange-sim"):
+        print(f"error: --venue {venue!r}: expected paper or exchange-sim", file=sys.stderr)
+        raise typer.Exit(2)
+    known = scenarios(venue)
     if list_:
-        for name, (_, what) in SCENARIOS.items():
+        for name, (_, what) in known.items():
             console.print(f"{name:22} {what}")
         raise typer.Exit(0)
-    names = [n for n in SCENARIOS if n != "gauntlet"] if faults.strip() == "all" else [
+    names = [n for n in known if n != "gauntlet"] if faults.strip() == "all" else [
         n.strip() for n in faults.split(",") if n.strip()]
-    unknown = [n for n in names if n not in SCENARIOS]
+    unknown = [n for n in names if n not in known]
     if unknown or not names:
-        print(f"error: unknown scenario(s) {unknown}; known: {', '.join(SCENARIOS)}",
-              file=sys.stderr)
+        print(f"error: unknown scenario(s) {unknown} for --venue {venue}; known: "
+              f"{', '.join(known)}", file=sys.stderr)
         raise typer.Exit(2)
     settings = load_settings()
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     base = (out.parent if out else settings.var_dir / "drills" / stamp).resolve()
     base.mkdir(parents=True, exist_ok=True)
     out = out or base / "drill.json"
-    console.print(f"drill: {len(names)} scenarios x {runs} runs, {injections} faults each, "
-                  f"{limit} bars per symbol, seed {seed}; work dir {base}")
+    console.print(f"drill on the {venue} venue: {len(names)} scenarios x {runs} runs, "
+                  f"{injections} faults each, {limit} bars per symbol, seed {seed}; "
+                  f"work dir {base}")
 
     def progress(r) -> None:  # noqa: ANN001 - ScenarioRun
         status = "[green]ok[/]" if r.ok else "[red]FAILED[/]"
@@ -92,12 +100,12 @@ def drill(
                 console.print(f"      [red]books[/]: {line}")
 
     results = asyncio.run(run_drill(names, base, runs=runs, injections=injections, seed=seed,
-                                    limit=limit, keep=keep, on_result=progress))
+                                    limit=limit, keep=keep, venue=venue, on_result=progress))
     summary = summarize(results)
     console.print(drill_table(summary))
     ok = all(r.ok for r in results)
     out.write_bytes(orjson.dumps({
-        "ok": ok, "seed": seed, "runs_per_scenario": runs, "injections": injections,
+        "ok": ok, "venue": venue, "seed": seed, "runs_per_scenario": runs, "injections": injections,
         "bars_per_symbol": limit, "summary": [s.to_dict() for s in summary],
         "runs": [r.to_dict() for r in results],
     }, option=orjson.OPT_INDENT_2))

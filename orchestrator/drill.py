@@ -27,6 +27,9 @@ from orchestrator import drill_faults as f
 from orchestrator import drill_faults_bus as bus_faults
 from orchestrator.drill_books import BooksReport, check_books
 from orchestrator.drill_mesh import DrillError, DrillMesh
+from orchestrator.drill_venue_books import check_venue_books
+from orchestrator.drill_venue_faults import VENUE_GAUNTLET, VENUE_SCENARIOS, settle
+from orchestrator.drill_venue_mesh import VenueDrillMesh
 
 #: scenario name -> (fault, what it does)
 SCENARIOS: dict[str, tuple[f.Fault, str]] = {
@@ -78,6 +81,29 @@ async def gauntlet(mesh: DrillMesh, rng: random.Random, n: int,
 SCENARIOS["gauntlet"] = (gauntlet, "every fault above once, in one mesh (one run)")
 
 
+async def venue_gauntlet(mesh: DrillMesh, rng: random.Random, n: int,
+                         window: f.Window = (0.05, 0.8)) -> list[f.FaultEvent]:
+    """Every venue fault ``n`` times in one mesh on the exchange simulator, each fault in
+    its own slice of ``window``."""
+    lo, hi = window
+    step = (hi - lo) / len(VENUE_GAUNTLET)
+    events: list[f.FaultEvent] = []
+    for i, name in enumerate(VENUE_GAUNTLET):
+        fault, _ = VENUE_SCENARIOS[name]
+        try:
+            events += await fault(mesh, rng, n, (lo + i * step, lo + (i + 1) * step))
+        except DrillError as exc:
+            exc.events = events
+            raise
+    return events
+
+
+VENUE_SCENARIOS_ALL: dict[str, tuple[f.Fault, str]] = {
+    **VENUE_SCENARIOS,
+    "gauntlet": (venue_gauntlet, "every venue fault --injections times, in one mesh"),
+}
+
+
 @dataclass
 class ScenarioRun:
     """One scenario run: the faults injected, restarts seen and the books."""
@@ -125,32 +151,46 @@ def _books(mesh: DrillMesh) -> BooksReport:
     r = redis.Redis.from_url(mesh.redis_url, socket_timeout=30)
     store = Store(make_engine(f"sqlite:///{mesh.var_dir / 'tradingmesh.db'}"))
     try:
+        if isinstance(mesh, VenueDrillMesh):
+            return check_venue_books(r, store, mesh.sim)
         return check_books(r, store)
     finally:
         store.close()
         r.close()
 
 
+def scenarios(venue: str = "paper") -> dict[str, tuple[f.Fault, str]]:
+    """The scenarios of a drill on ``venue`` (``paper`` or ``exchange-sim``)."""
+    if venue == "exchange-sim":
+        return VENUE_SCENARIOS_ALL
+    return SCENARIOS
+
+
 async def run_scenario(name: str, run: int, seed: int, base_dir: Path, *, limit: int,
-                       injections: int) -> ScenarioRun:
-    """Run scenario ``name`` once on a fresh mesh under ``base_dir/<name>-<run>``.
+                       injections: int, venue: str = "paper") -> ScenarioRun:
+    """Run scenario ``name`` once on a fresh mesh under ``base_dir/<name>-<run>``, on the
+    paper venue or (``venue="exchange-sim"``) through ccxt on the exchange simulator.
 
     Raises
     ------
     KeyError
         Unknown scenario name.
     """
-    fault, _ = SCENARIOS[name]
+    fault, _ = scenarios(venue)[name]
     res = ScenarioRun(name, run, f"{seed}:{name}:{run}")
     work = base_dir / f"{name}-{run}"
     res.work_dir = str(work)
-    mesh = DrillMesh(work, limit=limit)
+    mesh = (VenueDrillMesh(work, limit=limit, seed=seed) if venue == "exchange-sim"
+            else DrillMesh(work, limit=limit))
     rng = random.Random(res.seed)  # noqa: S311 - reproducible fault moments, not crypto
     t0 = time.monotonic()
     try:
         await mesh.start()
         res.events = await fault(mesh, rng, injections)
         await mesh.wait_done()
+        if isinstance(mesh, VenueDrillMesh):
+            await settle(mesh)
+            await mesh.wait_done()  # what settling published is consumed too
         res.restarts = await _restarts(mesh)
         await mesh.stop_orchestrator()
         res.books = await asyncio.to_thread(_books, mesh)
@@ -202,16 +242,16 @@ def summarize(runs: list[ScenarioRun]) -> list[DrillSummary]:
     return out
 
 
-async def run_drill(scenarios: list[str], base_dir: Path, *, runs: int, injections: int,
-                    seed: int, limit: int, keep: bool = False,
+async def run_drill(names: list[str], base_dir: Path, *, runs: int, injections: int,
+                    seed: int, limit: int, keep: bool = False, venue: str = "paper",
                     on_result=None) -> list[ScenarioRun]:  # noqa: ANN001
     """Run every scenario ``runs`` times; passing runs' directories are removed unless
     ``keep``.  ``on_result(run)`` is called after each run (progress)."""
     results = []
-    for name in scenarios:
+    for name in names:
         for i in range(runs):
             res = await run_scenario(name, i, seed, base_dir, limit=limit,
-                                     injections=injections)
+                                     injections=injections, venue=venue)
             if res.ok and not keep:
                 shutil.rmtree(res.work_dir, ignore_errors=True)
             results.append(res)

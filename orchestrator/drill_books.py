@@ -93,17 +93,20 @@ def _entries(r: redis.Redis, stream: str) -> Iterable[tuple[str, Any]]:
             continue
 
 
-def _close(a: float, b: float, scale: float = 1.0) -> bool:
+def close_enough(a: float, b: float, scale: float = 1.0) -> bool:
+    """``a`` and ``b`` agree within :data:`REL_TOL` (relative to ``scale``)."""
     return math.isclose(a, b, rel_tol=REL_TOL, abs_tol=REL_TOL * max(scale, 1e-12))
 
 
-def _sample(items: Iterable[str], n: int = 5) -> str:
+def sample(items: Iterable[str], n: int = 5) -> str:
+    """The first ``n`` of ``items`` (sorted) for a report line, with a count of the rest."""
     items = sorted(items)
     more = f" (+{len(items) - n} more)" if len(items) > n else ""
     return ", ".join(items[:n]) + more
 
 
-def _check_signals(r: redis.Redis, store: Store, rep: BooksReport) -> None:
+def check_signals(r: redis.Redis, store: Store, rep: BooksReport) -> None:
+    """``signals_accounted`` (see the module docstring), added to ``rep``."""
     sent = {m.id for _, m in _entries(r, channels.SIGNALS) if isinstance(m, SignalGenerated)}
     db_signals = {s["id"] for s in store.signals()}
     decided: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
@@ -131,20 +134,22 @@ def _check_signals(r: redis.Redis, store: Store, rep: BooksReport) -> None:
     rep.lost += len(missing) + len(problems)
     detail = f"{len(sent)} sent, {len(db_signals)} recorded"
     if missing:
-        detail += f"; not recorded: {_sample(missing)}"
+        detail += f"; not recorded: {sample(missing)}"
     if problems:
         detail += f"; unaccounted: {len(problems)} ({'; '.join(problems[:3])})"
     rep.checks.append(Check("signals_accounted", not missing and not problems, detail))
 
 
-def _check_orders(r: redis.Redis, store: Store, rep: BooksReport) -> dict[str, dict[str, Any]]:
+def check_orders(r: redis.Redis, store: Store, rep: BooksReport) -> dict[str, dict[str, Any]]:
+    """``orders_unique`` and ``orders_recorded``, added to ``rep``; returns our orders by
+    client order id."""
     sent = Counter(m.client_order_id for _, m in _entries(r, channels.ORDERS)
                    if isinstance(m, SubmitOrder))
     twice = {c: n for c, n in sent.items() if n > 1}
     rep.duplicated += sum(n - 1 for n in twice.values())
     rep.checks.append(Check(
         "orders_unique", not twice,
-        f"{len(sent)} client order ids sent" + (f"; sent twice: {_sample(twice)}" if twice
+        f"{len(sent)} client order ids sent" + (f"; sent twice: {sample(twice)}" if twice
                                                  else "")))
     ours = {o["client_order_id"]: o for o in store.orders()}
     missing = set(sent) - set(ours)
@@ -152,7 +157,7 @@ def _check_orders(r: redis.Redis, store: Store, rep: BooksReport) -> dict[str, d
     rep.orders = len(ours)
     rep.checks.append(Check(
         "orders_recorded", not missing,
-        f"{len(ours)} order rows" + (f"; sent but not recorded: {_sample(missing)}"
+        f"{len(ours)} order rows" + (f"; sent but not recorded: {sample(missing)}"
                                      if missing else "")))
     return ours
 
@@ -171,9 +176,9 @@ def _check_venue(r: redis.Redis, fills: list[dict[str, Any]], ours: dict[str, di
     if differ:
         detail += f"; status differs: {'; '.join(differ[:3])}"
     if unknown_to_us:
-        detail += f"; at the venue, not in our records: {_sample(unknown_to_us)}"
+        detail += f"; at the venue, not in our records: {sample(unknown_to_us)}"
     if never_sent:
-        detail += f"; ours, never reached the venue and not rejected: {_sample(never_sent)}"
+        detail += f"; ours, never reached the venue and not rejected: {sample(never_sent)}"
     rep.checks.append(Check("venue_orders", ok, detail))
 
     venue_fills = {}
@@ -194,16 +199,16 @@ def _check_venue(r: redis.Redis, fills: list[dict[str, Any]], ours: dict[str, di
     rep.duplicated += len(extra)
     detail = f"{len(venue_fills)} venue executions, {len(db_fills)} recorded fills"
     if missing:
-        detail += f"; not recorded: {_sample(missing)}"
+        detail += f"; not recorded: {sample(missing)}"
     if extra:
-        detail += f"; recorded, not made by the venue: {_sample(extra)}"
+        detail += f"; recorded, not made by the venue: {sample(extra)}"
     if differ_f:
-        detail += f"; differ: {_sample(differ_f)}"
+        detail += f"; differ: {sample(differ_f)}"
     rep.checks.append(Check("venue_fills", not missing and not extra and not differ_f, detail))
 
 
 def _same_fill(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
-    return a[:2] == b[:2] and all(_close(x, y, max(abs(x), abs(y))) for x, y in zip(
+    return a[:2] == b[:2] and all(close_enough(x, y, max(abs(x), abs(y))) for x, y in zip(
         a[2:], b[2:], strict=True))
 
 
@@ -223,14 +228,15 @@ def _check_positions(r: redis.Redis, store: Store, fills: list[dict[str, Any]],
     for sym in sorted(set(summed) | set(ours) | set(venue)):
         scale = traded.get(sym, 1.0)
         s, o, v = summed.get(sym, 0.0), ours.get(sym, 0.0), venue.get(sym, 0.0)
-        if not (_close(s, o, scale) and _close(s, v, scale)):
+        if not (close_enough(s, o, scale) and close_enough(s, v, scale)):
             bad.append(f"{sym}: fills sum {s:.10g}, ours {o:.10g}, venue {v:.10g}")
     rep.checks.append(Check(
         "positions", not bad,
         "; ".join(bad) if bad else f"{len(summed)} symbols: fills sum = ours = venue"))
 
 
-def _check_pending(r: redis.Redis, rep: BooksReport) -> None:
+def check_pending(r: redis.Redis, rep: BooksReport) -> None:
+    """``nothing_pending``, added to ``rep``."""
     stuck = []
     groups = 0
     for stream in channels.STREAMS:
@@ -259,10 +265,10 @@ def check_books(r: redis.Redis, store: Store) -> BooksReport:
         The mesh's database.
     """
     rep = BooksReport()
-    _check_signals(r, store, rep)
-    ours = _check_orders(r, store, rep)
+    check_signals(r, store, rep)
+    ours = check_orders(r, store, rep)
     fills = store.fills()
     _check_venue(r, fills, ours, rep)
     _check_positions(r, store, fills, rep)
-    _check_pending(r, rep)
+    check_pending(r, rep)
     return rep

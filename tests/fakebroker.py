@@ -77,6 +77,8 @@ class FakeBroker:
         faults, which land within it.  ``None``: an unbounded venue (MT5/IB-like).
     unique_client_order_ids, supports_stop_orders
         The capabilities it declares.
+    step
+        Quantity step: market orders are truncated to it (``quantity_step``).
     """
 
     def __init__(self, path: str | Path | None = None, *, prices: dict[str, float] | None = None,
@@ -85,12 +87,13 @@ class FakeBroker:
                  request_lifetime_s: float | None = 0.2,
                  unique_client_order_ids: bool = False,
                  supports_stop_orders: bool = False, fee_asset: str = "quote",
-                 expire_ratio: float = 0.5, late_s: float = 0.1) -> None:
+                 expire_ratio: float = 0.5, late_s: float = 0.1, step: float = 0.0) -> None:
         self.name = name
         self.request_lifetime_s = request_lifetime_s
         self.unique_client_order_ids = unique_client_order_ids
         self.supports_stop_orders = supports_stop_orders
         self.late_s = late_s
+        self.step = step
         self.path = Path(path) if path is not None else None
         init = {
             "orders": [], "fills": [], "positions": {}, "balances": {quote: cash},
@@ -214,8 +217,15 @@ class FakeBroker:
             await asyncio.Event().wait()
         return view
 
+    def quantity_step(self, symbol: str) -> float:
+        """The fake's quantity step (orders are truncated to it; 0 = none)."""
+        del symbol
+        return self.step
+
     def _land(self, coid: str, symbol: str, side: str, quantity: float) -> VenueOrder:
-        """A market order arrives at the fake venue."""
+        """A market order arrives at the fake venue (truncated to the step, if any)."""
+        if self.step:
+            quantity = round(int(quantity / self.step + 1e-9) * self.step, 12)
         with self._state() as st:
             if symbol not in st["prices"]:
                 raise VenueRejected(f"unknown symbol {symbol}")

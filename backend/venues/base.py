@@ -168,6 +168,9 @@ class Venue(Protocol):
         timeout or a redelivery) without sending it again; returns the event that
         reports its state (accepted, rejected or cancelled)."""
 
+    def venue_order_id(self, client_order_id: str) -> str | None:
+        """The venue's id of one of our orders, when the local state knows it."""
+
     def fill_status(self, client_order_id: str) -> OrderStatus:
         """The status of an order after the fills the adapter has seen so far
         (``FILLED`` or ``PARTIALLY_FILLED``)."""

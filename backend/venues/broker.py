@@ -37,6 +37,7 @@ from backend.messages import OrderStatus, Side
 __all__ = [
     "BrokerClient",
     "OrderUnresolved",
+    "StopWouldTrigger",
     "VenueError",
     "VenueFill",
     "VenueOrder",
@@ -80,6 +81,11 @@ class VenueRejected(VenueError):
 
     ``str(err)`` is the reason (e.g. ``"amount 0.0001 below the market minimum 0.001"``).
     """
+
+
+class StopWouldTrigger(VenueRejected):
+    """A stop order refused because the market is already past its trigger price
+    (Binance ``Order would trigger immediately``): the stop is hit, exit now."""
 
 
 @dataclass(frozen=True)
@@ -205,6 +211,11 @@ class BrokerClient(Protocol):
         """Rest a stop-market order (``quantity`` base units, triggered at
         ``stop_price`` quote/base: a sell when the price falls to it, a buy when it rises
         to it).  Only called when :attr:`supports_stop_orders`."""
+
+    def quantity_step(self, symbol: str) -> float:
+        """Optional: the venue's quantity step for ``symbol`` (base units; 0 = unknown).
+        A position smaller than it is dust: it cannot be sold, and venues may report it
+        as flat."""
 
     async def fetch_order(self, client_order_id: str, symbol: str) -> VenueOrder | None:
         """The order with our ``client_order_id``, or ``None`` when the venue definitely

@@ -52,7 +52,13 @@ from typing import Any, TypeVar
 from ccxt.base import errors as cx
 
 from backend.messages import Side
-from backend.venues.broker import VenueFill, VenueOrder, VenueRejected, VenueUnavailable
+from backend.venues.broker import (
+    StopWouldTrigger,
+    VenueFill,
+    VenueOrder,
+    VenueRejected,
+    VenueUnavailable,
+)
 from backend.venues.ccxt_map import (
     EXTERNAL_PREFIX,
     OUR_ID_PREFIX,
@@ -293,7 +299,10 @@ class CcxtClient:
                                         params),
             )
         except VenueRejected as exc:
-            if "duplicate" not in str(exc).lower():
+            text = str(exc)
+            if "OrderImmediatelyFillable" in text or "trigger immediately" in text.lower():
+                raise StopWouldTrigger(text) from None
+            if "duplicate" not in text.lower():
                 raise
             known = await self.fetch_order(client_order_id, symbol)
             if known is None:
@@ -467,16 +476,20 @@ class CcxtClient:
             base_fee=base_fee,
         )
 
+    def quantity_step(self, symbol: str) -> float:
+        """The market's amount step (base units; 0 when unknown): a holding below it is
+        dust that cannot be traded."""
+        market = (self.exchange.markets or {}).get(symbol) or {}
+        return float((market.get("precision") or {}).get("amount") or 0.0)
+
     async def fetch_positions(self) -> dict[str, float]:
         """Base-currency balance (total) of each configured symbol; amounts below the
         market's amount step (untradeable dust) count as flat."""
         balances = await self.fetch_balances()
-        ex = self.exchange
         out: dict[str, float] = {}
         for sym in self.symbols:
             qty = balances.get(sym.split("/")[0], 0.0)
-            step = ((ex.markets or {}).get(sym, {}).get("precision") or {}).get("amount") or 0
-            if qty and abs(qty) >= step:
+            if qty and abs(qty) >= self.quantity_step(sym):
                 out[sym] = qty
         return out
 

@@ -26,6 +26,7 @@ notional in the account (quote) currency, times ns UTC.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -266,7 +267,9 @@ def apply_fill(
         order = order.model_copy(update={"filled": order.filled + fill.quantity})
         led.orders[order.client_order_id] = order
         if pos.exit_coid == order.client_order_id and order.complete:
-            led.positions[sym] = pos.model_copy(update={"exit_coid": ""})
+            # done: a position that grows again from what is left (dust) exits anew
+            led.positions[sym] = pos.model_copy(
+                update={"exit_coid": "", "exit_attempt": pos.exit_attempt + 1})
     reason = order.exit_reason if order is not None and order.exit_reason else None
     if reason is None:  # the adapter's own orders are known by their prefix
         reason = _EXIT_PREFIXES.get(fill.client_order_id[:5])
@@ -385,11 +388,15 @@ def flatten_coid(command_id: str, symbol: str, attempt: int = 0) -> str:
     return f"tm-k-{stable_id(*parts)[:24]}"
 
 
-def portfolio_mark(led: Ledger, bar_seq: int, bar_time: int, venue: str) -> PortfolioMarked:
+def portfolio_mark(led: Ledger, bar_seq: int, bar_time: int, venue: str,
+                   dust: Callable[[str], float] | None = None) -> PortfolioMarked:
     """The account as a :class:`PortfolioMarked` (flat positions omitted).
 
     ``day``/``day_start_equity``/``traded_notional_today`` refer to the UTC day of
-    ``bar_time``; the id is derived from the venue and ``bar_seq``.
+    ``bar_time``; the id is derived from the venue and ``bar_seq``.  ``dust(symbol)``:
+    the venue's quantity step; a position below it (coins left by a fee taken in the base
+    asset, which cannot be sold) is not listed as a position -- risk would otherwise see
+    the symbol as held for good -- while its value stays in the equity.
     """
     day = bar_time // NS_PER_DAY
     equity = led.equity()
@@ -401,6 +408,7 @@ def portfolio_mark(led: Ledger, bar_seq: int, bar_time: int, venue: str) -> Port
         traded_notional_today=led.traded_notional_by_day.get(day, 0.0),
         positions={
             s: PositionSnapshot(quantity=p.quantity, avg_price=p.avg_price, mark=led.mark(s))
-            for s, p in sorted(led.positions.items()) if p.quantity != 0
+            for s, p in sorted(led.positions.items())
+            if p.quantity != 0 and abs(p.quantity) >= (dust(s) if dust is not None else 0.0)
         },
     )

@@ -120,7 +120,8 @@ class LiveVenue:
         self.ledger = Ledger(accounting=accounting)
         self.placer = Placer(client, journal or MemoryJournal(), timing, pause, fence)
         self.brackets = Brackets(self.name, client, self.placer, self._held,
-                                 lambda w: self._poll(w, None, now_ns(), protect=False))
+                                 lambda w: self._poll(w, None, now_ns(), protect=False),
+                                 self.step)
         self.flatten_scope = flatten_scope
         self._next: Ledger | None = None
         self._new_fills: dict[str, OrderFilled] = {}
@@ -214,6 +215,12 @@ class LiveVenue:
         if self.quote in balances:
             led.cash = float(balances[self.quote])
 
+    def step(self, symbol: str) -> float:
+        """The venue's quantity step of ``symbol`` (0 when the client does not say): a
+        position below it is dust, neither exited nor protected nor a mismatch."""
+        fn = getattr(self.client, "quantity_step", None)
+        return float(fn(symbol) or 0.0) if fn is not None else 0.0
+
     async def _held(self, symbol: str) -> float:
         """The mesh's part of the venue's position in ``symbol`` (venue - baseline)."""
         venue = await self.placer.call("fetch_positions", self.client.fetch_positions)
@@ -282,6 +289,11 @@ class LiveVenue:
         return await self.placer.call(
             f"fetch_order {client_order_id}",
             lambda: self.client.fetch_order(client_order_id, symbol))
+
+    def venue_order_id(self, client_order_id: str) -> str | None:
+        """The venue's id of one of our orders the ledger tracks (``None``: unknown)."""
+        o = self._cur.orders.get(client_order_id)
+        return o.venue_order_id or None if o is not None else None
 
     def fill_status(self, client_order_id: str) -> OrderStatus:
         """``FILLED`` once the ledger saw the whole quantity filled, else
@@ -409,7 +421,8 @@ class LiveVenue:
         for sym in sorted((set(venue) | set(w.positions) | set(w.baseline)) - busy):
             expected = w.baseline.get(sym, 0.0) + w.position_qty(sym)
             actual = float(venue.get(sym, 0.0))
-            if lg.same_quantity(expected, actual, rel=1e-6):
+            if lg.same_quantity(expected, actual, rel=1e-6) or (
+                    abs(expected - actual) < self.step(sym)):  # dust the venue calls flat
                 continue
             alarms.append(VenueAlarm(sym, "position_mismatch", (
                 f"{self.name} holds {actual:.10g} {sym} but the books expect {expected:.10g} "
@@ -517,7 +530,7 @@ class LiveVenue:
 
     def portfolio(self, bar: BarClosed) -> PortfolioMarked:
         """Account state after ``bar``."""
-        return lg.portfolio_mark(self._cur, bar.seq, bar.open_time, self.name)
+        return lg.portfolio_mark(self._cur, bar.seq, bar.open_time, self.name, self.step)
 
     def current_mark(self) -> PortfolioMarked | None:
         """Account state at the last marks (``None`` before any bar)."""
@@ -525,4 +538,4 @@ class LiveVenue:
         if not cur.last_bar_seq:
             return None
         return lg.portfolio_mark(cur, max(cur.last_bar_seq.values()), cur.last_bar_time,
-                                 self.name)
+                                 self.name, self.step)

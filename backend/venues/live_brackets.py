@@ -11,6 +11,10 @@ next one (``tm-p-…`` client order ids numbered by attempt,
 :func:`~backend.venues.ledger.protect_coid`).  When it triggers, its fill arrives by
 poll like any other and closes the position (exit reason ``stop_loss``).
 
+A protective stop the venue refuses because the market is already past it
+(:class:`~backend.venues.broker.StopWouldTrigger`) means the stop is hit: the position
+exits at once.
+
 **Exits.**  The take profit, and the stop loss where no protective stop rests (or the
 venue's stop did not take the position out), are checked against every bar: a hit
 cancels the protective stop first (on a spot account it holds the coins; if it traded
@@ -36,7 +40,12 @@ from backend.messages import BarClosed, ExitReason, OrderStatus, Side
 from backend.venues import ledger as lg
 from backend.venues import live_orders as le
 from backend.venues.base import VenueAlarm, VenueEvent
-from backend.venues.broker import BrokerClient, OrderUnresolved, VenueRejected
+from backend.venues.broker import (
+    BrokerClient,
+    OrderUnresolved,
+    StopWouldTrigger,
+    VenueRejected,
+)
 from backend.venues.ledger import Ledger, LedgerOrder, LedgerPosition
 from backend.venues.placement import OrderIntent, Placer
 
@@ -67,12 +76,16 @@ class Brackets:
     refresh
         ``await refresh(ledger)``: apply the venue's new fills to ``ledger`` and return
         their events (used between exit attempts).
+    step
+        ``step(symbol)``: the venue's quantity step; a position below it is dust, left
+        alone (no exit, no protective stop).
     """
 
     def __init__(self, venue: str, client: BrokerClient, placer: Placer,
-                 held: Callable[[str], Awaitable[float]], refresh: Refresh) -> None:
+                 held: Callable[[str], Awaitable[float]], refresh: Refresh,
+                 step: Callable[[str], float] = lambda _: 0.0) -> None:
         self.venue, self.client, self.placer = venue, client, placer
-        self.held, self.refresh = held, refresh
+        self.held, self.refresh, self.step = held, refresh, step
         self._alarms: list[VenueAlarm] = []
 
     def take_alarms(self) -> list[VenueAlarm]:
@@ -92,6 +105,8 @@ class Brackets:
         sym = bar.symbol
         events: list[VenueEvent] = []
         pos = w.positions.get(sym)
+        if pos is not None and abs(pos.quantity) < self.step(sym):
+            pos = None  # dust
         hit = lg.bracket_hit(pos, bar.high, bar.low) if pos is not None else None
         if hit is not None:
             events += await self.exit(w, sym, hit, bar.seq, bar.open_time)
@@ -107,10 +122,14 @@ class Brackets:
             return events
         for _ in range(EXIT_ATTEMPTS_PER_BAR):
             pos = w.positions.get(sym)
-            if pos is None or not pos.quantity or pos.exit_coid:
+            if pos is None or abs(pos.quantity) <= self.step(sym) * 0.999999 or pos.exit_coid:
                 break
             coid = lg.exit_coid(self.venue, pos.entry_coid or f"{sym}@{bar_seq}", reason,
                                 pos.exit_attempt)
+            used = w.orders.get(coid)
+            if used is not None and not used.working:  # an earlier exit's id: never reuse
+                w.positions[sym] = pos.model_copy(update={"exit_attempt": pos.exit_attempt + 1})
+                continue
             if await self.placer.journal.last_sent(coid) is not None:
                 qty = abs(pos.quantity)  # sent before (a redone bar): resolved, not resent
             else:
@@ -168,7 +187,8 @@ class Brackets:
             return []
         pos = w.positions.get(sym)
         want = 0.0
-        if pos is not None and pos.quantity and pos.stop_loss is not None and not pos.exit_coid:
+        if (pos is not None and abs(pos.quantity) >= max(self.step(sym), 1e-12)
+                and pos.stop_loss is not None and not pos.exit_coid):
             want = abs(pos.quantity)
         events: list[VenueEvent] = []
         keep = None
@@ -197,6 +217,11 @@ class Brackets:
                              stop_price=pos.stop_loss, exit_reason=ExitReason.STOP_LOSS)
         try:
             found = await self.placer.place(intent)
+        except StopWouldTrigger as exc:  # the market is past the stop already: it is hit
+            events.append(le.rejected(self.venue, coid, sym, str(exc), pos.correlation_id,
+                                      now))
+            w.positions[sym] = pos.model_copy(update={"protect_attempt": attempt})
+            return events + await self.exit(w, sym, ExitReason.STOP_LOSS, bar_seq, now)
         except VenueRejected as exc:
             events.append(le.rejected(self.venue, coid, sym, str(exc), pos.correlation_id,
                                       now))

@@ -39,7 +39,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from backend.messages import OrderStatus, Side
-from backend.venues.broker import VenueFill, VenueOrder, VenueRejected, VenueUnavailable
+from backend.venues.broker import (
+    StopWouldTrigger,
+    VenueFill,
+    VenueOrder,
+    VenueRejected,
+    VenueUnavailable,
+)
 from backend.venues.mt5_map import (
     Outcome,
     deal_request,
@@ -201,6 +207,12 @@ class Mt5Client(Mt5Terminal):
         stop = to_point(stop_price, spec.point, spec.digits)
         if stop <= 0:
             raise VenueRejected(f"stop price {stop_price:g} of {client_order_id} is not > 0")
+        tick = self._call("symbol_info_tick", sym)
+        crossed = (tick.ask >= stop) if side is Side.BUY else (tick.bid <= stop)
+        if crossed:  # the server would refuse it (INVALID_PRICE): the stop is hit already
+            raise StopWouldTrigger(
+                f"stop {stop:g} of {client_order_id} is past the market (bid {tick.bid:g}, "
+                f"ask {tick.ask:g}): it would trigger immediately")
         req = stop_request(mod, self.cfg, sym, lots, side is Side.BUY, stop, client_order_id,
                            int(getattr(spec, "expiration_mode", 0)))
         log.info("MT5 order_send %s %s stop %g lots %s @ %g", client_order_id, side.value,

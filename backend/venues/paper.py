@@ -151,6 +151,12 @@ class PaperVenue:
             reason=cur.reject_reasons.get(client_order_id, ""),
         )
 
+    def venue_order_id(self, client_order_id: str) -> str | None:
+        """The paper venue's id of an order it knows (``paper-<client order id>``)."""
+        if paper.known_status(self._cur, client_order_id) is None:
+            return None
+        return f"paper-{client_order_id}"
+
     def fill_status(self, client_order_id: str) -> OrderStatus:
         """Paper orders fill completely in one execution: always ``FILLED``."""
         del client_order_id

@@ -138,6 +138,29 @@ def test_a_partly_filled_exit_is_retried_until_flat(fake_redis) -> None:
     run(go())
 
 
+def test_a_position_regrown_from_dust_exits_with_new_client_order_ids(fake_redis) -> None:
+    """The fee taken in coins leaves dust after an exit (below the step); the next entry
+    adds to it, and its exit must not be mistaken for the finished one (same entry id)."""
+    async def go() -> None:
+        broker = FakeBroker(prices={SYM: 0.1}, fee_asset="base", fee_rate=0.00035, step=0.001)
+        venue, _ = await loaded(fake_redis, broker)
+        for n, t in ((1, 10), (2, 20)):
+            broker.set_price(SYM, 0.1)
+            await submit(venue, order(f"tm-o-{n}", qty=2.0, tp=0.101), t)
+            await venue.poll(t + 1)
+            await commit(venue, fake_redis)
+            broker.set_price(SYM, 0.102)
+            await venue.on_bar(bar(n, 0.1, 0.102, 0.1, 0.102))
+            await commit(venue, fake_redis)
+            left = venue.book_positions()[SYM].quantity
+            assert 0 < left < 0.001, left  # dust: below the step
+        exits = [o for o in broker.orders() if o.client_order_id.startswith("tm-t-")]
+        assert len(exits) == 2 and len({o.client_order_id for o in exits}) == 2
+        assert all(o.status.value == "FILLED" for o in exits)
+
+    run(go())
+
+
 # ------------------------------------------------------------------ 4. fill counted twice
 class _FillsDuringPositionFetch(FakeBroker):
     """A resting order fills while the position is being fetched (after the fill poll)."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from backend.messages import OrderStatus, Side
-from backend.venues.broker import VenueRejected, VenueUnavailable
+from backend.venues.broker import StopWouldTrigger, VenueRejected, VenueUnavailable
 from tests.fakes.mt5 import FakeMt5
 from tests.unit.test_mt5_client import PW_ENV, coid, connected, run
 
@@ -132,21 +132,32 @@ def test_removal_refused_while_the_stop_rests_is_not_a_rejection(fake):
     assert cancelled.status is OrderStatus.CANCELLED
 
 
-@pytest.mark.parametrize("symbol, side, stop, stops_level, match", [
-    ("EUR/USD", Side.SELL, 1.1005, 0, "TRADE_RETCODE_INVALID_PRICE"),  # above the bid
-    ("EUR/USD", Side.SELL, 1.1, 0, "TRADE_RETCODE_INVALID_PRICE"),  # at the bid
-    ("EUR/USD", Side.BUY, 1.0995, 0, "TRADE_RETCODE_INVALID_PRICE"),  # below the ask
-    ("EUR/USD", Side.SELL, 1.0995, 100, "TRADE_RETCODE_INVALID_STOPS"),  # 50 < 100 points
+@pytest.mark.parametrize("symbol, side, stop", [
+    ("EUR/USD", Side.SELL, 1.1005),  # above the bid
+    ("EUR/USD", Side.SELL, 1.1),  # at the bid
+    ("EUR/USD", Side.BUY, 1.0995),  # below the ask
 ])
-def test_stop_on_the_wrong_side_or_too_close_is_refused(fake, symbol, side, stop, stops_level,
-                                                         match):
-    fake.symbols["EURUSD"].stops_level = stops_level
+def test_stop_past_the_market_is_hit_already(fake, symbol, side, stop):
+    """The server would answer INVALID_PRICE; the client says what it means: the stop
+    would trigger at once (the adapter exits instead) -- and sends nothing."""
+    async def go():
+        c = await connected(fake)
+        with pytest.raises(StopWouldTrigger, match="trigger immediately"):
+            await c.place_stop_order(coid(1), symbol, side, 10_000, stop)
+        return await c.fetch_order(coid(1), symbol)
+
+    assert run(go()) is None
+    assert fake.sent == [] and not fake.orders
+
+
+def test_stop_too_close_to_the_market_is_refused(fake):
+    fake.symbols["EURUSD"].stops_level = 100
 
     async def go():
         c = await connected(fake)
-        with pytest.raises(VenueRejected, match=match):
-            await c.place_stop_order(coid(1), symbol, side, 10_000, stop)
-        return await c.fetch_order(coid(1), symbol)
+        with pytest.raises(VenueRejected, match="TRADE_RETCODE_INVALID_STOPS"):
+            await c.place_stop_order(coid(1), "EUR/USD", Side.SELL, 10_000, 1.0995)  # 50 pts
+        return await c.fetch_order(coid(1), "EUR/USD")
 
     assert run(go()) is None  # a refused request leaves no order behind
     assert len(fake.sent) == 1 and not fake.orders
