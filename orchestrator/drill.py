@@ -223,22 +223,32 @@ class DrillSummary:
         return dict(self.__dict__)
 
 
+def _row(name: str, mine: list[ScenarioRun], events: list[f.FaultEvent]) -> DrillSummary:
+    rec = [e.recovery_s for e in events if e.recovery_s is not None]
+    return DrillSummary(
+        scenario=name, runs=len(mine), passed=sum(r.ok for r in mine), faults=len(events),
+        restarts=sum(sum(r.restarts.values()) for r in mine),
+        orders=sum(r.books.orders for r in mine if r.books),
+        lost=sum(r.books.lost for r in mine if r.books),
+        duplicated=sum(r.books.duplicated for r in mine if r.books),
+        recovery_median_s=statistics.median(rec) if rec else None,
+        recovery_max_s=max(rec) if rec else None,
+    )
+
+
 def summarize(runs: list[ScenarioRun]) -> list[DrillSummary]:
-    """One :class:`DrillSummary` per scenario, in the order first run."""
+    """One :class:`DrillSummary` per scenario, in the order first run; a gauntlet (several
+    faults in one mesh) also gets a row per fault (``gauntlet: <fault>``: its injections
+    and recoveries; the books are the whole run's)."""
     out = []
     for name in dict.fromkeys(r.scenario for r in runs):
         mine = [r for r in runs if r.scenario == name]
-        rec = [e.recovery_s for r in mine for e in r.events if e.recovery_s is not None]
-        out.append(DrillSummary(
-            scenario=name, runs=len(mine), passed=sum(r.ok for r in mine),
-            faults=sum(len(r.events) for r in mine),
-            restarts=sum(sum(r.restarts.values()) for r in mine),
-            orders=sum(r.books.orders for r in mine if r.books),
-            lost=sum(r.books.lost for r in mine if r.books),
-            duplicated=sum(r.books.duplicated for r in mine if r.books),
-            recovery_median_s=statistics.median(rec) if rec else None,
-            recovery_max_s=max(rec) if rec else None,
-        ))
+        events = [e for r in mine for e in r.events]
+        out.append(_row(name, mine, events))
+        if name == "gauntlet":
+            for fault in dict.fromkeys(e.fault for e in events):
+                out.append(_row(f"{name}: {fault}", mine,
+                                [e for e in events if e.fault == fault]))
     return out
 
 

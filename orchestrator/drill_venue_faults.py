@@ -33,6 +33,7 @@ from decimal import Decimal
 
 from backend import failpoints
 from backend.exchange_sim import BinanceError
+from backend.exchange_sim.model import MIN_NOTIONAL
 from backend.persistence import Store, make_engine
 from orchestrator.drill_faults import RECOVERY_TIMEOUT_S, Fault, FaultEvent, Window, moments
 from orchestrator.drill_mesh import DrillError
@@ -158,17 +159,20 @@ async def manual(mesh: VenueDrillMesh, rng: random.Random, n: int,
     for i, at in enumerate(moments(rng, mesh.total_bars, n, *window)):
         bar = await mesh.wait_cursor(at)
         book = mesh.sim.book
-        held = {m.symbol: book.balances()[m.base][0] for m in book.markets.values()}
-        sell = [s for s, q in held.items() if q >= Decimal("0.05")]
+        sell = {}  # a quarter of what the account holds, where it is worth an order
+        for m in book.markets.values():
+            step = Decimal(m.filters["stepSize"])
+            qty = (book.balances()[m.base][0] / 4 // step) * step
+            if qty > 0 and qty * book.price(m.id) >= 2 * Decimal(MIN_NOTIONAL):
+                sell[m.symbol] = qty
         try:
             if i % 2 and sell:
                 sym = rng.choice(sorted(sell))
-                step = Decimal(book.markets[sym.replace("/", "")].filters["stepSize"])
-                qty = max((held[sym] / 4 // step) * step, step)
+                qty = sell[sym]
                 o = mesh.sim.manual_trade(sym, "SELL", str(qty))
                 detail = f"market SELL {qty} {sym} by hand (order {o.order_id})"
             else:
-                sym = rng.choice(sorted(held))
+                sym = rng.choice(sorted(m.symbol for m in book.markets.values()))
                 price = book.price(sym.replace("/", "")) / 2
                 tick = Decimal(book.markets[sym.replace("/", "")].filters["tickSize"])
                 px = (price // tick) * tick

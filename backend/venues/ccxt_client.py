@@ -1,46 +1,24 @@
 """A :class:`~backend.venues.broker.BrokerClient` for any crypto exchange ccxt supports.
 
-Built on ``ccxt.async_support`` (one exchange object per client, created lazily).  What it
-adds to ccxt (DESIGN.md, money safety; the protocol is in :mod:`backend.venues.broker`):
+Built on ``ccxt.async_support`` (one exchange object per client, created lazily); the
+mapping of ccxt's structures is in :mod:`backend.venues.ccxt_map`, the behaviour in
+``docs/venues.md`` ("Crypto exchanges through ccxt").  What it adds to ccxt:
 
-* **Client order id.**  Every order goes out with ``params['clientOrderId']``, which ccxt
-  maps to the exchange's field (Binance spot ``newClientOrderId``; lookups and cancels by
-  ``origClientOrderId``).  Ours look like ``tm-o-<24 hex>`` (:func:`backend.messages.
-  client_order_id_for`); any other order at the exchange is *external* and is reported
-  with ``client_order_id = "ext-<exchange order id>"``.
-* **No automatic retry of an order creation.**  ccxt retries a request that failed with a
-  network error ``options['maxRetriesOnFailure']`` times (default 0); the create call
-  pins it to 0 through the call's own params, whatever the configured options say.  A
-  timeout or network error on create raises :class:`VenueUnavailable` (outcome UNKNOWN);
-  the caller asks :meth:`CcxtClient.fetch_order` by client order id before anything is
-  resent.  A create refused as a duplicate client order id is answered from the
-  exchange's record of that order (idempotent).
-* **Markets loaded once** (:meth:`CcxtClient.connect`; :meth:`CcxtClient.reload_markets`
-  on demand), only of ``cfg.market_types`` where the exchange supports that option, and
-  without Binance's key-protected ``sapi`` currency endpoint
-  (``options['fetchCurrencies'] = False``).
-* **Pre-trade checks** before anything is sent: the amount is truncated to the market's
-  step (``amount_to_precision``) and checked against ``limits.amount.min/max`` and
-  ``limits.cost.min`` (cost = amount x the last traded price from ``fetch_ticker``); a
-  failure raises :class:`VenueRejected` naming the limit.
-* **Error mapping.**  ``ccxt.NetworkError`` (``RequestTimeout``, ``ExchangeNotAvailable``,
-  ``DDoSProtection``, ...) and other ``OperationFailed`` -> :class:`VenueUnavailable`;
-  ``InvalidOrder``, ``InsufficientFunds``, ``BadSymbol``/``BadRequest``,
-  ``OperationRejected``, ``AuthenticationError``, ``NotSupported`` -> :class:`VenueRejected`;
-  ``OrderNotFound`` on a lookup -> ``None``; any other ccxt error -> :class:`VenueUnavailable`
-  (for an order creation that is the safe reading: outcome unknown, resolved by lookup).
-* **Secrets** (API key, secret, password) come from the environment variables named in
-  the config, else from ``secrets_file`` (:func:`backend.secretfiles.secret_from`).  They
-  are never logged (ccxt's own request logger, which would print the API-key header at
-  DEBUG, is replaced by one that drops DEBUG) and are scrubbed from every exception text.
+* every order carries our client order id (``params['clientOrderId']``; Binance
+  ``newClientOrderId``); any other order at the exchange is *external*
+  (``ext-<exchange order id>``);
+* **no automatic retry of an order creation** (``maxRetriesOnFailure`` pinned to 0); a
+  timeout or network error is :class:`VenueUnavailable` (outcome UNKNOWN, resolved by
+  the caller); a create refused as a duplicate id is answered from the exchange's record;
+* what the exchange guarantees: ``request_lifetime_s`` (its ``recvWindow``), whether it
+  rests stop-market orders (protective stops), the amount step (dust below it);
+* markets loaded once, pre-trade checks of the step and limits before anything is sent,
+  ccxt's errors mapped to ``VenueUnavailable`` / ``VenueRejected`` / ``None``;
+* secrets from the environment or a secrets file, never logged nor in an error text.
 
-Units: amounts in base units, prices in quote per base, fees in quote (a fee in the base
-currency -- Binance spot takes a buy's fee out of the coins bought -- is reported as
-``base_fee`` in base units, which the ledger nets out of the position; a fee in a third
-currency, e.g. BNB, is reported as 0 with a warning), times in ns UTC (the exchange's ms
-x 1e6).  Positions of a spot account
-are the base-currency balances of the configured symbols: holdings that existed before
-the mesh traded count as position (documented in ``docs/venues.md``).
+Units: amounts base units, prices quote per base, fees in quote (a fee in the base
+currency is ``base_fee`` in base units; a third currency is reported as 0 with a
+warning), times ns UTC.  Positions of a spot account are the base-currency balances.
 """
 
 from __future__ import annotations
@@ -63,10 +41,15 @@ from backend.venues.ccxt_map import (
     EXTERNAL_PREFIX,
     OUR_ID_PREFIX,
     SIGNATURE,
+    check_amount,
+    check_cost,
     credentials,
     fee_in_base,
     fee_in_quote,
     make_exchange,
+    recv_window_s,
+    rests_stop_orders,
+    to_venue_fill,
     to_venue_order,
 )
 from backend.venues.config import CcxtConfig
@@ -163,29 +146,16 @@ class CcxtClient:
     @property
     def request_lifetime_s(self) -> float | None:
         """How late a signed request can take effect: the ``recvWindow`` ccxt sends with
-        every private request (Binance and its kin: the server refuses one that arrives
-        later), ``None`` for an exchange without one."""
-        ex = self.exchange
-        if not _has_recv_window(ex):
-            return None
-        window = ex.options.get("recvWindow")
-        return (float(window) if window else 5000.0) / 1000.0
+        every private request (Binance and its kin refuse one that arrives later),
+        ``None`` for an exchange without one."""
+        return recv_window_s(self.exchange)
 
     @property
     def supports_stop_orders(self) -> bool:
         """True when the exchange rests stop-market orders on our markets (ccxt's
         ``stopLossPrice`` -> Binance spot ``STOP_LOSS``) and the config wants them."""
-        if not self.cfg.protective_stops or not self._markets_loaded:
-            return False
-        ex = self.exchange
-        if not (ex.has.get("createStopLossOrder") or ex.has.get("createStopMarketOrder")):
-            return False
-        for sym in self.symbols:
-            info = ((ex.markets or {}).get(sym) or {}).get("info") or {}
-            types = info.get("orderTypes") if isinstance(info, dict) else None
-            if types is not None and "STOP_LOSS" not in types:
-                return False
-        return True
+        return (self.cfg.protective_stops and self._markets_loaded
+                and rests_stop_orders(self.exchange, self.symbols))
 
     # ------------------------------------------------------------------ life cycle
     async def connect(self) -> None:
@@ -235,11 +205,8 @@ class CcxtClient:
 
         Parameters
         ----------
-        client_order_id : str
-            Ours (``tm-...``), sent as the exchange's client order id.
-        symbol : str
-            ``BASE/QUOTE``.
-        side : Side
+        client_order_id, symbol, side
+            Ours (``tm-...``, sent as the exchange's id), ``BASE/QUOTE``, buy or sell.
         quantity : float
             Base units; truncated to the market's amount step before sending.
 
@@ -255,26 +222,7 @@ class CcxtClient:
         VenueUnavailable
             Unreachable or timed out: the order's outcome is UNKNOWN.
         """
-        await self.ensure_connected()
-        amount = await self._checked_amount(symbol, quantity)
-        params = {"clientOrderId": client_order_id, "maxRetriesOnFailure": 0}
-        ex = self.exchange
-        try:
-            order = await self.call(
-                f"create_order {client_order_id}",
-                lambda: ex.create_order(symbol, "market", side.value.lower(), amount, None,
-                                        params),
-            )
-        except VenueRejected as exc:
-            if "duplicate" not in str(exc).lower():
-                raise
-            # Sent before (a resend after an UNKNOWN outcome): answer from its record.
-            known = await self.fetch_order(client_order_id, symbol)
-            if known is None:
-                raise
-            return known
-        assert order is not None
-        return self._venue_order(order, symbol, client_order_id)
+        return await self._create(client_order_id, symbol, side, quantity, {})
 
     async def place_stop_order(
         self, client_order_id: str, symbol: str, side: Side, quantity: float,
@@ -284,17 +232,24 @@ class CcxtClient:
         tagged with ``client_order_id``; ``quantity`` truncated to the step, the trigger
         price rounded to the tick.  Same errors as :meth:`place_market_order`."""
         await self.ensure_connected()
-        amount = await self._checked_amount(symbol, quantity)
-        ex = self.exchange
         try:
-            stop = float(ex.price_to_precision(symbol, stop_price))
+            stop = float(self.exchange.price_to_precision(symbol, stop_price))
         except cx.BaseError:
             stop = stop_price
-        params = {"clientOrderId": client_order_id, "maxRetriesOnFailure": 0,
-                  "stopLossPrice": stop}
+        return await self._create(client_order_id, symbol, side, quantity,
+                                  {"stopLossPrice": stop})
+
+    async def _create(self, client_order_id: str, symbol: str, side: Side, quantity: float,
+                      extra: dict[str, Any]) -> VenueOrder:
+        """One ``create_order`` (market, or a stop with ``extra``), never retried; a
+        refused duplicate id is answered from the exchange's record of that order."""
+        await self.ensure_connected()
+        amount = await self._checked_amount(symbol, quantity)
+        params = {"clientOrderId": client_order_id, "maxRetriesOnFailure": 0, **extra}
+        ex = self.exchange
         try:
             order = await self.call(
-                f"create_order {client_order_id} (stop {stop:g})",
+                f"create_order {client_order_id}",
                 lambda: ex.create_order(symbol, "market", side.value.lower(), amount, None,
                                         params),
             )
@@ -304,6 +259,7 @@ class CcxtClient:
                 raise StopWouldTrigger(text) from None
             if "duplicate" not in text.lower():
                 raise
+            # Sent before (a resend after an UNKNOWN outcome): answer from its record.
             known = await self.fetch_order(client_order_id, symbol)
             if known is None:
                 raise
@@ -329,28 +285,10 @@ class CcxtClient:
             raise VenueRejected(
                 f"amount {quantity:g} {symbol} rounds to 0 at the market's amount step {step}"
             )
-        limits = market.get("limits") or {}
-        amin = (limits.get("amount") or {}).get("min")
-        amax = (limits.get("amount") or {}).get("max")
-        if amin is not None and amount < amin:
-            raise VenueRejected(
-                f"amount {amount:g} {symbol} below the market minimum amount {amin:g} "
-                "(limits.amount.min)"
-            )
-        if amax is not None and amax > 0 and amount > amax:
-            raise VenueRejected(
-                f"amount {amount:g} {symbol} above the market maximum amount {amax:g} "
-                "(limits.amount.max)"
-            )
-        cmin = (limits.get("cost") or {}).get("min")
+        check_amount(market, symbol, amount)
+        cmin = ((market.get("limits") or {}).get("cost") or {}).get("min")
         if cmin is not None and cmin > 0:
-            price = await self._last_price(symbol)
-            if price is not None and amount * price < cmin:
-                raise VenueRejected(
-                    f"cost {amount * price:.8g} {market.get('quote', '')} of {amount:g} "
-                    f"{symbol} at {price:.8g} below the market minimum cost {cmin:g} "
-                    "(limits.cost.min)"
-                )
+            check_cost(market, symbol, amount, await self._last_price(symbol))
         return amount
 
     async def _last_price(self, symbol: str) -> float | None:
@@ -460,21 +398,10 @@ class CcxtClient:
                 not_found=True,
             )
             coid = self._venue_order(order, symbol).client_order_id if order else None
-        price = float(trade["price"])
         fee = trade.get("fee")
-        base_fee = fee_in_base(fee, symbol)
-        return VenueFill(
-            fill_id=str(trade["id"]),
-            client_order_id=coid or f"{EXTERNAL_PREFIX}{oid}",
-            venue_order_id=oid,
-            symbol=symbol,
-            side=Side.BUY if trade["side"] == "buy" else Side.SELL,
-            quantity=float(trade["amount"]),
-            price=price,
-            fee=0.0 if base_fee else self._fee(fee, symbol, price),
-            time_ns=int(trade["timestamp"]) * _NS_PER_MS,
-            base_fee=base_fee,
-        )
+        quote_fee = 0.0 if fee_in_base(fee, symbol) else self._fee(
+            fee, symbol, float(trade["price"]))
+        return to_venue_fill(trade, symbol, coid or f"{EXTERNAL_PREFIX}{oid}", quote_fee)
 
     def quantity_step(self, symbol: str) -> float:
         """The market's amount step (base units; 0 when unknown): a holding below it is
@@ -520,8 +447,3 @@ class CcxtClient:
             self._coid_by_order[(vo.symbol, vo.venue_order_id)] = vo.client_order_id
         return vo
 
-
-def _has_recv_window(ex: Any) -> bool:
-    """True for an exchange whose signed requests carry a ``recvWindow`` (Binance and
-    the exchanges built on its API)."""
-    return "recvWindow" in (getattr(ex, "options", None) or {})

@@ -15,12 +15,17 @@ from ccxt.base import errors as cx
 
 from backend.messages import OrderStatus, Side
 from backend.secretfiles import SecretFileError, secret_from
-from backend.venues.broker import VenueOrder, VenueRejected
+from backend.venues.broker import VenueFill, VenueOrder, VenueRejected
 from backend.venues.config import CcxtConfig
 
 __all__ = [
     "EXTERNAL_PREFIX",
     "OUR_ID_PREFIX",
+    "check_amount",
+    "check_cost",
+    "recv_window_s",
+    "rests_stop_orders",
+    "to_venue_fill",
     "credentials",
     "fee_in_base",
     "fee_in_quote",
@@ -198,3 +203,79 @@ def fee_in_base(fee: dict | None, symbol: str) -> float:
     if not fee or not fee.get("cost") or fee.get("currency") != symbol.split("/")[0]:
         return 0.0
     return float(fee["cost"])
+
+
+def check_amount(market: dict, symbol: str, amount: float) -> None:
+    """Refuse an amount (base units, already truncated to the step) outside the market's
+    ``limits.amount``.
+
+    Raises
+    ------
+    VenueRejected
+        Naming the limit.
+    """
+    limits = market.get("limits") or {}
+    amin = (limits.get("amount") or {}).get("min")
+    amax = (limits.get("amount") or {}).get("max")
+    if amin is not None and amount < amin:
+        raise VenueRejected(f"amount {amount:g} {symbol} below the market minimum amount "
+                            f"{amin:g} (limits.amount.min)")
+    if amax is not None and amax > 0 and amount > amax:
+        raise VenueRejected(f"amount {amount:g} {symbol} above the market maximum amount "
+                            f"{amax:g} (limits.amount.max)")
+
+
+def check_cost(market: dict, symbol: str, amount: float, price: float | None) -> None:
+    """Refuse an order whose cost (``amount x price``, quote currency) is below the
+    market's ``limits.cost.min``; no price known: nothing to check.
+
+    Raises
+    ------
+    VenueRejected
+        Naming the limit.
+    """
+    cmin = ((market.get("limits") or {}).get("cost") or {}).get("min")
+    if cmin is None or price is None or amount * price >= cmin:
+        return
+    raise VenueRejected(
+        f"cost {amount * price:.8g} {market.get('quote', '')} of {amount:g} {symbol} at "
+        f"{price:.8g} below the market minimum cost {cmin:g} (limits.cost.min)")
+
+
+def recv_window_s(ex: Any) -> float | None:
+    """The ``recvWindow`` (s) every signed request of ``ex`` carries -- the longest a
+    request can take to land at Binance and its kin -- or ``None`` for an exchange whose
+    requests carry none (5 s when the option is there but unset: Binance's default)."""
+    options = getattr(ex, "options", None) or {}
+    if "recvWindow" not in options:
+        return None
+    return (float(options["recvWindow"]) if options["recvWindow"] else 5000.0) / 1000.0
+
+
+def rests_stop_orders(ex: Any, symbols: list[str]) -> bool:
+    """True when ``ex`` creates stop-market orders (ccxt ``createStopLossOrder`` or
+    ``createStopMarketOrder``) and every one of ``symbols`` lists ``STOP_LOSS`` among its
+    order types (where the market says)."""
+    if not (ex.has.get("createStopLossOrder") or ex.has.get("createStopMarketOrder")):
+        return False
+    for sym in symbols:
+        info = ((ex.markets or {}).get(sym) or {}).get("info") or {}
+        types = info.get("orderTypes") if isinstance(info, dict) else None
+        if types is not None and "STOP_LOSS" not in types:
+            return False
+    return True
+
+
+def to_venue_fill(trade: dict, symbol: str, client_order_id: str, quote_fee: float
+                  ) -> VenueFill:
+    """A ccxt trade as a :class:`VenueFill` of ``client_order_id``: its ``fee`` is
+    ``quote_fee`` (the client's conversion), a fee in the base currency is ``base_fee``
+    (base units); time ns UTC (the exchange's ms x 1e6)."""
+    return VenueFill(
+        fill_id=str(trade["id"]), client_order_id=client_order_id,
+        venue_order_id=str(trade.get("order") or ""), symbol=symbol,
+        side=Side.BUY if trade["side"] == "buy" else Side.SELL,
+        quantity=float(trade["amount"]), price=float(trade["price"]), fee=quote_fee,
+        time_ns=int(trade["timestamp"]) * 1_000_000,
+        base_fee=fee_in_base(trade.get("fee"), symbol),
+    )

@@ -3,27 +3,21 @@
 
 The client speaks the venue's API; this class adds everything venue-independent:
 
-* **orders sent at most once** through :class:`~backend.venues.placement.Placer` (the
-  send journaled before the call; an unknown outcome resolved by asking the venue for
-  longer than a request can live there, never by a guess);
-* a local **ledger** (:mod:`backend.venues.ledger`) of positions, average prices,
-  realized P&L, fees and cash, built from the venue's fills, each applied once
-  (deduplicated by the venue's fill id; fees taken in the base asset netted out);
-* **fills by polling**: :meth:`LiveVenue.poll` (every ``venue.poll_s`` while orders are
-  working, and on every bar) fetches fills since a little before the latest one seen
-  and order updates (cancellations, expiries, rejections);
+* **orders sent at most once** (:mod:`backend.venues.placement`: journaled before the
+  call; an unknown outcome resolved by asking the venue, never by a guess);
+* a **ledger** (:mod:`backend.venues.ledger`) of positions, average prices, realized
+  P&L, fees and cash built from the venue's fills, each applied once (fees taken in the
+  base asset netted out);
+* **fills by polling** (every ``venue.poll_s`` while orders are working, and on every
+  bar) with order updates (cancellations, expiries, rejections);
 * **brackets** (:mod:`backend.venues.live_brackets`): a protective stop resting at the
-  venue where it supports them, and exits retried until the position is flat;
-* **marks**: :class:`~backend.messages.PortfolioMarked` from the venue's balances (cash
-  in ``quote_currency``, refreshed once per bar time) and the ledger's positions;
-* **position checks**: the venue's positions compared with ``baseline + ledger`` on a
-  consistent snapshot; a difference is an alarm (the symbol is halted), never a silent
-  overwrite;
-* the kill switch's **flatten** of what the mesh holds (``flatten_scope = "mesh"``), or
-  of the whole account (``"account"``).
+  venue where it supports them, exits retried until flat, the kill switch's closes;
+* **marks** from the venue's balances (cash in ``quote_currency``) and the ledger;
+* **position checks** (:mod:`backend.venues.live_checks`): a difference with the venue
+  is an alarm that halts the symbol, never a silent overwrite.
 
-The ledger lives in Redis (:func:`ledger_keys`), changes staged in the agent's
-transaction like the paper book (:meth:`stage` / :meth:`commit` / :meth:`rollback`).
+The ledger lives in Redis (:mod:`backend.venues.live_state`), changes staged in the
+agent's transaction like the paper book (:meth:`stage` / :meth:`commit` / :meth:`rollback`).
 
 Units: quantities base units, prices quote/base, cash and fees in the account (quote)
 currency, times ns UTC.
@@ -35,27 +29,26 @@ import logging
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Literal
 
-import orjson
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from backend.messages import (
     BarClosed,
-    ExitReason,
     OrderCancelled,
     OrderFilled,
     OrderStatus,
     PortfolioMarked,
-    Side,
     SubmitOrder,
     now_ns,
 )
 from backend.venues import ledger as lg
 from backend.venues import live_orders as le
 from backend.venues.base import BookPosition, PositionFix, VenueAlarm, VenueEvent
-from backend.venues.broker import BrokerClient, OrderUnresolved, VenueOrder, VenueRejected
+from backend.venues.broker import BrokerClient, VenueOrder, VenueRejected
 from backend.venues.ledger import Accounting, Ledger
 from backend.venues.live_brackets import Brackets
+from backend.venues.live_checks import mesh_positions, position_alarms
+from backend.venues.live_state import LedgerState, ledger_keys
 from backend.venues.placement import MemoryJournal, OrderIntent, Placer, PlacerTiming, SendJournal
 
 __all__ = ["FILL_OVERLAP_NS", "FlattenScope", "LiveVenue", "ledger_keys"]
@@ -65,16 +58,8 @@ log = logging.getLogger("venue.live")
 #: Polls ask for fills from this long before the latest fill applied (a venue may report
 #: an execution late); the overlap is deduplicated by fill id.
 FILL_OVERLAP_NS = 60 * 1_000_000_000
-#: Closes the kill switch sends per symbol (one more after each that expired unfilled).
-FLATTEN_ATTEMPTS = 3
 
 FlattenScope = Literal["mesh", "account"]
-
-
-def ledger_keys(name: str) -> tuple[str, str, str]:
-    """Redis keys of venue ``name``'s ledger: (blob, orders hash, fills hash)."""
-    base = f"venue:live:{name}"
-    return f"{base}:ledger", f"{base}:orders", f"{base}:fills"
 
 
 class LiveVenue:
@@ -92,15 +77,9 @@ class LiveVenue:
         The account currency whose balance is the ledger's cash.
     accounting
         ``"spot"`` or ``"margin"`` (see :mod:`backend.venues.ledger`).
-    journal
-        Where sends are recorded before the venue is called (the execution agent's
-        database); default in memory.
-    timing
-        Call timeouts and the UNKNOWN-resolution windows.
-    pause
-        ``await pause(s)`` -> True when stopping (see :class:`Placer`).
-    fence
-        Checked before every venue call (see :class:`Placer`).
+    journal, timing, pause, fence
+        The :class:`Placer`'s (the send journal -- default in memory --, the timeouts and
+        UNKNOWN windows, a stop-aware pause, the lease check before every venue call).
     flatten_scope
         ``"mesh"``: the kill switch closes what the mesh holds; ``"account"``: every
         position the venue reports.
@@ -116,29 +95,28 @@ class LiveVenue:
                  flatten_scope: FlattenScope = "mesh") -> None:
         self.client, self.redis, self.name = client, redis, client.name
         self.symbols, self.quote = list(symbols), quote_currency
-        self.keys = ledger_keys(self.name)
-        self.ledger = Ledger(accounting=accounting)
+        self.state = LedgerState(redis, self.name, accounting)
         self.placer = Placer(client, journal or MemoryJournal(), timing, pause, fence)
         self.brackets = Brackets(self.name, client, self.placer, self._held,
                                  lambda w: self._poll(w, None, now_ns(), protect=False),
                                  self.step)
         self.flatten_scope = flatten_scope
-        self._next: Ledger | None = None
-        self._new_fills: dict[str, OrderFilled] = {}
         self._alarms: list[VenueAlarm] = []
         self._synced_bar_time = -1  # bar time of the last on-bar poll + balance refresh
         self._synced_committed = -1
 
     # ------------------------------------------------------------------ state
     @property
+    def ledger(self) -> Ledger:
+        """The committed ledger."""
+        return self.state.ledger
+
+    @property
     def _cur(self) -> Ledger:
-        return self._next if self._next is not None else self.ledger
+        return self.state.cur
 
     def _w(self) -> Ledger:
-        """The pending ledger (a clone of the committed one), created on first change."""
-        if self._next is None:
-            self._next = self.ledger.clone()
-        return self._next
+        return self.state.w()
 
     async def load(self, baseline: dict[str, float] | None = None) -> None:
         """Connect the client, load the ledger from Redis, refresh the balances.
@@ -149,51 +127,32 @@ class LiveVenue:
         Raises ``VenueUnavailable``.
         """
         await self.client.connect()
-        blob_key, orders_key, fills_key = self.keys
-        raw = await self.redis.get(blob_key)
-        if raw is None:
+        led = await self.state.read()
+        if led is None:
             held = baseline if baseline is not None else await self.client.fetch_positions()
             led = Ledger(accounting=self.ledger.accounting, fill_cursor_ns=now_ns(),
                          baseline={s: float(q) for s, q in held.items() if q})
-        else:
-            data = orjson.loads(raw)
-            orders = await self.redis.hgetall(orders_key)
-            data["orders"] = {k.decode(): orjson.loads(v) for k, v in orders.items()}
-            fills = await self.redis.hgetall(fills_key)
-            data["fills"] = {
-                k.decode(): int(orjson.loads(v)["fill_time"]) for k, v in fills.items()}
-            led = Ledger.model_validate(data)
         self._refresh_cash(led, await self.client.fetch_balances())
-        self.ledger, self._next, self._new_fills, self._alarms = led, None, {}, []
+        self.state.reset(led)
+        self._alarms = []
 
     async def close(self) -> None:
         """Close the client (never raises)."""
         await self.client.close()
 
     def stage(self, pipe: Pipeline) -> None:
-        """Stage the pending ledger: blob, changed orders, new fills."""
-        if self._next is None:
-            return
-        new, old = self._next, self.ledger
-        blob_key, orders_key, fills_key = self.keys
-        blob = new.model_dump(mode="json", exclude={"orders", "fills"})
-        pipe.set(blob_key, orjson.dumps(blob))
-        changed = {k: v.model_dump_json() for k, v in new.orders.items() if old.orders.get(k) != v}
-        if changed:
-            pipe.hset(orders_key, mapping=changed)
-        if self._new_fills:
-            pipe.hset(fills_key, mapping={k: v.to_json() for k, v in self._new_fills.items()})
+        """Stage the pending ledger in the agent's transaction."""
+        self.state.stage(pipe)
 
     def commit(self) -> None:
         """Adopt the pending ledger after the transaction executed."""
-        if self._next is not None:
-            self.ledger = self._next
-        self._next, self._new_fills = None, {}
+        self.state.commit()
         self._synced_committed = self._synced_bar_time
 
     def rollback(self) -> None:
         """Forget the pending ledger (transaction not executed) and its alarms."""
-        self._next, self._new_fills, self._alarms = None, {}, []
+        self.state.rollback()
+        self._alarms = []
         self._synced_bar_time = self._synced_committed
 
     @property
@@ -341,9 +300,8 @@ class LiveVenue:
 
     async def flatten(self, now_ns: int, command_id: str) -> list[VenueEvent]:
         """Close the mesh's positions (``flatten_scope = "account"``: every position the
-        venue reports) with market orders, each at most once per attempt number, then
-        fetch the fills; a close that ended without filling completely is followed by
-        the next attempt (at most :data:`FLATTEN_ATTEMPTS`)."""
+        venue reports) with market orders (:meth:`Brackets.flatten`), then fetch the
+        fills."""
         w = self._w()
         events: list[VenueEvent] = []
         venue = await self.placer.call("fetch_positions", self.client.fetch_positions)
@@ -352,53 +310,17 @@ class LiveVenue:
         else:
             targets = {s for s, p in w.positions.items() if p.quantity}
         for sym in sorted(targets):
-            for attempt in range(FLATTEN_ATTEMPTS):
-                qty = await self._flatten_qty(w, sym)
-                if qty == 0:
-                    break
-                side = Side.SELL if qty > 0 else Side.BUY
-                coid = lg.flatten_coid(command_id, sym, attempt)
-                intent = OrderIntent(coid, sym, side, abs(qty), True, command_id,
-                                     w.last_bar_seq.get(sym, 0), exit_reason=ExitReason.FLATTEN)
-                try:
-                    found = await self.placer.place(intent)
-                except VenueRejected as exc:
-                    events.append(le.rejected(self.name, coid, sym, str(exc), command_id,
-                                              now_ns))
-                    break
-                except OrderUnresolved as exc:
-                    self._alarms.append(VenueAlarm(sym, "order_unknown", str(exc), coid))
-                    break
-                o = le.track(w, found, reduce_only=True, correlation_id=command_id,
-                             bar_seq=intent.bar_seq, exit_reason=ExitReason.FLATTEN,
-                             requested=abs(qty))
-                events.append(le.status_event(self.name, o, found.reason, now_ns))
-                events += await self._poll(w, None, now_ns, protect=False)
-                if not (found.final and found.status is not OrderStatus.FILLED):
-                    break
+            events += await self.brackets.flatten(w, sym, command_id, now_ns,
+                                                  whole_account=self.flatten_scope == "account")
+        self._alarms.extend(self.brackets.take_alarms())
         events += await self._poll(w, None, now_ns, protect=False)
         return events
-
-    async def _flatten_qty(self, w: Ledger, symbol: str) -> float:
-        """Signed quantity to close: the venue's whole position (account scope), else
-        the ledger's capped by what the venue holds beyond the baseline."""
-        venue = float((await self.placer.call(
-            "fetch_positions", self.client.fetch_positions)).get(symbol, 0.0))
-        if self.flatten_scope == "account":
-            return venue
-        mine, held = w.position_qty(symbol), venue - w.baseline.get(symbol, 0.0)
-        if mine * held <= 0:
-            return 0.0
-        return min(abs(mine), abs(held)) * (1 if mine > 0 else -1)
 
     # ------------------------------------------------------------------ positions
     async def positions(self) -> dict[str, float]:
         """The mesh's signed positions at the venue (venue - baseline), flat omitted."""
         venue = await self.placer.call("fetch_positions", self.client.fetch_positions)
-        base = self._cur.baseline
-        out = {s: float(q) - base.get(s, 0.0) for s, q in venue.items()}
-        out.update({s: -q for s, q in base.items() if s not in venue})
-        return {s: q for s, q in out.items() if not lg.same_quantity(q, 0.0)}
+        return mesh_positions(venue, self._cur.baseline)
 
     def book_positions(self) -> dict[str, BookPosition]:
         """The ledger's positions (flat ones omitted)."""
@@ -417,19 +339,7 @@ class LiveVenue:
             return events, []
         busy = {o.symbol for o in w.orders.values()
                 if o.working and not lg.is_protective(o.client_order_id)}
-        alarms = []
-        for sym in sorted((set(venue) | set(w.positions) | set(w.baseline)) - busy):
-            expected = w.baseline.get(sym, 0.0) + w.position_qty(sym)
-            actual = float(venue.get(sym, 0.0))
-            if lg.same_quantity(expected, actual, rel=1e-6) or (
-                    abs(expected - actual) < self.step(sym)):  # dust the venue calls flat
-                continue
-            alarms.append(VenueAlarm(sym, "position_mismatch", (
-                f"{self.name} holds {actual:.10g} {sym} but the books expect {expected:.10g} "
-                f"(ledger {w.position_qty(sym):.10g} + holdings before the mesh traded "
-                f"{w.baseline.get(sym, 0.0):.10g}); symbol halted, not overwritten: "
-                "check the venue, then `tradingmesh resolve` it")))
-        return events, alarms
+        return events, position_alarms(w, venue, self.name, self.step, skip=busy)
 
     async def adopt_position(self, symbol: str, now_ns: int) -> PositionFix | None:
         """Set the ledger's ``symbol`` to what the venue holds beyond the baseline, after
@@ -447,12 +357,7 @@ class LiveVenue:
     # ------------------------------------------------------------------ fills
     async def fills_of(self, client_order_ids: Collection[str]) -> list[OrderFilled]:
         """Fills the ledger applied for these orders, oldest first."""
-        want = set(client_order_ids)
-        raw = await self.redis.hvals(self.keys[2])
-        fills = {f.fill_id: f for f in (OrderFilled.model_validate_json(r) for r in raw)
-                 if f.client_order_id in want}
-        fills.update({k: f for k, f in self._new_fills.items() if f.client_order_id in want})
-        return sorted(fills.values(), key=lambda f: (f.fill_time, f.fill_id))
+        return await self.state.fills_of(client_order_ids)
 
     async def poll(self, now_ns: int, since_ns: int | None = None) -> list[VenueEvent]:
         """New fills and order updates; skipped (``[]``, no venue call) when no order is
@@ -479,7 +384,7 @@ class LiveVenue:
             evs, _ = lg.apply_fill(w, vf, self.name)
             for ev in evs:
                 if isinstance(ev, OrderFilled):
-                    self._new_fills[ev.fill_id] = ev
+                    self.state.new_fills[ev.fill_id] = ev
                     touched.add(ev.symbol)
             events += evs
         for o in [o for o in w.orders.values() if o.working]:

@@ -49,12 +49,14 @@ from backend.venues.broker import (
 from backend.venues.ledger import Ledger, LedgerOrder, LedgerPosition
 from backend.venues.placement import OrderIntent, Placer
 
-__all__ = ["EXIT_ATTEMPTS_PER_BAR", "Brackets"]
+__all__ = ["EXIT_ATTEMPTS_PER_BAR", "FLATTEN_ATTEMPTS", "Brackets"]
 
 log = logging.getLogger("venue.brackets")
 
 #: Exits sent for one position on one bar (each after the previous one expired).
 EXIT_ATTEMPTS_PER_BAR = 3
+#: Closes the kill switch sends per symbol (one more after each that expired unfilled).
+FLATTEN_ATTEMPTS = 3
 
 Refresh = Callable[[Ledger], Awaitable[list[VenueEvent]]]
 
@@ -165,6 +167,42 @@ class Brackets:
                 continue
             w.positions[sym] = w.positions[sym].model_copy(update={"exit_coid": coid})
             break
+        return events
+
+    async def flatten(self, w: Ledger, sym: str, command_id: str, now: int, *,
+                      whole_account: bool = False) -> list[VenueEvent]:
+        """The kill switch's close of ``sym``: what the ledger holds capped by what the
+        venue holds beyond the baseline (``whole_account``: everything the venue holds),
+        with market orders ``tm-k-…`` (:func:`~backend.venues.ledger.flatten_coid`) at
+        most once per attempt; a close that ended without filling completely is followed
+        by the next, at most :data:`FLATTEN_ATTEMPTS`."""
+        events: list[VenueEvent] = []
+        for attempt in range(FLATTEN_ATTEMPTS):
+            held = await self.held(sym)
+            mine = held + w.baseline.get(sym, 0.0) if whole_account else w.position_qty(sym)
+            qty = mine if whole_account else (
+                0.0 if mine * held <= 0 else min(abs(mine), abs(held)) * (1 if mine > 0 else -1))
+            if qty == 0.0:
+                break
+            side = Side.SELL if qty > 0 else Side.BUY
+            coid = lg.flatten_coid(command_id, sym, attempt)
+            intent = OrderIntent(coid, sym, side, abs(qty), True, command_id,
+                                 w.last_bar_seq.get(sym, 0), exit_reason=ExitReason.FLATTEN)
+            try:
+                found = await self.placer.place(intent)
+            except VenueRejected as exc:
+                events.append(le.rejected(self.venue, coid, sym, str(exc), command_id, now))
+                break
+            except OrderUnresolved as exc:
+                self._alarms.append(VenueAlarm(sym, "order_unknown", str(exc), coid))
+                break
+            o = le.track(w, found, reduce_only=True, correlation_id=command_id,
+                         bar_seq=intent.bar_seq, exit_reason=ExitReason.FLATTEN,
+                         requested=abs(qty))
+            events.append(le.status_event(self.venue, o, found.reason, now))
+            events += await self.refresh(w)
+            if not (found.final and found.status is not OrderStatus.FILLED):
+                break
         return events
 
     async def _closable(self, sym: str, pos: LedgerPosition) -> float:
