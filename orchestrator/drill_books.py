@@ -190,26 +190,33 @@ def _check_venue(r: redis.Redis, fills: list[dict[str, Any]], ours: dict[str, di
                                f["fee"]) for f in fills}
     events = {m.fill_id for _, m in _entries(r, channels.TRADING_EVENTS)
               if isinstance(m, OrderFilled)}
-    missing = (set(venue_fills) | events) - set(db_fills)
-    extra = set(db_fills) - set(venue_fills)
-    differ_f = [k for k in set(venue_fills) & set(db_fills) if not _same_fill(
-        venue_fills[k], db_fills[k])]
-    rep.fills = len(db_fills)
+    compare_fills(rep, "venue_fills", venue_fills, db_fills, also_missing=events)
+
+
+def compare_fills(rep: BooksReport, name: str, venue: dict[str, tuple[Any, ...]],
+                  ours: dict[str, tuple[Any, ...]], also_missing: set[str] = frozenset()
+                  ) -> None:
+    """Check ``name``: the venue's executions (fill id -> fields) equal our fills, fields
+    compared exactly when they are strings and within :data:`REL_TOL` when numbers;
+    ``also_missing``: fill ids seen elsewhere (published events) that must be ours too."""
+    def same(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
+        return all(x == y if isinstance(x, str) else close_enough(x, y, max(abs(x), abs(y)))
+                   for x, y in zip(a, b, strict=True))
+
+    missing = (set(venue) | also_missing) - set(ours)
+    extra = set(ours) - set(venue)
+    differ = [k for k in set(venue) & set(ours) if not same(venue[k], ours[k])]
+    rep.fills = len(ours)
     rep.lost += len(missing)
     rep.duplicated += len(extra)
-    detail = f"{len(venue_fills)} venue executions, {len(db_fills)} recorded fills"
+    detail = f"{len(venue)} venue executions, {len(ours)} recorded fills"
     if missing:
         detail += f"; not recorded: {sample(missing)}"
     if extra:
         detail += f"; recorded, not made by the venue: {sample(extra)}"
-    if differ_f:
-        detail += f"; differ: {sample(differ_f)}"
-    rep.checks.append(Check("venue_fills", not missing and not extra and not differ_f, detail))
-
-
-def _same_fill(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
-    return a[:2] == b[:2] and all(close_enough(x, y, max(abs(x), abs(y))) for x, y in zip(
-        a[2:], b[2:], strict=True))
+    if differ:
+        detail += f"; differ: {sample(differ)}"
+    rep.checks.append(Check(name, not missing and not extra and not differ, detail))
 
 
 def _check_positions(r: redis.Redis, store: Store, fills: list[dict[str, Any]],

@@ -45,6 +45,7 @@ from orchestrator.drill_books import (
     check_pending,
     check_signals,
     close_enough,
+    compare_fills,
     sample,
 )
 
@@ -109,21 +110,7 @@ def _fills(sim: ExchangeSim, store: Store, rep: BooksReport) -> None:
         ex[f"{VENUE}:{t.trade_id}"] = (t.side, float(qty), float(t.price), float(fee))
     ours = {f["fill_id"]: (f["side"], f["quantity"], f["price"], f["fee"])
             for f in store.fills()}
-    missing, extra = set(ex) - set(ours), set(ours) - set(ex)
-    differ = [k for k in set(ex) & set(ours) if ex[k][0] != ours[k][0] or not all(
-        close_enough(a, b, max(abs(a), abs(b))) for a, b in zip(ex[k][1:], ours[k][1:],
-                                                                  strict=True))]
-    rep.fills = len(ours)
-    rep.lost += len(missing)
-    rep.duplicated += len(extra)
-    detail = f"{len(ex)} exchange trades, {len(ours)} recorded fills"
-    if missing:
-        detail += f"; not recorded: {sample(missing)}"
-    if extra:
-        detail += f"; recorded, not made by the exchange: {sample(extra)}"
-    if differ:
-        detail += f"; differ: {sample(differ)}"
-    rep.checks.append(Check("exchange_fills", not (missing or extra or differ), detail))
+    compare_fills(rep, "exchange_fills", ex, ours)
 
 
 def _positions(r: redis.Redis, sim: ExchangeSim, store: Store, rep: BooksReport) -> None:

@@ -72,3 +72,37 @@ async def aeventually(
         if time.monotonic() >= deadline:
             raise _fail(message, timeout, last, error)
         await asyncio.sleep(interval)
+
+
+def need_redis_server() -> None:
+    """Skip the calling test when ``redis-server`` is not on PATH (fail under ``CI``)."""
+    import os
+    import shutil
+
+    import pytest
+
+    if shutil.which("redis-server") is None:
+        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+            pytest.fail("CI=true but redis-server is not on PATH")
+        pytest.skip("redis-server not on PATH (scripts/test.sh installs it)")
+
+
+def run_drill_cli(var: Any, *args: str, timeout: float) -> tuple[dict, Any]:
+    """Run ``tradingmesh drill ARGS --out <var>/drill/drill.json`` in a clean environment
+    (its var dir ``var``); the JSON report and the finished process."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import orjson
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_URL", "TRADINGMESH_"))}
+    env["TRADINGMESH_VAR_DIR"] = str(var)
+    out = Path(var) / "drill" / "drill.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli", "drill", *args, "--out", str(out)],
+        cwd=Path(__file__).resolve().parents[1], env=env, capture_output=True, text=True,
+        timeout=timeout)
+    assert out.exists(), proc.stdout[-4000:] + proc.stderr[-4000:]
+    return orjson.loads(out.read_bytes()), proc

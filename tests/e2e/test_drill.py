@@ -11,37 +11,20 @@ drill`` itself checks the books; this test reads its JSON report and asserts on 
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
-import sys
-from pathlib import Path
 
-import orjson
 import pytest
+from helpers import need_redis_server, run_drill_cli
 
 pytestmark = pytest.mark.e2e
-ROOT = Path(__file__).resolve().parents[2]
 Gauntlet = tuple[dict, subprocess.CompletedProcess]
 
 
 @pytest.fixture(scope="module")
 def gauntlet(tmp_path_factory: pytest.TempPathFactory) -> Gauntlet:
-    if shutil.which("redis-server") is None:
-        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
-            pytest.fail("CI=true but redis-server is not on PATH")
-        pytest.skip("redis-server not on PATH (scripts/test.sh installs it)")
-    var = tmp_path_factory.mktemp("drill")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_URL", "TRADINGMESH_"))}
-    env["TRADINGMESH_VAR_DIR"] = str(var)
-    out = var / "drill" / "drill.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "orchestrator.cli", "drill", "--faults", "gauntlet",
-         "--limit", "600", "--seed", "11", "--out", str(out)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500,
-    )
-    assert out.exists(), proc.stdout[-4000:] + proc.stderr[-4000:]
-    return orjson.loads(out.read_bytes()), proc
+    need_redis_server()
+    return run_drill_cli(tmp_path_factory.mktemp("drill"), "--faults", "gauntlet",
+                         "--limit", "600", "--seed", "11", timeout=1500)
 
 
 def test_books_balance_after_every_fault(gauntlet: Gauntlet) -> None:

@@ -11,39 +11,21 @@ killed twice on the way back.  Fees are taken in the base asset throughout.
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
-
-import orjson
 import pytest
+from helpers import need_redis_server, run_drill_cli
 
 from orchestrator.drill_venue_faults import VENUE_GAUNTLET
 
 pytestmark = pytest.mark.e2e
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str]:
-    if shutil.which("redis-server") is None:
-        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
-            pytest.fail("CI=true but redis-server is not on PATH")
-        pytest.skip("redis-server not on PATH (scripts/test.sh installs it)")
-    var = tmp_path_factory.mktemp("venue-drill")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_URL", "TRADINGMESH_"))}
-    env["TRADINGMESH_VAR_DIR"] = str(var)
-    out = var / "drill" / "drill.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "orchestrator.cli", "drill", "--venue", "exchange-sim",
-         "--faults", "gauntlet", "--injections", "1", "--limit", "320", "--seed", "5",
-         "--out", str(out)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
-    )
-    assert out.exists(), proc.stdout[-4000:] + proc.stderr[-4000:]
-    return orjson.loads(out.read_bytes()), proc.stdout
+    need_redis_server()
+    rep, proc = run_drill_cli(
+        tmp_path_factory.mktemp("venue-drill"), "--venue", "exchange-sim", "--faults",
+        "gauntlet", "--injections", "1", "--limit", "320", "--seed", "5", timeout=900)
+    return rep, proc.stdout
 
 
 def test_the_exchange_and_our_books_agree_after_every_venue_fault(report: tuple[dict, str]
