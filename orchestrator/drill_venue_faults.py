@@ -151,40 +151,55 @@ def exchange_fault(name: str, plan: list[dict[str, object]]) -> Fault:
     return fault
 
 
+def _manual_choices(mesh: VenueDrillMesh, rng: random.Random, sell_first: bool
+                   ) -> list[tuple[str, str, str, str | None]]:
+    """Orders by hand worth placing now, in the order to try them: ``(symbol, side, qty,
+    limit price or None for a market order)`` -- a market sell of a quarter of the coins
+    the account holds, and a resting limit buy at half the market for the smallest
+    notional the exchange takes (the account may have little free quote left)."""
+    book = mesh.sim.book
+    floor = 2 * Decimal(MIN_NOTIONAL)
+    sells, buys = [], []
+    for m in book.markets.values():
+        step, tick = Decimal(m.filters["stepSize"]), Decimal(m.filters["tickSize"])
+        price = book.price(m.id)
+        qty = (book.balances()[m.base][0] / 4 // step) * step
+        if qty > 0 and qty * price >= floor:
+            sells.append((m.symbol, "SELL", str(qty), None))
+        px = (price / 2 // tick) * tick
+        lots = -(-(floor / px) // step) * step  # ceil to the step
+        buys.append((m.symbol, "BUY", str(max(lots, Decimal(m.filters["minQty"]))), str(px)))
+    rng.shuffle(sells)
+    rng.shuffle(buys)
+    return sells + buys if sell_first else buys + sells
+
+
 async def manual(mesh: VenueDrillMesh, rng: random.Random, n: int,
                  window: Window = WINDOW) -> list[FaultEvent]:
-    """Orders placed by hand at the exchange (another client): a resting limit buy far
-    below the market, or a market sell of part of the coins the mesh holds."""
+    """Orders placed by hand at the exchange (another client): a market sell of part of
+    the coins the mesh holds, or a resting limit buy far below the market (whichever the
+    account can pay for; the event fails only if the exchange refuses every one)."""
     events = []
     for i, at in enumerate(moments(rng, mesh.total_bars, n, *window)):
         bar = await mesh.wait_cursor(at)
-        book = mesh.sim.book
-        sell = {}  # a quarter of what the account holds, where it is worth an order
-        for m in book.markets.values():
-            step = Decimal(m.filters["stepSize"])
-            qty = (book.balances()[m.base][0] / 4 // step) * step
-            if qty > 0 and qty * book.price(m.id) >= 2 * Decimal(MIN_NOTIONAL):
-                sell[m.symbol] = qty
-        try:
-            if i % 2 and sell:
-                sym = rng.choice(sorted(sell))
-                qty = sell[sym]
-                o = mesh.sim.manual_trade(sym, "SELL", str(qty))
-                detail = f"market SELL {qty} {sym} by hand (order {o.order_id})"
-            else:
-                sym = rng.choice(sorted(m.symbol for m in book.markets.values()))
-                price = book.price(sym.replace("/", "")) / 2
-                tick = Decimal(book.markets[sym.replace("/", "")].filters["tickSize"])
-                px = (price // tick) * tick
-                qty = max(Decimal("0.0002") / px, Decimal(1)).quantize(Decimal(1))
-                o = mesh.sim.add_order(sym, "BUY", str(qty), str(px))
-                detail = f"resting LIMIT BUY {qty} {sym} @ {px} by hand (order {o.order_id})"
-        except BinanceError as exc:
+        refused, placed = [], None
+        for sym, side, qty, px in _manual_choices(mesh, rng, sell_first=bool(i % 2)):
+            try:
+                o = (mesh.sim.manual_trade(sym, side, qty) if px is None
+                     else mesh.sim.add_order(sym, side, qty, px))
+            except BinanceError as exc:
+                refused.append(f"{side} {qty} {sym}: {exc}")
+                continue
+            kind = "market" if px is None else f"resting LIMIT @ {px}"
+            placed = (sym, f"{kind} {side} {qty} {sym} by hand (order {o.order_id})")
+            break
+        if placed is None:
             events.append(FaultEvent("manual", "exchange", bar, None, ok=False,
-                                     detail=f"the exchange refused the manual order: {exc}"))
+                                     detail="the exchange refused every manual order: "
+                                     + "; ".join(refused[:3])))
             continue
         rec = await _healthy(mesh)
-        events.append(FaultEvent("manual", sym, bar, rec, detail=detail))
+        events.append(FaultEvent("manual", placed[0], bar, rec, detail=placed[1]))
     return events
 
 
