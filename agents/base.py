@@ -13,6 +13,10 @@ raises is retried up to ``MAX_ATTEMPTS`` times, then the entry is dead-lettered;
 raises :class:`RetryLater` (a dependency such as the venue is unreachable) is retried
 after a pause for as long as it takes, the agent ``degraded`` meanwhile.
 
+A database error (:data:`INFRA_ERRORS`) is never the message's fault either: the input is
+kept and retried with backoff (``degraded``), and after ``orchestrator.stuck_alert_s``
+the agent raises an alert (:meth:`Agent.on_stuck`).
+
 SIGTERM/SIGINT: stop reading, finish the batch in hand, publish the final state.
 """
 
@@ -23,16 +27,22 @@ import contextlib
 import logging
 import os
 import signal
+import sqlite3
 import time
 from collections import Counter
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.exc import InterfaceError as SAInterfaceError
+from sqlalchemy.exc import OperationalError as SAOperationalError
+from sqlalchemy.exc import TimeoutError as SATimeoutError
 
 from backend import channels, failpoints, topology
 from backend.bus import Bus, Delivery
+from backend.halt import HaltKind, HaltState, latch
 from backend.lease import Lease
 from backend.messages import (
     AgentErrorRaised,
@@ -41,13 +51,17 @@ from backend.messages import (
     AnyMessage,
     DecodeError,
     Message,
+    RiskAlertRaised,
     decode,
     now_ns,
+    stable_id,
 )
 from backend.settings import Settings
 
 MAX_ATTEMPTS = 3
 REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+#: The database failing (locked, disk, connection): retried, never a reason to drop input.
+INFRA_ERRORS = (SAOperationalError, SAInterfaceError, SATimeoutError, sqlite3.OperationalError)
 
 
 class RetryLater(Exception):
@@ -80,6 +94,8 @@ class Agent:
     """
 
     role = "agent"
+    #: May latch the trading halt (its ACL user may SET ``mesh:halt``): risk, execution.
+    may_latch = False
 
     def __init__(self, settings: Settings, agent_id: str | None = None) -> None:
         self.settings = settings
@@ -369,6 +385,10 @@ class Agent:
             await self.lease.check()
         self.messages_in += 1
         self.last_message_at = now_ns()
+        if delivery.lost:
+            await self.on_data_loss(delivery)
+            await self._dead_letter(delivery, delivery.problem)
+            return
         if delivery.problem:
             await self._dead_letter(delivery, delivery.problem)
             return
@@ -377,7 +397,7 @@ class Agent:
         except DecodeError as exc:
             await self._dead_letter(delivery, str(exc))
             return
-        retried = False
+        retried, stuck_since, delay = False, 0.0, 0.25
         while True:
             try:
                 pipe = self.redis.pipeline(transaction=True)
@@ -402,6 +422,23 @@ class Agent:
                 self.log.warning("redis error while handling %s: %s", delivery.entry_id, exc)
                 if await self.wait_stop(0.5):
                     return  # stays pending; redelivered after restart
+            except INFRA_ERRORS as exc:
+                # The database failed, not the message: keep it, retry with backoff, never
+                # dead-letter it; say so when it lasts.
+                retried = True
+                stuck_since = stuck_since or time.monotonic()
+                why = (f"database error while handling {delivery.stream} {delivery.entry_id} "
+                       f"({msg.type}): {type(exc).__name__}: {str(exc)[:200]}; input kept, "
+                       "retrying")
+                self.state, self.last_error = AgentState.DEGRADED, why[:500]
+                self.log.warning("%s", why)
+                if stuck_since > 0 and time.monotonic() - stuck_since > \
+                        self.settings.orchestrator.stuck_alert_s:
+                    stuck_since = -1.0  # said once per input
+                    await self.on_stuck(delivery, msg, why)
+                if await self.wait_stop(delay):
+                    return  # stays pending; redelivered after restart
+                delay = min(delay * 2, 5.0)
             except Exception as exc:  # noqa: BLE001 - handler bug or bad content
                 self._attempts[delivery.entry_id] += 1
                 n = self._attempts[delivery.entry_id]
@@ -415,6 +452,57 @@ class Agent:
                         delivery, f"handler failed {n} times: {type(exc).__name__}: {exc}"
                     )
                     return
+
+    async def on_stuck(self, delivery: Delivery, msg: AnyMessage, why: str) -> None:
+        """An input could not be handled for ``orchestrator.stuck_alert_s`` because of
+        an infrastructure error: report it (``agent:errors``) and raise an alert on
+        ``risk_alerts`` (best effort); an agent that may latch halts trading when the
+        stuck input is an order command (execution)."""
+        await self.report_error(f"stuck: {why}")
+        assert self.bus is not None
+        with contextlib.suppress(*REDIS_ERRORS, RedisError):
+            await self.bus.publish(channels.RISK_ALERTS, RiskAlertRaised(
+                id=stable_id("stuck", self.agent_id, delivery.stream, delivery.entry_id),
+                source=self.agent_id, metric="input_stuck", level="breach", value=1.0,
+                limit=1.0, ratio=1.0, reason=why[:500]))
+        if self.may_latch and delivery.stream == channels.ORDERS:
+            # an order or the kill switch cannot be carried out: nothing new may pile up
+            await self.latch_halt("stuck", f"an order command is stuck: {why}")
+            self.log.critical("HALTED: an order command is stuck: %s", why)
+
+    async def on_data_loss(self, delivery: Delivery) -> None:
+        """A pending input's payload is gone (:attr:`backend.bus.Delivery.lost`): what it
+        said is unknown, so report it (``agent:errors``) and raise a ``data_loss`` alert on
+        ``risk_alerts``; the entry is then dead-lettered (visible, acknowledged).  Agents on
+        the order path that may latch (:attr:`may_latch`) halt trading as well."""
+        why = f"{delivery.stream} {delivery.entry_id}: {delivery.problem}"
+        self.log.critical("DATA LOSS %s", why)
+        await self.report_error(f"data loss: {why}")
+        assert self.bus is not None
+        with contextlib.suppress(*REDIS_ERRORS, RedisError):
+            await self.bus.publish(channels.RISK_ALERTS, RiskAlertRaised(
+                id=stable_id("data_loss", self.agent_id, delivery.stream, delivery.entry_id),
+                source=self.agent_id, metric="data_loss", level="breach", value=1.0,
+                limit=0.0, ratio=1.0, reason=why[:500]))
+        if self.may_latch and delivery.stream in channels.ORDER_PATH_STREAMS:
+            await self.latch_halt("data_loss", f"lost input on the order path: {why}")
+
+    async def latch_halt(self, kind: HaltKind, reason: str) -> None:
+        """Latch the trading halt (database first when this agent has a store, then Redis
+        with SET NX; best effort: the orchestrator re-latches Redis from the database)."""
+        halt = HaltState(kind=kind, by=self.agent_id, reason=reason[:1000])
+        store = getattr(self, "store", None)
+        try:
+            if store is not None:
+                await latch(self.redis, store, halt)
+                return
+        except INFRA_ERRORS:
+            pass
+        except REDIS_ERRORS:
+            return
+        with contextlib.suppress(*REDIS_ERRORS, RedisError):
+            assert self.redis is not None
+            await self.redis.set(channels.HALT_KEY, halt.to_json(), nx=True)
 
     async def _dead_letter(self, delivery: Delivery, reason: str) -> None:
         assert self.bus is not None and self.redis is not None

@@ -49,9 +49,15 @@ class ComplianceAgent(PortfolioFollower):
             return  # other trading events are not compliance's business
         if await self.already_handled(msg.id):
             return
-        await self.catch_up(msg.bar_seq)
+        fresh = await self.catch_up(msg.bar_seq)
         notional = self.portfolio_view().traded_notional_on(utc_day(msg.bar_time))
         decision, new_rules = check_signal(msg, self.rules, self.settings.compliance, notional)
+        if not fresh:  # the daily limits would be judged on an old portfolio: fail closed
+            decision = decision.model_copy(update={
+                "approved": False, "rule": "stale_portfolio", "reason": (
+                    f"no portfolio for bar {msg.bar_seq} within "
+                    f"{self.settings.risk.portfolio_wait_s}s (fail closed)")})
+            new_rules = self.rules
         out = ComplianceDecided(
             id=stable_id("compliance", msg.id),
             source=self.agent_id,

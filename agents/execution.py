@@ -94,6 +94,7 @@ class ExecutionAgent(Agent):
     """
 
     role = "execution"
+    may_latch = True
 
     def __init__(self, settings: Settings, agent_id: str | None = None, *,
                  client: BrokerClient | None = None) -> None:
@@ -260,6 +261,10 @@ class ExecutionAgent(Agent):
                 events = [self._rejected(order, row["reason"] or "rejected")]
         if not events:
             refusal = await self._refusal(order)
+            if refusal is None and order.expires_at is not None and now_ns() > order.expires_at \
+                    and await self.venue_has_no_send(order):
+                refusal = (f"expired: decided {(now_ns() - order.ts) / 1e9:.0f}s ago, not sent "
+                           f"within risk.order_ttl_s; its price is old")
             try:
                 events = await self.venue.place(order, now_ns(), send=refusal is None)
             except OrderUnresolved as exc:  # stays UNKNOWN (journaled): halt, tell a person
@@ -274,6 +279,12 @@ class ExecutionAgent(Agent):
         await self.alarms(pipe, alarms)
         self.venue.stage(pipe)
 
+    async def venue_has_no_send(self, order: SubmitOrder) -> bool:
+        """True when ``order`` was never sent (so refusing it cannot orphan one at the
+        venue)."""
+        row = await asyncio.to_thread(self.store.get_order, order.client_order_id)
+        return row is None or (row["sent_ts"] is None and row["status"] == "NEW")
+
     def _rejected(self, order: SubmitOrder, reason: str) -> OrderRejected:
         return OrderRejected(
             id=stable_id("exec", "halted", order.client_order_id), source=self.agent_id,
@@ -283,12 +294,13 @@ class ExecutionAgent(Agent):
     async def _refusal(self, order: SubmitOrder) -> str | None:
         """Why nothing new may be sent for ``order`` now (``None``: it may)."""
         assert self.redis is not None
+        if order.reduce_only:  # an exit always passes: it only ever reduces risk
+            return None
         if await read_halt(self.redis) is not None:
             return "trading halted (kill switch / circuit breaker)"
-        if not order.reduce_only:
-            halt = await symbol_halt(self.redis, order.symbol)
-            if halt is not None:
-                return f"symbol {order.symbol} halted ({halt.kind}): {halt.reason}"
+        halt = await symbol_halt(self.redis, order.symbol)
+        if halt is not None:
+            return f"symbol {order.symbol} halted ({halt.kind}): {halt.reason}"
         return None
 
     async def _collision(self, order: SubmitOrder, row: dict, pipe: Pipeline) -> None:
@@ -322,7 +334,7 @@ class ExecutionAgent(Agent):
                     self.store.record_external_order, vo.client_order_id, vo.symbol,
                     vo.side.value, vo.quantity, vo.status.value, vo.venue_order_id,
                     "external order found by the kill switch", ts=now)
-        cancelled = await self.venue.cancel_all(cmd.reason, now)
+        cancelled = await self.venue.cancel_all(cmd.reason, now, entries_only=cmd.entries_only)
         events: list[VenueEvent] = list(cancelled)
         closed: list[ClosedPosition] = []
         if cmd.flatten:

@@ -69,7 +69,9 @@ async def _take_lease(lease: Lease, wait_s: float) -> None:
         await asyncio.sleep(0.2)
 
 
-async def cancel_open_orders(settings: Settings, reason: str) -> FailsafeReport:
+async def cancel_open_orders(settings: Settings, reason: str, *, keep_protective: bool = True,
+                             flatten: bool | None = None, redis_url: str | None = None,
+                             actor: str = "orchestrator") -> FailsafeReport:
     """Cancel the open orders (protective stops stay), flatten when configured, record
     it (see the module docstring).
 
@@ -79,13 +81,23 @@ async def cancel_open_orders(settings: Settings, reason: str) -> FailsafeReport:
         Mesh settings (venue, database, Redis URL of the execution role).
     reason
         Why, carried in each event and the audit record.
+    keep_protective
+        Leave the protective stops resting (the failsafe); ``False`` cancels them too
+        (``tradingmesh panic``, which closes the positions).
+    flatten
+        Close the mesh's positions; ``None``: as ``venue.failsafe`` says.
+    redis_url
+        Redis to use instead of ``settings.redis_url``.
+    actor
+        Who asked (audited).
 
     Raises
     ------
     LeaseLost
         Another execution process holds the lease (waited ``2 x heartbeat_ttl_s``).
     """
-    redis = Redis.from_url(settings.redis_url, socket_timeout=30, socket_connect_timeout=5)
+    redis = Redis.from_url(redis_url or settings.redis_url, socket_timeout=30,
+                           socket_connect_timeout=5)
     store = Store(make_engine(settings.db_url(), durable=True))
     lease = Lease(redis, "execution", settings.orchestrator.heartbeat_ttl_s)
     venue = make_venue(settings, redis, journal=StoreJournal(store, SOURCE),
@@ -95,10 +107,10 @@ async def cancel_open_orders(settings: Settings, reason: str) -> FailsafeReport:
         await load_venue(venue, store)
         now = now_ns()
         events: list[VenueEvent] = list(
-            await venue.cancel_all(reason, now, keep_protective=True))
+            await venue.cancel_all(reason, now, keep_protective=keep_protective))
         cancelled = [e.client_order_id for e in events]
         flattened: list[str] = []
-        if settings.venue.failsafe == "flatten":
+        if flatten if flatten is not None else settings.venue.failsafe == "flatten":
             closes = await venue.flatten(now, stable_id("failsafe-flatten", reason))
             flattened = sorted({e.client_order_id for e in closes
                                 if isinstance(e, OrderFilled)})
@@ -110,7 +122,7 @@ async def cancel_open_orders(settings: Settings, reason: str) -> FailsafeReport:
         for ev in events:
             bus.stage(pipe, channels.TRADING_EVENTS, ev)
         audit = AuditRecorded(
-            source=SOURCE, actor="orchestrator", action="failsafe_cancel",
+            source=SOURCE, actor=actor, action="failsafe_cancel",
             decision=f"cancelled {len(cancelled)}, closed {len(flattened)}",
             reason=reason[:500],
         )
@@ -119,7 +131,8 @@ async def cancel_open_orders(settings: Settings, reason: str) -> FailsafeReport:
         venue.stage(pipe)
         await pipe.execute()
         venue.commit()
-        left = [c for c in await venue.open_orders() if not is_protective(c)]
+        left = [c for c in await venue.open_orders()
+                if not (keep_protective and is_protective(c))]
         return FailsafeReport(venue=venue.name, cancelled=cancelled, open_orders_left=left,
                               flattened=flattened, positions_left=await venue.positions())
     finally:

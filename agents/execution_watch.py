@@ -2,7 +2,9 @@
 
 Every ``venue.poll_s`` seconds, holding the venue lock:
 
-* **poll** (:meth:`Watch.poll_once`): fills and order updates of working orders;
+* **poll** (:meth:`Watch.poll_once`): fills and order updates of working orders; when
+  fills came in, an intrabar :class:`~backend.messages.PortfolioMarked` at the last
+  marks follows them, so risk's circuit breaker and caps see a fill at once;
 * every ``venue.unknown_recheck_s``: each order left ``UNKNOWN`` (its outcome stayed
   unknown, its symbol halted) is looked up again; one the venue shows after all is
   adopted (its fills follow by poll) and the resolution audited -- the symbol stays
@@ -27,7 +29,7 @@ from collections.abc import Sequence
 from agents.base import REDIS_ERRORS
 from agents.execution_port import ExecutionPort
 from backend import channels, failpoints
-from backend.messages import AuditRecorded, OrderStatus, now_ns, stable_id
+from backend.messages import AuditRecorded, OrderFilled, OrderStatus, now_ns, stable_id
 from backend.reconcile import order_from_row
 from backend.venues.base import VenueAlarm, VenueEvent
 from backend.venues.broker import VenueError
@@ -79,6 +81,15 @@ class Watch:
             agent.emit(pipe, channels.TRADING_EVENTS, ev)
         for a in audits:
             agent.emit(pipe, channels.AUDIT, a)
+        fills = [ev.fill_id for ev in events if isinstance(ev, OrderFilled)]
+        mark = agent.venue.current_mark() if fills else None
+        if mark is not None:
+            # an intrabar mark: the breaker and the caps see a fill at once, not at the
+            # next bar's close (its own id: the bar's mark keeps the bar's)
+            mark = mark.model_copy(update={
+                "id": stable_id("intrabar-mark", agent.venue.name, mark.bar_seq, *fills)})
+            agent.emit(pipe, channels.TRADING_EVENTS, mark)
+            pipe.set(channels.PORTFOLIO_KEY, mark.to_json())
         await agent.alarms(pipe, list(alarms))
         agent.venue.stage(pipe)
         failpoints.hit(agent.agent_id, "poll_before_commit")

@@ -24,18 +24,23 @@ from __future__ import annotations
 
 import asyncio
 
+from pydantic import Field
 from redis.asyncio.client import Pipeline
 
 from agents.portfolio_follower import PortfolioFollower
 from backend import channels
 from backend.bar_history import CloseHistory, Series, load_history, read_bars_after
 from backend.bus import Delivery
-from backend.halt import HALT_STATE, HaltState, read_halt
+from backend.halt import HALT_STATE, HaltState, read_halt, read_reset
 from backend.messages import (
     AnyMessage,
     AuditRecorded,
+    CancelAllOrders,
     CircuitBreakerTripped,
     ComplianceDecided,
+    OrderCancelled,
+    OrderFilled,
+    OrderRejected,
     PortfolioMarked,
     RiskAlertRaised,
     RiskDecided,
@@ -44,6 +49,7 @@ from backend.messages import (
 from backend.persistence import Store, make_engine
 from backend.pipeline import order_message
 from backend.rules import var_limit
+from backend.rules.in_flight import InFlight, after_event, after_mark, with_in_flight
 from backend.rules.risk import (
     RiskState,
     daily_drawdown,
@@ -54,11 +60,19 @@ from backend.rules.risk import (
 from backend.symbol_halt import symbol_halt
 
 
+class RiskAgentState(RiskState):
+    """The risk agent's durable state: the breaker's (:class:`RiskState`) and the orders
+    it approved that no mark shows yet (:mod:`backend.rules.in_flight`)."""
+
+    in_flight: dict[str, InFlight] = Field(default_factory=dict)
+
+
 class RiskAgent(PortfolioFollower):
     """Position sizing, exposure caps, confidence gate and the circuit breaker."""
 
     role = "risk"
-    rules: RiskState
+    may_latch = True
+    rules: RiskAgentState
     #: Recent closes per symbol (only while the VaR limit is on); see the module docstring.
     closes: CloseHistory | None = None
     _closes_cursor: str = "0"
@@ -66,12 +80,17 @@ class RiskAgent(PortfolioFollower):
     async def setup(self) -> None:
         """Open the store; restore breaker state and last mark."""
         self.store = Store(make_engine(self.settings.db_url()))
-        await self.restore(RiskState())
+        await self.restore(RiskAgentState())
 
     async def handle(self, delivery: Delivery, msg: AnyMessage, pipe: Pipeline) -> None:
-        """Marks drive the breaker; approved signals become orders or rejections."""
+        """Marks drive the breaker; approved signals become orders or rejections; the
+        venue's answers to our orders settle them in flight."""
         if isinstance(msg, PortfolioMarked):
             await self._on_mark(msg, pipe)
+        elif isinstance(msg, OrderFilled | OrderRejected | OrderCancelled):
+            if msg.client_order_id in self.rules.in_flight:
+                self.stage_rule_state(pipe, self.rules.model_copy(update={
+                    "in_flight": after_event(self.rules.in_flight, msg)}))
         elif (
             isinstance(msg, ComplianceDecided)
             and msg.approved
@@ -84,10 +103,15 @@ class RiskAgent(PortfolioFollower):
         self.mark = mark
         rules = self.rules
         if rules.halted and await read_halt(self.redis) is None:
-            # The breaker tripped and an operator has since reset the latch (audited by
-            # the control plane): adopt it, measuring the rest of the day from here.
-            rules = reset_breaker(rules, "latch cleared by operator", rebase_equity=mark.equity)
-            self.log.warning("circuit breaker reset adopted; day reference %.8g", mark.equity)
+            # The latch is gone: adopt that only as an audited reset newer than our trip
+            # (Redis losing its data is not a reset: stay halted, the orchestrator
+            # re-latches from the database).
+            last = await read_reset(self.redis)
+            if last is not None and last.ts > rules.halted_ts:
+                rules = reset_breaker(rules, f"reset #{last.generation} by {last.by}",
+                                      rebase_equity=mark.equity)
+                self.log.warning("circuit breaker reset #%d adopted; day reference %.8g",
+                                 last.generation, mark.equity)
         new, tripped = update_breaker(rules, self.portfolio_view(), self.settings.risk)
         if tripped:
             dd = daily_drawdown(mark.equity, mark.day_start_equity)
@@ -106,13 +130,20 @@ class RiskAgent(PortfolioFollower):
                 reason=reason, subject_id=str(mark.bar_seq),
             )
             halt = HaltState(kind="circuit_breaker", by=self.agent_id, reason=reason, ts=alert.ts)
+            new = new.model_copy(update={"halted_ts": alert.ts})
             await asyncio.to_thread(self._persist_trip, audit, halt)
             pipe.set(channels.HALT_KEY, halt.to_json())
+            # resting entries would fill after the trip: cancelled, durably (on `orders`)
+            self.emit(pipe, channels.ORDERS, CancelAllOrders(
+                id=stable_id("breaker-cancel", mark.bar_seq), source=self.agent_id,
+                correlation_id=alert.id, reason=f"circuit breaker: {reason}"[:500],
+                entries_only=True))
             self.emit(pipe, channels.RISK_ALERTS, alert)
             self.emit(pipe, channels.AUDIT, audit)
             self.log.warning("circuit breaker tripped: %s", reason)
         if var_limit.enabled(self.settings.risk):
             new = await self._var_alert(mark, new, pipe)
+        new = new.model_copy(update={"in_flight": after_mark(new.in_flight)})
         self.stage_rule_state(pipe, new)
 
     async def _history(self, until_seq: int) -> dict[str, Series]:
@@ -166,13 +197,23 @@ class RiskAgent(PortfolioFollower):
         assert self.redis is not None
         sig = approval.signal
         fresh = await self.catch_up(sig.bar_seq)
-        state = self.rules
+        rules = state = self.rules
         latch = await read_halt(self.redis)
         if latch is not None:  # the latch rules, whoever set it
             state = state.model_copy(update={
                 "halted": True, "halt_reason": f"{latch.kind}: {latch.reason}",
             })
-        view = self.portfolio_view()
+            if latch.ts > rules.latch_seen_ts:  # remembered: Redis may lose it
+                rules = rules.model_copy(update={"latch_seen_ts": latch.ts})
+        elif rules.latch_seen_ts:
+            last = await read_reset(self.redis)
+            if last is None or last.ts < rules.latch_seen_ts:  # lost, not reset
+                state = state.model_copy(update={
+                    "halted": True, "halt_reason": "halt latch missing from Redis and "
+                    "no reset since it was seen: fail closed until it is restored"})
+        # what is approved but not yet in the mark counts against every limit
+        view = with_in_flight(self.portfolio_view(), rules.in_flight.values(),
+                              self.settings.paper.fee_rate)
         d = None
         if fresh:
             d = decide(sig, view, state, self.settings.risk, self.settings.paper.fee_rate)
@@ -205,15 +246,22 @@ class RiskAgent(PortfolioFollower):
         )
         await asyncio.to_thread(self._persist, out, audit)
         if approved:
-            self.emit(pipe, channels.ORDERS, order_message(sig, d, cid))
+            order = order_message(sig, d, cid, ttl_s=self.settings.risk.order_ttl_s)
+            self.emit(pipe, channels.ORDERS, order)
+            rules = rules.model_copy(update={"in_flight": {
+                **rules.in_flight, order.client_order_id: InFlight(
+                    symbol=order.symbol, side=order.side, quantity=order.quantity,
+                    price=sig.entry_price, reduce_only=order.reduce_only)}})
         else:
             self.emit(pipe, channels.SIGNALS_REJECTED, out)
         self.emit(pipe, channels.AUDIT, audit)
+        if rules is not self.rules:
+            self.stage_rule_state(pipe, rules)
         self.stage_handled(pipe, approval.id)
 
     def _persist_trip(self, audit: AuditRecorded, halt: HaltState) -> None:
         self.store.record_audit_event(audit)
-        self.store.put_state(HALT_STATE, halt.model_dump(mode="json"))
+        self.store.put_state_if_absent(HALT_STATE, halt.model_dump(mode="json"))
 
     def _persist(self, out: RiskDecided, audit: AuditRecorded) -> None:
         self.store.record_decision(out, "risk")

@@ -2,10 +2,14 @@
 
 Writing
     :meth:`Bus.stage` adds a message to a Redis pipeline: ``PUBLISH`` on its channel,
-    ``XADD`` (capped with ``MAXLEN ~``) when the channel is also a stream, and a counter
-    in ``stats:messages``.  Agents stage all outputs of one input *plus* the ``XACK`` of
-    that input in one ``MULTI/EXEC`` transaction, so an effect and its acknowledgement
-    are atomic (a crash before EXEC redelivers the input, a crash after it loses nothing).
+    ``XADD`` when the channel is also a stream, and a counter in ``stats:messages``.
+    History streams (nobody's consumer group reads them) are capped at the ``XADD``
+    (``MAXLEN ~``); a stream consumer groups read is never cut there -- an entry a group
+    has not read or acknowledged would be lost -- but trimmed by :func:`trim_consumed`,
+    only below what every group has acknowledged.  Agents stage all outputs of one input
+    *plus* the ``XACK`` of that input in one ``MULTI/EXEC`` transaction, so an effect and
+    its acknowledgement are atomic (a crash before EXEC redelivers the input, a crash
+    after it loses nothing).
 
 Reading
     :meth:`Bus.read` uses ``XREADGROUP``: first the consumer's own pending entries
@@ -33,6 +37,11 @@ DATA_FIELD = b"data"
 DEAD_LETTER_PREFIX = 4000
 
 
+#: :attr:`Delivery.problem` of a pending entry whose payload is gone.
+LOST_PROBLEM = ("payload gone from the stream before it was acknowledged (trimmed, deleted "
+                "or lost by Redis): data loss")
+
+
 @dataclass(frozen=True, slots=True)
 class Delivery:
     """One stream entry handed to a consumer.
@@ -48,12 +57,17 @@ class Delivery:
     problem
         Why the entry is unusable before decoding (``""`` if it is not): an entry whose
         fields are not exactly ``data`` was not written by :class:`Bus`.
+    lost
+        The entry is in the group's pending list but its payload is gone from the stream
+        (deleted or trimmed before it was acknowledged, or Redis lost data): data loss,
+        not junk -- the consumer must raise the alarm (:meth:`agents.base.Agent.on_data_loss`).
     """
 
     stream: str
     entry_id: str
     raw: bytes
     problem: str = ""
+    lost: bool = False
 
 
 def _s(v: bytes | str) -> str:
@@ -83,8 +97,10 @@ class Bus:
     def stage(self, pipe: Pipeline, channel: str, msg: Message) -> None:
         """Queue ``msg`` on ``channel`` in ``pipe`` (PUBLISH, XADD if a stream, count)."""
         data = msg.to_json()
-        if channel in channels.STREAMS:
+        if channel in channels.HISTORY_STREAMS:  # read by nobody's group: capped here
             pipe.xadd(channel, {DATA_FIELD: data}, maxlen=self.maxlen, approximate=True)
+        elif channel in channels.STREAMS:  # consumed: trimmed only behind every group
+            pipe.xadd(channel, {DATA_FIELD: data})
         pipe.publish(channel, data)
         pipe.hincrby(STATS_KEY, channel, 1)
 
@@ -188,7 +204,9 @@ class Bus:
         for stream, entries in items:  # type: ignore[union-attr]
             name = _s(stream)
             for eid, fields in entries:
-                fields = fields or {}
+                if not fields:  # a pending entry whose payload was deleted
+                    out.append(Delivery(name, _s(eid), b"", LOST_PROBLEM, lost=True))
+                    continue
                 problem = ""
                 if list(fields) != [DATA_FIELD]:
                     names = ", ".join(
@@ -264,3 +282,46 @@ async def read_heartbeats(redis: Redis, agent_ids: list[str]) -> dict[str, Agent
             hb = msg if isinstance(msg, AgentHeartbeat) else None
         out[agent_id] = hb
     return out
+
+
+@dataclass(frozen=True)
+class TrimResult:
+    """What :func:`trim_consumed` did to one stream: entries before and after, and the
+    group holding the oldest entry it had to keep (``""``: none held it back)."""
+
+    stream: str
+    before: int
+    after: int
+    held_by: str = ""
+
+
+async def trim_consumed(redis: Redis, stream: str, keep: int) -> TrimResult:
+    """Trim ``stream`` to about its ``keep`` newest entries, but never an entry a consumer
+    group has not read or has read and not acknowledged (``XTRIM MINID`` below the
+    slowest group: its oldest pending entry, else its last delivered one).
+
+    A stream with no group is left alone.  ``held_by`` names the group that kept more
+    than ``keep`` entries alive (a lagging consumer: worth an alarm).
+    """
+    length = int(await redis.xlen(stream))
+    if length <= keep:
+        return TrimResult(stream, length, length)
+    try:
+        groups = await redis.xinfo_groups(stream)
+    except ResponseError:
+        return TrimResult(stream, length, length)
+    if not groups:
+        return TrimResult(stream, length, length)
+    newest = await redis.xrevrange(stream, "+", "-", count=keep)
+    floor = _s(newest[-1][0]) if newest else "0-0"
+    cut, held_by = floor, ""
+    for g in groups:
+        name = _s(g["name"])
+        safe = _s(g["last-delivered-id"])
+        if int(g["pending"]):
+            summary = await redis.xpending(stream, name)
+            safe = _s(summary["min"])
+        if entry_key(safe) < entry_key(cut):
+            cut, held_by = safe, name
+    await redis.xtrim(stream, minid=cut, approximate=False)
+    return TrimResult(stream, length, int(await redis.xlen(stream)), held_by)

@@ -77,6 +77,10 @@ ALL_CHANNELS: Final = (
 HEALTH_KEY_PREFIX: Final = "agent:health:"
 #: Latched trading halt (kill switch / circuit breaker). JSON of ``HaltState``.
 HALT_KEY: Final = "mesh:halt"
+#: The last audited reset of the latch (JSON ``HaltReset``: generation, time, who, why).
+HALT_RESET_KEY: Final = "mesh:halt:reset"
+#: A random token the orchestrator keeps in Redis: gone = Redis lost its data.
+INSTANCE_KEY: Final = "mesh:instance"
 #: Hash ``symbol -> SymbolHalt JSON``: symbols halted until a person resolves them (an
 #: order whose outcome stayed unknown, a position the venue holds differently).
 SYMBOL_HALTS_KEY: Final = "mesh:halt:symbols"

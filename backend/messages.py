@@ -213,6 +213,8 @@ class SubmitOrder(Message):
     ``client_order_id`` is derived deterministically from the signal id.
     ``reduce_only`` orders only close an existing position; ``stop_loss`` and
     ``take_profit`` (absolute prices) attach a bracket to the resulting position.
+    ``ref_price`` is the price it was sized at; ``expires_at`` (ns) the wall-clock time
+    after which execution refuses it if it was never sent (a queue that held it too long).
     """
 
     type: Literal["submit_order"] = "submit_order"
@@ -226,16 +228,23 @@ class SubmitOrder(Message):
     take_profit: Price | None = None
     signal_id: str = Field(min_length=1, max_length=64)
     bar_seq: int = Field(ge=0)
+    #: The price the order was sized at (the signal's entry price, quote/base).
+    ref_price: Price | None = None
+    #: Wall-clock time (ns UTC) after which an order never sent is refused, not sent.
+    expires_at: int | None = Field(default=None, ge=0)
 
 
 class CancelAllOrders(Message):
     """Command to execution: cancel every open order; with ``flatten`` (the kill switch)
-    also close every position with market orders and report a :class:`KillSwitchExecuted`.
+    also close every position with market orders and report a :class:`KillSwitchExecuted`;
+    with ``entries_only`` (a circuit-breaker trip) only our orders that are not
+    reduce-only (exits and protective stops stay).
     """
 
     type: Literal["cancel_all_orders"] = "cancel_all_orders"
     reason: str = Field(max_length=500)
     flatten: bool = False
+    entries_only: bool = False
 
 
 class ResolveSymbol(Message):

@@ -63,6 +63,7 @@ class PaperOrder(BaseModel):
     submitted_seq: int = 0
     bar_seq: int = 0
     correlation_id: str = ""
+    ref_price: float = 0.0
 
 
 class PaperPosition(BaseModel):
@@ -279,6 +280,7 @@ def submit(
         reduce_only=order.reduce_only, stop_loss=order.stop_loss,
         take_profit=order.take_profit, signal_id=order.signal_id,
         submitted_seq=new.order_seq, bar_seq=order.bar_seq, correlation_id=corr,
+        ref_price=order.ref_price or 0.0,
     )
     new.order_seq += 1
     new.known_orders[coid] = OrderStatus.ACCEPTED.value
@@ -286,12 +288,16 @@ def submit(
 
 
 def cancel_all(
-    book: PaperBook, reason: str, now_ns: int
+    book: PaperBook, reason: str, now_ns: int, entries_only: bool = False,
 ) -> tuple[PaperBook, list[OrderCancelled]]:
-    """Cancel every open order (in submission order); statuses become CANCELLED."""
+    """Cancel every open order (in submission order; with ``entries_only`` only those
+    that are not reduce-only: a breaker trip keeps the closes); statuses become
+    CANCELLED."""
     new = _clone(book)
     events = []
     for o in sorted(book.open_orders.values(), key=lambda o: o.submitted_seq):
+        if entries_only and o.reduce_only:
+            continue
         new.open_orders.pop(o.client_order_id)
         new.known_orders[o.client_order_id] = OrderStatus.CANCELLED.value
         events.append(OrderCancelled(

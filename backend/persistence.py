@@ -524,12 +524,30 @@ class Store:
 
     def put_state(self, key: str, value: dict[str, Any]) -> None:
         """Insert or replace the durable value ``key`` (JSON object)."""
+        self.swap_states({key: value})
+
+    def put_state_if_absent(self, key: str, value: dict[str, Any]) -> dict[str, Any]:
+        """Store ``value`` under ``key`` unless a value is there; the value in force."""
         with self._write() as conn:
             stmt = _insert(conn, mesh_state).values(key=key, value=value, updated_ts=now_ns())
-            conn.execute(stmt.on_conflict_do_update(
-                index_elements=["key"],
-                set_={"value": stmt.excluded.value, "updated_ts": stmt.excluded.updated_ts},
-            ))
+            conn.execute(stmt.on_conflict_do_nothing())
+            row = conn.execute(sa.select(mesh_state.c.value).where(mesh_state.c.key == key))
+            return dict(row.scalar_one())
+
+    def swap_states(self, put: dict[str, dict[str, Any]],
+                    delete: Sequence[str] = ()) -> None:
+        """Write ``put`` and remove ``delete`` in one transaction (e.g. a halt reset:
+        the latch goes, the reset record comes, never one without the other)."""
+        with self._write() as conn:
+            for key in delete:
+                conn.execute(mesh_state.delete().where(mesh_state.c.key == key))
+            for key, value in put.items():
+                stmt = _insert(conn, mesh_state).values(key=key, value=value,
+                                                        updated_ts=now_ns())
+                conn.execute(stmt.on_conflict_do_update(
+                    index_elements=["key"],
+                    set_={"value": stmt.excluded.value, "updated_ts": stmt.excluded.updated_ts},
+                ))
 
     def delete_state(self, key: str) -> bool:
         """Remove ``key``; ``False`` if it was not there."""

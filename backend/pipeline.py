@@ -63,13 +63,19 @@ def signal_message(
 
 
 def order_message(
-    signal: SignalGenerated, decision: RiskDecision, correlation_id: str, ts: int | None = None
+    signal: SignalGenerated, decision: RiskDecision, correlation_id: str, ts: int | None = None,
+    ttl_s: float = 0.0,
 ) -> SubmitOrder:
-    """The order risk sends for an approved ``decision`` (client order id from the signal)."""
+    """The order risk sends for an approved ``decision`` (client order id from the signal;
+    sized at the signal's entry price; with ``ttl_s`` > 0 it expires ``ttl_s`` after ``ts``
+    if it was never sent)."""
+    ts = now_ns() if ts is None else ts
     return SubmitOrder(
-        id=stable_id("order", signal.id), ts=now_ns() if ts is None else ts, source="risk",
+        id=stable_id("order", signal.id), ts=ts, source="risk",
         correlation_id=correlation_id, client_order_id=client_order_id_for(signal.id),
         symbol=signal.symbol, side=decision.side, quantity=decision.quantity,
         reduce_only=decision.reduce_only, stop_loss=decision.stop_loss,
         take_profit=decision.take_profit, signal_id=signal.id, bar_seq=signal.bar_seq,
+        ref_price=signal.entry_price,
+        expires_at=ts + int(ttl_s * 1e9) if ttl_s > 0 else None,
     )

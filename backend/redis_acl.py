@@ -134,6 +134,9 @@ class RolePolicy:
     group_streams
         Streams it reads through its consumer group: a selector allows only
         :data:`GROUP_COMMANDS` (plus nothing else) on them.
+    set_only_keys
+        Keys it may only SET (a selector with ``+set`` alone), e.g. execution latching
+        the halt (``SET NX``) without being able to delete it.
     """
 
     name: str
@@ -142,6 +145,7 @@ class RolePolicy:
     read_keys: tuple[str, ...] = ()
     channels: tuple[str, ...] = ()
     group_streams: tuple[str, ...] = ()
+    set_only_keys: tuple[str, ...] = ()
     description: str = field(default="", compare=False)
 
 
@@ -169,12 +173,14 @@ def _group_streams() -> dict[str, tuple[str, ...]]:
 def _agent(role: str, *, writes: Iterable[str] = (), keys: Iterable[str] = (),
            reads: Iterable[str] = (), publishes: Iterable[str] = (),
            commands: Iterable[str] = (), groups: Mapping[str, tuple[str, ...]],
-           description: str) -> RolePolicy:
+           set_only: Iterable[str] = (), description: str) -> RolePolicy:
     """An agent role: ``writes`` streams/channels (XADD if a stream, PUBLISH), other
     ``keys`` it writes, ``reads`` keys it only reads, ``publishes`` plain channels."""
     writes = tuple(writes)
-    common_channels = (channels.AGENT_STATUS, channels.AGENT_ERRORS, channels.DEAD_LETTER)
-    rw = (*_own_keys(role), STATS_KEY, channels.DEAD_LETTER,
+    # every agent may report: status, errors, dead letters, and an alert when stuck
+    common_channels = (channels.AGENT_STATUS, channels.AGENT_ERRORS, channels.DEAD_LETTER,
+                       channels.RISK_ALERTS)
+    rw = (*_own_keys(role), STATS_KEY, channels.DEAD_LETTER, channels.RISK_ALERTS,
           *[w for w in writes if w in channels.STREAMS], *keys)
     return RolePolicy(
         name=role,
@@ -183,6 +189,7 @@ def _agent(role: str, *, writes: Iterable[str] = (), keys: Iterable[str] = (),
         read_keys=tuple(k for k in dict.fromkeys(reads) if k not in rw),
         channels=tuple(dict.fromkeys((*common_channels, *writes, *publishes))),
         group_streams=groups[role],
+        set_only_keys=tuple(set_only),
         description=description,
     )
 
@@ -210,11 +217,13 @@ def policies() -> dict[str, RolePolicy]:
         _agent("compliance", writes=(c.SIGNALS_APPROVED, c.SIGNALS_REJECTED, c.AUDIT),
                groups=g, description="signals -> approvals/rejections"),
         _agent("risk", writes=(c.ORDERS, c.SIGNALS_REJECTED, c.AUDIT, c.RISK_ALERTS),
-               keys=(c.HALT_KEY,), reads=(c.MARKET_DATA, c.SYMBOL_HALTS_KEY),
+               keys=(c.HALT_KEY,),
+               reads=(c.MARKET_DATA, c.SYMBOL_HALTS_KEY, c.HALT_RESET_KEY),
                commands=("+xrange", "+xrevrange", "+hget", "+hgetall"), groups=g,
                description="approvals -> orders; circuit breaker latch; VaR history"),
         _agent("execution", writes=(c.TRADING_EVENTS, c.AUDIT, c.RISK_ALERTS),
-               keys=(c.PORTFOLIO_KEY, VENUE_KEYS, c.SYMBOL_HALTS_KEY), reads=(c.HALT_KEY,),
+               keys=(c.PORTFOLIO_KEY, VENUE_KEYS, c.SYMBOL_HALTS_KEY),
+               reads=(c.HALT_KEY,), set_only=(c.HALT_KEY,),
                commands=("+hget", "+hgetall", "+hset", "+hvals"), groups=g,
                description="orders -> venue; the only writer of venue:* and trading_events"),
         _agent("optimizer", writes=(c.OPTIMIZER_REQUESTS, c.OPTIMIZER_PROPOSALS),
@@ -241,6 +250,9 @@ def acl_rules(policy: RolePolicy) -> str:
         sel = [f"~{s}" for s in policy.group_streams] + ["resetchannels", "-@all",
                                                          *GROUP_COMMANDS]
         parts.append("(" + " ".join(sel) + ")")
+    if policy.set_only_keys:
+        parts.append("(" + " ".join([*(f"~{k}" for k in policy.set_only_keys),
+                                     "resetchannels", "-@all", "+set"]) + ")")
     return " ".join(parts)
 
 

@@ -119,6 +119,12 @@ class RiskConfig(BaseModel):
     min_confidence: float = Field(default=0.85, ge=0, le=1)
     daily_drawdown_limit: float = Field(default=0.02, gt=0, le=1)
     allow_short: bool = False
+    #: An entry signal whose bar is older than this behind the latest mark (s of bar
+    #: time) is refused (``stale_signal``); 0 = no limit.  Closes always pass.
+    max_signal_age_s: float = Field(default=900.0, ge=0)
+    #: An order not sent within this many seconds of the decision is refused by
+    #: execution (``expires_at``); 0 = never expires.
+    order_ttl_s: float = Field(default=300.0, ge=0)
     #: How long risk/compliance wait for the portfolio state of a signal's bar
     #: (seconds).  ``0`` waits forever (deterministic replay).
     portfolio_wait_s: float = Field(default=0.0, ge=0)
@@ -174,6 +180,9 @@ class OrchestratorConfig(BaseModel):
     restart_window_s: float = Field(default=120.0, gt=0)
     shutdown_grace_s: float = Field(default=10.0, gt=0)
     start_timeout_s: float = Field(default=60.0, gt=0)
+    #: An input an agent cannot handle for this long because of a database error raises
+    #: an alert (execution also halts trading: an order or the kill switch is stuck).
+    stuck_alert_s: float = Field(default=60.0, gt=0)
 
 
 class ApiConfig(BaseModel):
@@ -322,6 +331,21 @@ class Settings(BaseSettings):
         if len(quotes) > 1:
             raise ValueError(f"all symbols must share one quote currency, got {sorted(quotes)}")
         return v
+
+    @model_validator(mode="after")
+    def _one_account_currency(self) -> Settings:
+        """Equity adds cash and positions marked in the symbols' quote currency: a live
+        account's currency must be that one (else equity mixes currencies).  The paper
+        account is kept in the symbols' quote whatever ``paper.quote_currency`` says (a
+        label only)."""
+        quote = self.symbols[0].split("/")[1]
+        acct = self.venue.quote_currency
+        if acct and acct != quote:
+            raise ValueError(
+                f"venue.quote_currency is {acct!r} but the symbols are quoted in {quote!r}: "
+                "equity would add amounts in two currencies; trade symbols quoted in the "
+                "account currency (or leave venue.quote_currency empty to use the symbols')")
+        return self
 
     @classmethod
     def settings_customise_sources(

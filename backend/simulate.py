@@ -30,6 +30,7 @@ from backend.paper import PaperBook
 from backend.pipeline import bar_message, order_message, signal_message
 from backend.rules import var_limit
 from backend.rules.compliance import ComplianceState, check_signal, utc_day
+from backend.rules.in_flight import InFlight, with_in_flight
 from backend.rules.risk import RiskState, decide, update_breaker
 from backend.settings import Settings
 from backend.strategies import Strategy, StrategyRunner, build_strategy
@@ -97,8 +98,10 @@ def simulate(
         risk, tripped = update_breaker(risk, view, settings.risk)
         if closes is not None:
             closes.append(sym, bar.open_time, bar.close, seq)
-        if tripped and res.halted_at is None:
-            res.halted_at = seq
+        if tripped:  # the risk agent cancels resting entries on a trip (orders stream)
+            book, _ = paper.cancel_all(book, "circuit breaker", int(t), entries_only=True)
+            if res.halted_at is None:
+                res.halted_at = seq
         # 3. strategy
         runner = runners[sym]
         point = runner.on_bar(bar.open_time, bar.open, bar.high, bar.low, bar.close, bar.volume)
@@ -112,7 +115,11 @@ def simulate(
         res.decisions.append((sig.id, "compliance", cd.approved, cd.rule))
         if not cd.approved:
             continue
-        # 5. risk
+        # 5. risk: the resting orders are in flight (the risk agent counts them the same)
+        view = with_in_flight(view, [
+            InFlight(symbol=o.symbol, side=o.side, quantity=o.quantity, price=o.ref_price,
+                     reduce_only=o.reduce_only) for o in book.open_orders.values()],
+            settings.paper.fee_rate)
         rd = decide(sig, view, risk, settings.risk, settings.paper.fee_rate)
         if closes is not None:
             rd = var_limit.check_var_limit(sig, rd, view, closes.series(), settings.risk)

@@ -76,7 +76,10 @@ FLAT_FRAC = 0.05
 RULES = {
     "compliance": ComplianceConfig(max_trades_per_day=10**9, max_notional_per_day=1e18,
                                    duplicate_window_s=0.0),
-    "risk": RiskConfig(daily_drawdown_limit=1.0, max_position_pct=0.001),
+    # max_signal_age_s 0: a backlog is what the throughput runs measure, not a reason to
+    # refuse; allow_short: every_tick's SELLs reverse a BUY still in flight
+    "risk": RiskConfig(daily_drawdown_limit=1.0, max_position_pct=0.001, max_signal_age_s=0.0,
+                       allow_short=True),
     "paper": PaperConfig(fee_rate=0.0, slippage_bps=0.0),
 }
 
@@ -116,6 +119,7 @@ class RunData:
     marked: dict[int, int] = field(default_factory=dict)  # bar seq -> mark XADD (ms)
     db_rows: dict[str, int] = field(default_factory=dict)  # table -> rows after the run
     rejected: dict[str, int] = field(default_factory=dict)  # stage:rule -> count
+    refused: dict[int, int] = field(default_factory=dict)  # bar seq -> risk refusal ts
     samples: list[Sample] = field(default_factory=list)
     restarts: int = 0
 
@@ -202,6 +206,8 @@ def _collect(url: str, data: RunData) -> None:
             if isinstance(m, ComplianceDecided | RiskDecided):
                 key = f"{'risk' if isinstance(m, RiskDecided) else 'compliance'}:{m.rule}"
                 data.rejected[key] = data.rejected.get(key, 0) + 1
+                if isinstance(m, RiskDecided):
+                    data.refused[m.signal.bar_seq] = m.ts
         for _ms, m in _read_stream(c, channels.ORDERS):
             if isinstance(m, SubmitOrder):
                 data.orders[m.bar_seq] = (m.ts, m.client_order_id)
@@ -300,7 +306,9 @@ def analyse(d: RunData) -> dict:
     is the slope of ticks published but not yet handed to the venue over the
     publishing window (from the stamps); ``redis_backlog_growth_per_s`` the slope of
     the consumer groups' lag + pending sampled live.  Sustained: both below
-    :data:`FLAT_FRAC` of the offered rate and every tick made an order.
+    :data:`FLAT_FRAC` of the offered rate and every tick made an order or was refused by
+    risk (a tick risk refused, e.g. a repeat entry while the last order is in flight, is
+    done when it is refused; it has no latency).
     """
     seqs = sorted(d.bars)
     skip = int(len(seqs) * WARMUP_FRAC)
@@ -316,13 +324,16 @@ def analyse(d: RunData) -> dict:
         x = np.array([b[s] - a[s] for s in done if s in a and s in b], dtype=np.int64)
         stages[name] = _pct(x)["p50_ms"]
     pub = np.array([d.bars[s] for s in measured], dtype=np.int64)
+    refused = [s for s in measured if s in d.refused and s not in done]
     acc = np.sort(np.array([d.accepted[d.orders[s][1]] for s in done], dtype=np.int64))
+    handled = np.sort(np.concatenate([acc, np.array([d.refused[s] for s in refused],
+                                                    dtype=np.int64)]))
     span = (pub[-1] - pub[0]) / 1e9 if len(pub) > 1 else 0.0
     offered = (len(pub) - 1) / span if span > 0 else 0.0
     acc_span = (acc[-1] - acc[0]) / 1e9 if len(acc) > 1 else 0.0
     processed = (len(acc) - 1) / acc_span if acc_span > 0 else 0.0
     grid = np.linspace(pub[0], pub[-1], 50) if len(pub) > 1 else pub
-    in_flight = np.searchsorted(pub, grid, "right") - np.searchsorted(acc, grid, "right")
+    in_flight = np.searchsorted(pub, grid, "right") - np.searchsorted(handled, grid, "right")
     window = [s for s in d.samples if len(pub) and pub[0] <= s.t_ns <= pub[-1]]
     growth = _growth(grid, in_flight)
     redis_growth = _growth(np.array([s.t_ns for s in window], dtype=np.int64),
@@ -344,7 +355,8 @@ def analyse(d: RunData) -> dict:
         "offered_ticks_per_s": offered, "orders_per_s": processed,
         "backlog_growth_per_s": growth, "redis_backlog_growth_per_s": redis_growth,
         "redis_backlog_max": max((s.backlog for s in window), default=0),
-        "sustained": bool(len(done) == len(measured) and growth < limit
+        "refused_by_risk": len(refused),
+        "sustained": bool(len(done) + len(refused) == len(measured) and growth < limit
                           and redis_growth < limit),
         "cpu_pct": cpu, "rss_peak_mib": rss,
     }

@@ -37,6 +37,7 @@ from orchestrator.cli_drill import register as register_drill
 from orchestrator.cli_exchange_sim import register as register_exchange_sim
 from orchestrator.cli_models import register as register_models
 from orchestrator.cli_optimize import register as register_optimize
+from orchestrator.cli_panic import register as register_panic
 from orchestrator.cli_report import register as register_report
 from orchestrator.cli_resolve import register as register_resolve
 from orchestrator.cli_state import Unreachable, err, mesh_state, settings
@@ -57,6 +58,7 @@ register_backtest(app)
 register_drill(app)
 register_exchange_sim(app)
 register_optimize(app)
+register_panic(app)
 register_report(app)
 register_models(app)
 register_resolve(app)
@@ -159,7 +161,7 @@ async def _watch_external(s: Settings, token: str | None) -> int:
     """
     from backend.persistence import Store, make_engine
     from backend.topology import agent_specs
-    from orchestrator.killswitch import restore_halt
+    from orchestrator.killswitch import sync_halt_latch
     from orchestrator.mesh import MeshHandle
     from orchestrator.server import ApiError
     from orchestrator.supervisor import Supervisor
@@ -168,7 +170,7 @@ async def _watch_external(s: Settings, token: str | None) -> int:
     s.var_dir.mkdir(parents=True, exist_ok=True)
     store = Store(make_engine(s.db_url()))
     try:
-        await restore_halt(sup.redis, store)
+        await sync_halt_latch(sup.redis, store)
     except (ConnectionError, OSError) as exc:
         err.print(f"[red]error:[/] Redis at {s.redis_url.split('@')[-1]} is not reachable: {exc}")
         return 1
@@ -191,16 +193,20 @@ async def _watch_external(s: Settings, token: str | None) -> int:
 
 async def _supervise(stop: asyncio.Event, handle, control, *,  # noqa: ANN001
                      restart_agents: bool) -> None:
-    """Until ``stop``: restart failed agents (unless they are run externally), mirror the
-    halt latch into the database every 2 s, print the agents' table every 15 s."""
+    """Until ``stop``: restart failed agents (unless they are run externally), keep the
+    halt latches in Redis in step with the database every 2 s (with or without the control
+    plane), print the agents' table every 15 s."""
     sup = handle.supervisor
-    last = last_sync = 0.0
+    last = last_sync = last_trim = 0.0
     while not stop.is_set():
         if restart_agents:
             await sup.check_once()
-        if control is not None and time.monotonic() - last_sync > 2:
+        if time.monotonic() - last_sync > 2:
             last_sync = time.monotonic()
-            await control.sync_halt()
+            await sup.sync_halts()
+        if time.monotonic() - last_trim > 10:
+            last_trim = time.monotonic()
+            await sup.trim_streams()
         if time.monotonic() - last > 15:
             last = time.monotonic()
             console.print(_status_table(await sup.health(), handle if restart_agents else None))
@@ -461,7 +467,21 @@ async def _emergency(s: Settings, reason: str, wait: float) -> int:
         async with mesh_state(s) as (r, store):
             res = await emergency_stop(r, store, reason=reason, actor="cli", wait_s=wait)
     except Unreachable as exc:
-        err.print(f"[red]error:[/] {exc}: nothing was latched")
+        from backend.halt import HALT_STATE
+        from backend.persistence import Store, make_engine
+
+        store = Store(make_engine(s.db_url()))
+        try:
+            latched = store.get_state(HALT_STATE) is not None
+        finally:
+            store.close()
+        if latched:
+            err.print(f"[red]error:[/] {exc}: the halt is latched and audited in the "
+                      "database (Redis gets it back when it returns), but no command reached "
+                      "the execution agent; to cancel and flatten at the venue now, run "
+                      "`tradingmesh panic --reason ...`")
+        else:
+            err.print(f"[red]error:[/] {exc}: nothing was latched")
         return 1
     colour = "green" if res.confirmed and not res.positions_left else "yellow"
     console.print(f"[{colour}]{res.message}[/]")

@@ -360,14 +360,6 @@ class ControlPlane:
             agents_expected=len(down) if not redis_ok else len(expected), not_running=down,
         )
 
-    async def sync_halt(self) -> None:
-        """Mirror the Redis latch into the database and put back symbol halts Redis lost
-        (best effort; called periodically)."""
-        try:
-            await killswitch.mirror_halt(self.redis, self.store)
-            await symbol_halts.restore_symbol_halts(self.redis, self.store)
-        except (RedisError, OSError) as exc:
-            log.debug("halt mirror skipped: %s", exc)
 
     async def symbol_halts(self) -> list[SymbolHaltView]:
         """Every halted symbol (see :mod:`orchestrator.symbol_halts`)."""

@@ -24,7 +24,6 @@ import asyncio
 import logging
 import time
 
-import orjson
 from redis.asyncio import Redis
 
 from backend import channels
@@ -34,7 +33,9 @@ from backend.api_models import (
     ResetResult,
 )
 from backend.bus import DATA_FIELD, Bus
-from backend.halt import HALT_STATE, HaltState, parse_halt, read_halt
+from backend.halt import HaltState, sync_latch
+from backend.halt import latch as halt_latch
+from backend.halt import reset as halt_reset
 from backend.messages import (
     NON_FINAL_STATUSES,
     AuditRecorded,
@@ -80,16 +81,16 @@ async def emergency_stop(
     redis.exceptions.ConnectionError
         Redis is unreachable: nothing could be latched (the caller must say so).
     """
-    halt = HaltState(kind="kill_switch", by=actor, reason=reason)
-    await redis.set(channels.HALT_KEY, halt.to_json(), nx=True)
-    current = await read_halt(redis) or halt
-    await asyncio.to_thread(store.put_state, HALT_STATE, current.model_dump(mode="json"))
-    bus = Bus(redis, SOURCE)
     cmd = CancelAllOrders(source=SOURCE, reason=f"kill switch: {reason}"[:500], flatten=True)
-    await _audit(redis, store, AuditRecorded(
-        source=SOURCE, actor=actor, action="emergency_stop", decision="halted",
-        reason=reason, subject_id=cmd.id, correlation_id=cmd.id,
-    ))
+    audit = AuditRecorded(source=SOURCE, actor=actor, action="emergency_stop",
+                          decision="halted", reason=reason, subject_id=cmd.id,
+                          correlation_id=cmd.id)
+    # durable first: the database latch and audit hold even if Redis is down right now
+    await asyncio.to_thread(store.record_audit_event, audit)
+    current = await halt_latch(redis, store, HaltState(kind="kill_switch", by=actor,
+                                                      reason=reason))
+    bus = Bus(redis, SOURCE)
+    await bus.publish(channels.AUDIT, audit)
     # Only events appended after the command can be its confirmation.
     last = await redis.xrevrange(channels.TRADING_EVENTS, count=1)
     after = last[0][0].decode() if last else "0-0"
@@ -152,21 +153,18 @@ async def _what_is_left(redis: Redis, store: Store) -> tuple[list[str], dict[str
 
 
 async def reset_halt(redis: Redis, store: Store, *, reason: str, actor: str) -> ResetResult:
-    """Clear the halt latch (Redis and database) and audit who and why.
+    """Clear the halt latch (database first, with a reset record; then Redis) and audit
+    who and why (:func:`backend.halt.reset`).
 
     The risk agent adopts the reset at its next portfolio mark (its circuit breaker
     then measures the rest of the day from that mark's equity).
     """
-    prev = await read_halt(redis)
-    if prev is None:
-        db = await asyncio.to_thread(store.get_state, HALT_STATE)
-        prev = HaltState.model_validate(db) if db else None
-    await redis.delete(channels.HALT_KEY)
-    await asyncio.to_thread(store.delete_state, HALT_STATE)
+    prev, rec = await halt_reset(redis, store, reason=reason, actor=actor)
     await _audit(redis, store, AuditRecorded(
         source=SOURCE, actor=actor, action="halt_reset",
         decision="resumed" if prev else "noop",
-        reason=reason + (f" (was: {prev.kind}: {prev.reason})" if prev else " (was not halted)"),
+        reason=reason + (f" (was: {prev.kind}: {prev.reason})" if prev else " (was not halted)")
+        + f" [reset #{rec.generation}]",
     ))
     if prev is None:
         return ResetResult(was_halted=False, halted=False, message="trading was not halted")
@@ -177,36 +175,18 @@ async def reset_halt(redis: Redis, store: Store, *, reason: str, actor: str) -> 
     )
 
 
-async def mirror_halt(redis: Redis, store: Store) -> HaltState | None:
-    """Make the database's copy of the latch equal to Redis' (called periodically)."""
-    halt = await read_halt(redis)
-    db = await asyncio.to_thread(store.get_state, HALT_STATE)
-    if halt is not None and (db is None or parse_halt(orjson.dumps(db)) != halt):
-        await asyncio.to_thread(store.put_state, HALT_STATE, halt.model_dump(mode="json"))
-    elif halt is None and db is not None:
-        await asyncio.to_thread(store.delete_state, HALT_STATE)
+async def sync_halt_latch(redis: Redis, store: Store) -> HaltState | None:
+    """Keep Redis' latch in step with the database's (:func:`backend.halt.sync_latch`;
+    called at start and every few seconds), auditing what it changed.  Returns the latch
+    in force (``None`` = trading allowed)."""
+    halt, done = await sync_latch(redis, store)
+    if done == "restored" and halt is not None:
+        log.critical("HALTED (restored from the database): %s", halt.reason)
+        await _audit(redis, store, AuditRecorded(
+            source=SOURCE, actor=SOURCE, action="halt_restored", decision="halted",
+            reason=f"Redis had no halt latch; the database had {halt.kind}: {halt.reason}"))
+    elif done == "reset finished":
+        await _audit(redis, store, AuditRecorded(
+            source=SOURCE, actor=SOURCE, action="halt_reset_finished", decision="resumed",
+            reason="a latch older than the last reset was left in Redis: removed"))
     return halt
-
-
-async def restore_halt(redis: Redis, store: Store) -> HaltState | None:
-    """At orchestrator start: re-latch a halt the database has but Redis lost.
-
-    Returns the latch in force afterwards (None = trading allowed).
-    """
-    halt = await read_halt(redis)
-    if halt is not None:
-        return halt
-    db = await asyncio.to_thread(store.get_state, HALT_STATE)
-    if db is None:
-        return None
-    prev = HaltState.model_validate(db)
-    note = " (restored from the database)"
-    reason = prev.reason if prev.reason.endswith(note) else prev.reason + note
-    restored = HaltState(kind=prev.kind, by=prev.by, reason=reason[:1000], ts=prev.ts)
-    await redis.set(channels.HALT_KEY, restored.to_json(), nx=True)
-    await _audit(redis, store, AuditRecorded(
-        source=SOURCE, actor=SOURCE, action="halt_restored", decision="halted",
-        reason=f"Redis had no halt latch; the database had {prev.kind}: {prev.reason}",
-    ))
-    log.critical("HALTED (restored from the database): %s", prev.reason)
-    return restored

@@ -23,15 +23,18 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from backend import channels, topology
 from backend.bus import Bus, pipeline_caught_up
+from backend.messages import new_id
 from backend.persistence import Store, make_engine
-from backend.redis_acl import CREDENTIALS_ENV, ORCHESTRATOR, MeshAccess
+from backend.redis_acl import ADMIN, CREDENTIALS_ENV, ORCHESTRATOR, MeshAccess
+from backend.redis_checks import eviction_problem
 from backend.redisproc import EmbeddedRedis, RedisServer, ensure_redis
 from backend.report import Report, build_report
 from backend.secretfiles import SecretFileError
 from backend.settings import SETTINGS_FILE_ENV, Settings, strip_url_userinfo, write_resolved
-from orchestrator.killswitch import restore_halt
+from orchestrator.killswitch import sync_halt_latch
 from orchestrator.orphans import retire_orphans
 from orchestrator.supervisor import Supervisor
+from orchestrator.symbol_halts import restore_symbol_halts
 
 log = logging.getLogger("orchestrator")
 
@@ -100,6 +103,15 @@ async def start_mesh(
     r = Redis.from_url(url)
     try:
         await r.ping()
+        if proc is None:  # an external Redis: it must never evict our keys
+            check = Redis.from_url(access.url(ADMIN)) if access.acl else r
+            try:
+                problem = await eviction_problem(check, url.split("@")[-1])
+            finally:
+                if check is not r:
+                    await check.aclose()
+            if problem:
+                raise MeshError(problem)
         if fresh:
             if reset:
                 await r.flushdb()
@@ -109,12 +121,14 @@ async def start_mesh(
                     "database (use --reset to flush it, or unset REDIS_URL to get a private one)"
                 )
         await r.delete(channels.PARKED_AGENTS_KEY)  # a new orchestrator runs every agent
+        await r.set(channels.INSTANCE_KEY, new_id(), nx=True)  # gone later = data lost
         await retire_orphans(r, [a.agent_id for a in topology.agent_specs(settings)],
                              settings.orchestrator.shutdown_grace_s)
         store = Store(make_engine(db_url))  # create the tables once, before agents race to
         # A halt latched before (kill switch, breaker) holds across restarts, even if
         # Redis lost its data: re-latch it before any agent starts.
-        halt = await restore_halt(r, store)
+        halt = await sync_halt_latch(r, store)
+        await restore_symbol_halts(r, store)
         store.close()
     except (ConnectionError, OSError, RedisConnectionError) as exc:
         raise MeshError(f"Redis at {url.split('@')[-1]} is not reachable: {exc}") from None
@@ -171,10 +185,16 @@ async def wait_replay_done(handle: MeshHandle, progress=None) -> None:  # noqa: 
     sup = handle.supervisor
     r = Redis.from_url(handle.settings.redis_url)
     groups = topology.consumer_groups(handle.settings)
-    last_progress = 0.0
+    last_progress = last_sync = last_trim = 0.0
     try:
         while True:
             await sup.check_once()
+            if time.monotonic() - last_sync > 2:  # latches in step; Redis data still there
+                last_sync = time.monotonic()
+                await sup.sync_halts()
+            if time.monotonic() - last_trim > 10:  # trimmed below every group's reading
+                last_trim = time.monotonic()
+                await sup.trim_streams()
             gone = [a for a, m in sup.agents.items() if m.gave_up]
             if gone:
                 raise MeshError(f"gave up on {gone} (restart limit); see {handle.run_dir}/logs")

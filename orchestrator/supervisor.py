@@ -28,14 +28,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
 
 from backend import channels
-from backend.bus import Bus, read_heartbeats
-from backend.halt import HaltState
-from backend.messages import AgentHeartbeat, AgentState, AuditRecorded
+from backend.bus import Bus, TrimResult, read_heartbeats, trim_consumed
+from backend.halt import HaltKind, HaltState, latch
+from backend.messages import AgentHeartbeat, AgentState, AuditRecorded, RiskAlertRaised, new_id
+from backend.persistence import Store, make_engine
 from backend.procutil import die_with_parent_preexec
 from backend.settings import Settings
 from backend.topology import AgentSpec
+from orchestrator.killswitch import sync_halt_latch
+from orchestrator.symbol_halts import restore_symbol_halts
 
 log = logging.getLogger("orchestrator")
 
@@ -108,6 +113,9 @@ class Supervisor:
         self._stopping = False
         self._preexec = die_with_parent_preexec() if sys.platform.startswith("linux") else None
         self.failsafe_task: asyncio.Task[None] | None = None
+        self._store: Store | None = None
+        self._backlogged: set[tuple[str, str]] = set()
+        self._instance: bytes | None = None  # the Redis data marker seen last
 
     # ------------------------------------------------------------------ processes
     def spawn(self, m: Managed) -> None:
@@ -222,18 +230,91 @@ class Supervisor:
         m.next_start_mono = now + delay
         log.warning("%s: %s; restart #%d in %.2fs", m.spec.agent_id, why, m.total_restarts, delay)
 
-    async def latch_halt(self, reason: str) -> None:
-        """Latch HALTED in Redis and audit it (best effort if Redis is down).
+    @property
+    def store(self) -> Store:
+        """The mesh's database (opened on first use)."""
+        if self._store is None:
+            self._store = Store(make_engine(self.settings.db_url()))
+        return self._store
 
-        The control plane mirrors the latch into the database on its next pass.
-        """
-        with contextlib.suppress(Exception):
-            halt = HaltState(kind="supervisor", by="orchestrator", reason=reason)
-            await self.redis.set(channels.HALT_KEY, halt.to_json(), nx=True)
-            audit = AuditRecorded(source="orchestrator", actor="orchestrator", action="halt",
-                                  decision="halted", reason=reason)
+    async def latch_halt(self, reason: str, kind: HaltKind = "supervisor") -> None:
+        """Latch HALTED -- the database first, then Redis -- and audit it (the Redis part
+        is best effort: the orchestrator's halt sync puts it back once Redis answers)."""
+        halt = HaltState(kind=kind, by="orchestrator", reason=reason)
+        audit = AuditRecorded(source="orchestrator", actor="orchestrator", action="halt",
+                              decision="halted", reason=reason)
+        try:
+            await asyncio.to_thread(self.store.record_audit_event, audit)
+            await latch(self.redis, self.store, halt)
             await Bus(self.redis, "orchestrator").publish(channels.AUDIT, audit)
+        except Exception as exc:  # noqa: BLE001 - a latch must never kill the supervisor
+            log.error("halt latch partly written (%s): %s", type(exc).__name__, exc)
         log.critical("HALTED: %s", reason)
+
+    async def trim_streams(self) -> list[TrimResult]:
+        """Trim every stream consumer groups read to about ``stream_maxlen`` entries, never
+        below what every group acknowledged (:func:`backend.bus.trim_consumed`); a group
+        that holds more than twice that is behind: alert (``stream_backlog``, once per
+        group until it catches up).  Best effort."""
+        keep = self.settings.stream_maxlen
+        out = []
+        for stream in (*channels.ORDER_PATH_STREAMS, *channels.CONTROL_STREAMS):
+            try:
+                res = await trim_consumed(self.redis, stream, keep)
+            except (RedisError, OSError) as exc:
+                log.debug("trim of %s skipped: %s", stream, exc)
+                continue
+            out.append(res)
+            key = (stream, res.held_by)
+            if res.held_by and res.after > 2 * keep and key not in self._backlogged:
+                self._backlogged.add(key)
+                why = (f"{stream}: group {res.held_by} is {res.after} entries behind "
+                       f"(cap {keep}); nothing it has not acknowledged is trimmed")
+                log.warning("%s", why)
+                with contextlib.suppress(RedisError, OSError):
+                    await Bus(self.redis, "orchestrator").publish(
+                        channels.RISK_ALERTS, RiskAlertRaised(
+                            source="orchestrator", metric="stream_backlog", level="warning",
+                            value=float(res.after), limit=float(keep),
+                            ratio=res.after / keep, reason=why))
+            elif res.after <= keep:
+                self._backlogged = {k for k in self._backlogged if k[0] != stream}
+        return out
+
+    async def check_redis_data(self) -> bool:
+        """Detect Redis losing its data while the mesh runs: the marker key
+        (``mesh:instance``, set at start) is gone.  Then the streams, the consumer
+        groups' pending entries and the venue books in Redis may be gone too: latch the
+        halt (database first, kind ``data_loss``), audit and alert once, and set a new
+        marker.  Returns True when a loss was found."""
+        token = await self.redis.get(channels.INSTANCE_KEY)
+        if token is not None:
+            self._instance = token
+            return False
+        lost = self._instance is not None
+        self._instance = new_id().encode()
+        await self.redis.set(channels.INSTANCE_KEY, self._instance, nx=True)
+        if lost:
+            why = ("Redis lost its data (the instance marker is gone: restarted without "
+                   "its AOF, flushed or evicted): streams, unacknowledged messages and the "
+                   "venue books kept there may be gone; check the books, then reset")
+            await self.latch_halt(why, kind="data_loss")
+            with contextlib.suppress(RedisError, OSError):
+                await Bus(self.redis, "orchestrator").publish(
+                    channels.RISK_ALERTS, RiskAlertRaised(
+                        source="orchestrator", metric="data_loss", level="breach",
+                        value=1.0, limit=0.0, ratio=1.0, reason=why[:500]))
+        return lost
+
+    async def sync_halts(self) -> None:
+        """Keep Redis' halt latch and symbol halts in step with the database, after
+        checking Redis still has its data (best effort; called every few seconds)."""
+        try:
+            await self.check_redis_data()
+            await sync_halt_latch(self.redis, self.store)
+            await restore_symbol_halts(self.redis, self.store)
+        except (RedisError, OSError, SQLAlchemyError) as exc:
+            log.debug("halt sync skipped: %s", exc)
 
     async def _failsafe_cancel(self, m: Managed, reason: str, timeout: float = 120.0) -> None:
         """Cancel every open order at the venue without the execution agent.

@@ -122,6 +122,11 @@ class RiskState(BaseModel):
 
     halted: bool = False
     halt_reason: str = ""
+    #: When the breaker latched (ns, wall clock; 0 = unknown): only a reset after it ends it.
+    halted_ts: int = 0
+    #: Time (ns) of the newest halt latch risk has seen: a latch missing from Redis with no
+    #: reset after it counts as halted (Redis lost its data; not a reset).
+    latch_seen_ts: int = 0
     day: int = -1
     day_start_equity: float = 0.0
     var_alert: Literal["ok", "warning", "breach"] = "ok"
@@ -262,7 +267,9 @@ def decide(
     Returns
     -------
     RiskDecision
-        Rules, first match wins: ``halted``; ``already_in_position`` (position in the
+        Rules, first match wins: ``halted`` (except a close of the opposite position,
+        which only reduces risk); ``stale_signal`` (an entry whose bar is more than
+        ``cfg.max_signal_age_s`` behind ``portfolio``); ``already_in_position`` (position in the
         signal's direction); opposite position -> ``reverse_position`` (if shorts are
         allowed, confidence suffices and a new leg can be sized) else
         ``close_position`` (reduce-only, bypasses confidence and caps);
@@ -275,12 +282,17 @@ def decide(
     def reject(rule: str, reason: str) -> RiskDecision:
         return RiskDecision(approved=False, rule=rule, reason=reason, side=side, equity=equity)
 
-    if state.halted:
-        return reject("halted", f"trading halted: {state.halt_reason or 'circuit breaker'}")
-
     pos = portfolio.quantity(signal.symbol)
     if abs(pos) <= QTY_EPS:
         pos = 0.0
+    if state.halted:
+        if pos * side.sign < 0:  # a close only reduces risk: it passes the latch
+            return _close(signal, portfolio, pos, "trading halted: close only")
+        return reject("halted", f"trading halted: {state.halt_reason or 'circuit breaker'}")
+    age_s = (portfolio.bar_time - signal.bar_time) / 1e9
+    if cfg.max_signal_age_s > 0 and age_s > cfg.max_signal_age_s and pos * side.sign >= 0:
+        return reject("stale_signal", f"signal of bar {signal.bar_seq} is {age_s:.0f}s behind "
+                      f"the latest mark (limit {cfg.max_signal_age_s:g}s): its price is old")
     if pos * side.sign > 0:
         return reject(
             "already_in_position",
@@ -351,11 +363,18 @@ def _opposite(
                 take_profit=signal.take_profit,
                 equity=portfolio.equity,
             )
+    return _close(signal, portfolio, pos, f"no reversal: {why_not}")
+
+
+def _close(signal: SignalGenerated, portfolio: PortfolioView, pos: float, why: str
+           ) -> RiskDecision:
+    """Close the opposite position ``pos`` (reduce-only, no bracket)."""
+    close_qty = abs(pos)
     return RiskDecision(
         approved=True,
         rule="close_position",
-        reason=f"close {held} {close_qty:.8g} {signal.symbol} on opposite signal (no reversal: "
-        f"{why_not})",
+        reason=f"close {'long' if pos > 0 else 'short'} {close_qty:.8g} {signal.symbol} on "
+        f"opposite signal ({why})",
         quantity=close_qty,
         notional=close_qty * signal.entry_price,
         side=signal.side,

@@ -213,10 +213,11 @@ class Venue(Protocol):
     def take_alarms(self) -> list[VenueAlarm]:
         """The alarms raised since the last call (and clears them)."""
 
-    async def cancel_all(self, reason: str, now_ns: int, *, keep_protective: bool = False
-                         ) -> list[OrderCancelled]:
+    async def cancel_all(self, reason: str, now_ns: int, *, keep_protective: bool = False,
+                         entries_only: bool = False) -> list[OrderCancelled]:
         """Cancel every working order at the venue (ours and external); with
-        ``keep_protective`` the protective stops resting for our positions stay."""
+        ``keep_protective`` the protective stops resting for our positions stay; with
+        ``entries_only`` only our orders that are not reduce-only."""
 
     async def flatten(self, now_ns: int, command_id: str) -> list[VenueEvent]:
         """Close the mesh's positions with market orders (kill switch).

@@ -271,15 +271,19 @@ class LiveVenue:
         return list(await self.placer.call("fetch_open_orders",
                                            lambda: self.client.fetch_open_orders(None)))
 
-    async def cancel_all(self, reason: str, now_ns: int, *, keep_protective: bool = False
-                         ) -> list[OrderCancelled]:
+    async def cancel_all(self, reason: str, now_ns: int, *, keep_protective: bool = False,
+                         entries_only: bool = False) -> list[OrderCancelled]:
         """Cancel every working order at the venue (ours and external); with
         ``keep_protective`` our protective stops stay (the failsafe: positions stay
-        protected while nobody trades)."""
+        protected while nobody trades); with ``entries_only`` only our orders that are
+        not reduce-only (a breaker trip)."""
         w = self._w()
         events: list[OrderCancelled] = []
         for vo in await self.open_venue_orders():
             if keep_protective and lg.is_protective(vo.client_order_id):
+                continue
+            mine = w.orders.get(vo.client_order_id)
+            if entries_only and (mine is None or mine.reduce_only):
                 continue
             try:
                 final = await self.placer.call(

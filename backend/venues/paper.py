@@ -223,12 +223,12 @@ class PaperVenue:
             if isinstance(ev, OrderFilled):
                 self._new_fills[ev.fill_id] = ev
 
-    async def cancel_all(self, reason: str, now_ns: int, *, keep_protective: bool = False
-                         ) -> list[OrderCancelled]:
-        """Cancel every resting order (its brackets are part of the book, not orders:
-        ``keep_protective`` changes nothing)."""
+    async def cancel_all(self, reason: str, now_ns: int, *, keep_protective: bool = False,
+                         entries_only: bool = False) -> list[OrderCancelled]:
+        """Cancel every resting order, or only those that are not reduce-only (its
+        brackets are part of the book, not orders: ``keep_protective`` changes nothing)."""
         del keep_protective
-        self._next, evs = paper.cancel_all(self._cur, reason, now_ns)
+        self._next, evs = paper.cancel_all(self._cur, reason, now_ns, entries_only)
         return evs
 
     async def on_bar(self, bar: BarClosed) -> list[VenueEvent]:

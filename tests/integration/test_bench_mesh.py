@@ -1,5 +1,5 @@
 """Smoke test of ``benchmarks/mesh.py --quick``: it runs end to end on real redis-servers
-and real agent processes, and every tick makes an order.  Never asserts on time."""
+and real agent processes, and (nearly) every tick makes an order.  Never asserts on time."""
 
 from __future__ import annotations
 
@@ -49,8 +49,14 @@ def test_quick_run_writes_every_figure_and_orders_every_tick(tmp_path: Path) -> 
     for name, cfg in res["mesh"].items():
         for run in cfg["runs"]:
             assert run["ticks"] == cfg["ticks_per_run"], name
-            assert run["signals"] == run["orders"] == run["orders_at_venue"] == run["ticks"]
-            assert not [k for k in run["rejected"] if not k.startswith("venue:")], name
+            assert run["signals"] == run["ticks"]
+            assert run["orders"] == run["orders_at_venue"]
+            # every_tick alternates BUY and SELL so an order still in flight is reversed,
+            # not stacked; risk counts what is in flight (issue 15), so now and then a tick
+            # whose opposite order has not reached the mark is refused as a repeat entry
+            assert run["orders"] >= 0.9 * run["ticks"], name
+            assert not [k for k in run["rejected"]
+                        if not k.startswith("venue:") and k != "risk:already_in_position"], name
             assert run["agent_restarts"] == 0
             assert set(run["cpu_pct"]) >= AGENTS and set(run["rss_peak_mib"]) >= AGENTS
             assert all(v > 0 for v in run["rss_peak_mib"].values())

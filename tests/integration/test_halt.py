@@ -22,6 +22,7 @@ from redis.asyncio import Redis as AsyncRedis
 from backend import channels
 from backend.halt import HALT_STATE, read_halt
 from backend.messages import (
+    CancelAllOrders,
     ComplianceDecided,
     PortfolioMarked,
     Side,
@@ -77,7 +78,10 @@ def test_breaker_latches_and_risk_adopts_the_reset(redis_url: str, tmp_path: Pat
         _xadd(r, channels.SIGNALS_APPROVED, _approval(2))
         rejected = eventually(lambda: _events(r, channels.SIGNALS_REJECTED), 20)
         assert rejected[0].rule == "halted"
-        assert not r.exists(channels.ORDERS) or r.xlen(channels.ORDERS) == 0
+        # the trip cancels resting entries, durably (issue 15); no order is sent
+        cmds = _events(r, channels.ORDERS)
+        assert [(type(c), c.entries_only, c.flatten) for c in cmds] == \
+            [(CancelAllOrders, True, False)]
 
         async def reset() -> None:
             ar = AsyncRedis.from_url(redis_url)
@@ -94,7 +98,8 @@ def test_breaker_latches_and_risk_adopts_the_reset(redis_url: str, tmp_path: Pat
         # Same day, equity unchanged: the re-based breaker must not trip again.
         _xadd(r, channels.TRADING_EVENTS, _mark(3, 0.97))
         _xadd(r, channels.SIGNALS_APPROVED, _approval(3))
-        orders = eventually(lambda: _events(r, channels.ORDERS), 20,
+        orders = eventually(lambda: [o for o in _events(r, channels.ORDERS)
+                                     if isinstance(o, SubmitOrder)], 20,
                             message="an order after the reset")
         assert isinstance(orders[0], SubmitOrder) and orders[0].signal_id == "sig-3"
         assert r.get(channels.HALT_KEY) is None

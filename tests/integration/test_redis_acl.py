@@ -38,8 +38,8 @@ from agents.optimizer import OptimizerAgent
 from agents.strategy import StrategyAgent
 from backend import channels, topology
 from backend.bar_history import load_history, read_bars_after
-from backend.bus import STATS_KEY, Bus, pipeline_caught_up
-from backend.halt import HaltState, read_halt
+from backend.bus import STATS_KEY, Bus, pipeline_caught_up, trim_consumed
+from backend.halt import HaltState, read_halt, read_reset
 from backend.hotreload import running_params
 from backend.messages import (
     AuditRecorded,
@@ -202,6 +202,7 @@ async def _risk(url: str, s: Settings) -> None:
     assert hist.last_seq == 3
     await read_bars_after(r, "0", 3)
     assert await read_halt(r) is None
+    assert await read_reset(r) is None  # GET mesh:halt:reset (issue 15)
     pipe = r.pipeline(transaction=True)
     pipe.set(channels.HALT_KEY, HaltState(kind="circuit_breaker", by="risk", reason="drill")
              .to_json())
@@ -237,6 +238,9 @@ async def _execution(url: str, s: Settings) -> None:
     venue.commit()
     await venue.load()  # GET book, HGETALL orders and rejects
     assert await venue.positions() == {"ETH/BTC": 1.0}
+    # a stuck order command latches the halt: SET NX (and nothing else) on mesh:halt
+    await r.set(channels.HALT_KEY, HaltState(kind="stuck", by="execution").to_json(), nx=True)
+    assert await read_halt(r) is not None
     await r.aclose()
 
 
@@ -286,9 +290,11 @@ def test_orchestrator_can_run_the_control_plane(
         assert await pipeline_caught_up(r, topology.consumer_groups(s)) is False
         res = await killswitch.emergency_stop(r, store, reason="drill", actor="test", wait_s=0.1)
         assert res.halted and not res.confirmed
-        await killswitch.mirror_halt(r, store)
+        await killswitch.sync_halt_latch(r, store)
         await killswitch.reset_halt(r, store, reason="drill over", actor="test")
-        await killswitch.restore_halt(r, store)
+        await killswitch.sync_halt_latch(r, store)
+        for stream in channels.ORDER_PATH_STREAMS:  # the supervisor's safe trimming
+            await trim_consumed(r, stream, 1)
         await r.sadd(channels.PARKED_AGENTS_KEY, "risk")
         await r.delete(channels.PARKED_AGENTS_KEY)
         assert [k async for k in r.scan_iter(match=channels.HEALTH_KEY_PREFIX + "*")] == []

@@ -20,8 +20,9 @@ import pytest
 
 from agents.execution import ExecutionAgent
 from backend import channels
-from backend.bus import Bus
+from backend.bus import DATA_FIELD, Bus
 from backend.messages import (
+    BarClosed,
     CancelAllOrders,
     ExitReason,
     OrderAccepted,
@@ -31,6 +32,7 @@ from backend.messages import (
     Side,
     SubmitOrder,
     client_order_id_for,
+    decode,
     now_ns,
 )
 from backend.persistence import Store, make_engine
@@ -376,3 +378,33 @@ def test_factory_builds_the_clients_or_says_what_is_missing(
     mt5 = settings_for(tmp_path, symbols=["EUR/USD"], venue=VenueConfig(kind="mt5"))
     with pytest.raises(VenueConfigError, match=r"Windows.*pip install tradingmesh\[mt5\]"):
         make_client(mt5)  # no MetaTrader5 package on this system
+
+
+def test_a_fill_seen_by_a_poll_is_followed_by_an_intrabar_mark(rig: Rig, tmp_path: Path,
+                                                              fake_redis) -> None:
+    """Issue 15: the breaker must not wait for the next bar's close to see a fill."""
+    async def go() -> list:
+        agent, store = await start(rig, tmp_path, fake_redis)
+        price = 1.1 if rig.kind == "mt5" else 185.0
+        await Bus(fake_redis, "market_data").publish(channels.MARKET_DATA, BarClosed(
+            source="test", symbol=rig.sym, open_time=1_700_000_000_000_000_000, open=price,
+            high=price, low=price, close=price, volume=1.0, seq=1))
+        order = submit(rig, 1)
+        rig.hold_next()
+        await send(fake_redis, order)
+        await drain(agent)
+        n_before = await fake_redis.xlen(channels.TRADING_EVENTS)
+        rig.fill_held(order.client_order_id)
+        await agent.poll_once()
+        new = [decode(f[DATA_FIELD]) for _i, f in
+               await fake_redis.xrange(channels.TRADING_EVENTS)][n_before:]
+        await down(agent)
+        store.close()
+        return new
+
+    new = run(go())
+    kinds = [type(m).__name__ for m in new]
+    assert "OrderFilled" in kinds and kinds[-1] == "PortfolioMarked"
+    mark = new[-1]
+    assert mark.bar_seq == 1
+    assert mark.positions[rig.sym].quantity == pytest.approx(rig.qty)  # the fill is in it

@@ -38,16 +38,21 @@ def test_built_by_name_but_not_listed():
         get_strategy("every_tock")
 
 
-def test_a_buy_with_a_tight_bracket_on_every_bar(eth):
+def test_buy_and_sell_in_turn_with_a_tight_bracket_on_every_bar(eth):
     bars = eth.slice(0, 300)
     frame = EveryTick().generate(bars, {"bracket_frac": 1e-6})
-    assert (frame.side == 1).all() and (frame.confidence == 1.0).all()
-    np.testing.assert_allclose(frame.stop_loss, bars.close * (1 - 1e-6))
-    np.testing.assert_allclose(frame.take_profit, bars.close * (1 + 1e-6))
+    even = (bars.time // 300_000_000_000) % 2 == 0
+    np.testing.assert_array_equal(frame.side, np.where(even, 1, -1))
+    assert (frame.confidence == 1.0).all()
+    assert (np.diff(frame.side) != 0).all()  # 5-minute bars: the side flips every bar
+    sign = frame.side.astype(float)
+    np.testing.assert_allclose(frame.stop_loss, bars.close * (1 - sign * 1e-6))
+    np.testing.assert_allclose(frame.take_profit, bars.close * (1 + sign * 1e-6))
     runner = StrategyRunner(EveryTick(), symbol="ETH/BTC")
     points = [runner.on_bar(int(bars.time[i]), bars.open[i], bars.high[i], bars.low[i],
                             bars.close[i], bars.volume[i]) for i in range(len(bars))]
-    assert all(p is not None and p.side == 1 for p in points)  # from the first bar on
+    # from the first bar on, and the same side a whole-window backtest gives
+    assert [p.side if p else None for p in points] == list(frame.side)
 
 
 def test_with_the_benchmark_rules_every_tick_becomes_an_order(eth):

@@ -19,7 +19,15 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from backend import channels
 from backend.bus import DATA_FIELD, STATS_KEY, Bus
-from backend.halt import HALT_STATE, HaltState, parse_halt, read_halt
+from backend.halt import (
+    HALT_RESET_STATE,
+    HALT_STATE,
+    HaltReset,
+    HaltState,
+    parse_halt,
+    read_halt,
+    read_reset,
+)
 from backend.messages import (
     AuditRecorded,
     CancelAllOrders,
@@ -34,7 +42,7 @@ from backend.messages import (
     decode,
 )
 from backend.persistence import Store, make_engine
-from orchestrator.killswitch import emergency_stop, mirror_halt, reset_halt, restore_halt
+from orchestrator.killswitch import emergency_stop, reset_halt, sync_halt_latch
 
 Redis = fakeredis.aioredis.FakeRedis
 
@@ -233,7 +241,8 @@ def test_an_existing_latch_is_kept_but_the_command_still_queued(env: Env) -> Non
     res = run(env, lambda r: emergency_stop(r, env.store, reason="also", actor="op", wait_s=0))
     assert parse_halt(sync.get(channels.HALT_KEY)) == breaker  # SET NX: the first latch stays
     assert res.latched_at == 123 and res.halted
-    assert env.store.get_state(HALT_STATE) == breaker.model_dump(mode="json")
+    # the database latch was written first (Redis could have been down): halted there too
+    assert env.store.get_state(HALT_STATE)["kind"] == "kill_switch"
     cmds = stream(sync, channels.ORDERS)
     assert [(type(c), c.id) for c in cmds] == [(CancelAllOrders, res.command_id)]
     assert [r["reason"] for r in env.store.audit(action="emergency_stop")] == ["also"]
@@ -247,15 +256,21 @@ def test_garbage_latch_counts_as_halted(env: Env) -> None:
     res = run(env, lambda r: emergency_stop(r, env.store, reason="r", actor="a", wait_s=0))
     assert sync.get(channels.HALT_KEY) == b"\x00garbage"  # kept (NX), still halted
     assert res.halted and res.latched_at == 0
-    assert env.store.get_state(HALT_STATE)["kind"] == "restored"
+    assert env.store.get_state(HALT_STATE)["kind"] == "kill_switch"
 
 
-def test_emergency_stop_raises_when_redis_is_down(env: Env) -> None:
+def test_emergency_stop_with_redis_down_latches_the_database_first(env: Env) -> None:
     env.server.connected = False
     with pytest.raises(RedisConnectionError):
         run(env, lambda r: emergency_stop(r, env.store, reason="r", actor="a", wait_s=0))
-    assert env.store.get_state(HALT_STATE) is None
-    assert env.store.audit(action="emergency_stop") == []
+    # the durable latch and the audit are written before Redis is touched
+    assert env.store.get_state(HALT_STATE)["kind"] == "kill_switch"
+    assert [r["reason"] for r in env.store.audit(action="emergency_stop")] == ["r"]
+    # Redis back (empty): the orchestrator's sync puts the latch back
+    env.server.connected = True
+    halt = run(env, lambda r: sync_halt_latch(r, env.store))
+    assert halt is not None and halt.kind == "kill_switch"
+    assert parse_halt(fakeredis.FakeRedis(server=env.server).get(channels.HALT_KEY)) == halt
 
 
 @pytest.mark.parametrize(("raw", "halted", "kind"), [
@@ -286,7 +301,7 @@ def test_reset_clears_redis_and_the_database(env: Env) -> None:
     assert env.store.get_state(HALT_STATE) is None
     rows = env.store.audit(action="halt_reset")
     assert [(r["actor"], r["decision"]) for r in rows] == [("op2", "resumed")]
-    assert rows[0]["reason"] == "all clear (was: kill_switch: drill)"
+    assert rows[0]["reason"] == "all clear (was: kill_switch: drill) [reset #1]"
     assert [a.action for a in stream(sync, channels.AUDIT)] == ["emergency_stop", "halt_reset"]
 
 
@@ -312,72 +327,82 @@ def test_reset_when_not_halted(env: Env) -> None:
     assert res.message == "trading was not halted"
     rows = env.store.audit(action="halt_reset")
     assert [(r["decision"], r["reason"]) for r in rows] == \
-        [("noop", "just in case (was not halted)")]
+        [("noop", "just in case (was not halted) [reset #1]")]
 
 
-# ====================================================================== mirror / restore
-def test_mirror_copies_redis_into_the_database_and_clears_it(env: Env) -> None:
+# ====================================================================== sync (DB = truth)
+def test_sync_relatches_what_redis_lost_and_never_deletes_the_database_latch(
+        env: Env) -> None:
     sync = fakeredis.FakeRedis(server=env.server)
-    assert run(env, lambda r: mirror_halt(r, env.store)) is None
+    assert run(env, lambda r: sync_halt_latch(r, env.store)) is None
     assert env.store.get_state(HALT_STATE) is None
 
-    first = HaltState(kind="circuit_breaker", by="risk", reason="dd", ts=1)
+    # a breaker latched in Redis only (e.g. the DB write raced): recorded in the database
+    first = HaltState(kind="circuit_breaker", by="risk", reason="dd", ts=10**18)
     sync.set(channels.HALT_KEY, first.to_json())
-    assert run(env, lambda r: mirror_halt(r, env.store)) == first
+    assert run(env, lambda r: sync_halt_latch(r, env.store)) == first
     assert env.store.get_state(HALT_STATE) == first.model_dump(mode="json")
 
-    second = HaltState(kind="supervisor", by="orchestrator", reason="execution gave up", ts=2)
-    sync.set(channels.HALT_KEY, second.to_json())
-    run(env, lambda r: mirror_halt(r, env.store))
-    assert env.store.get_state(HALT_STATE) == second.model_dump(mode="json")
+    # Redis loses its data (FLUSHALL): the latch is put back, not the DB copy deleted
+    sync.flushall()
+    assert run(env, lambda r: sync_halt_latch(r, env.store)) == first
+    assert parse_halt(sync.get(channels.HALT_KEY)) == first
+    assert env.store.get_state(HALT_STATE) == first.model_dump(mode="json")
+    rows = env.store.audit(action="halt_restored")
+    assert [(r["actor"], r["decision"]) for r in rows] == [("orchestrator", "halted")]
+    assert "circuit_breaker: dd" in rows[0]["reason"]
+    # again and again: only the database's latch comes back
+    for _ in range(3):
+        sync.delete(channels.HALT_KEY)
+        assert run(env, lambda r: sync_halt_latch(r, env.store)) == first
+    assert env.store.get_state(HALT_STATE) == first.model_dump(mode="json")
 
-    sync.delete(channels.HALT_KEY)
-    assert run(env, lambda r: mirror_halt(r, env.store)) is None
-    assert env.store.get_state(HALT_STATE) is None
 
-
-def test_mirror_of_a_garbage_latch_is_halted_in_the_database(env: Env) -> None:
+def test_sync_of_a_garbage_latch_is_halted_in_the_database(env: Env) -> None:
     sync = fakeredis.FakeRedis(server=env.server)
     sync.set(channels.HALT_KEY, b"garbage")
-    run(env, lambda r: mirror_halt(r, env.store))
+    run(env, lambda r: sync_halt_latch(r, env.store))
     assert env.store.get_state(HALT_STATE)["kind"] == "restored"
 
 
-def test_restore_relatches_what_redis_lost(env: Env) -> None:
-    sync = fakeredis.FakeRedis(server=env.server)
-    lost = HaltState(kind="kill_switch", by="api@1.2.3.4", reason="drill", ts=42)
-    env.store.put_state(HALT_STATE, lost.model_dump(mode="json"))
-
-    restored = run(env, lambda r: restore_halt(r, env.store))
-    assert restored is not None
-    assert (restored.kind, restored.by, restored.ts) == ("kill_switch", "api@1.2.3.4", 42)
-    assert restored.reason == "drill (restored from the database)"
-    assert parse_halt(sync.get(channels.HALT_KEY)) == restored
-    rows = env.store.audit(action="halt_restored")
-    assert [(r["actor"], r["decision"]) for r in rows] == [("orchestrator", "halted")]
-    assert "kill_switch: drill" in rows[0]["reason"]
-
-    # Redis loses it again: the note is not appended twice
-    env.store.put_state(HALT_STATE, restored.model_dump(mode="json"))
-    sync.delete(channels.HALT_KEY)
-    again = run(env, lambda r: restore_halt(r, env.store))
-    assert again is not None and again.reason == "drill (restored from the database)"
-
-
-def test_restore_keeps_a_latch_redis_has(env: Env) -> None:
+def test_sync_keeps_a_latch_redis_has(env: Env) -> None:
     sync = fakeredis.FakeRedis(server=env.server)
     current = HaltState(kind="circuit_breaker", reason="dd", ts=7)
     sync.set(channels.HALT_KEY, current.to_json())
     env.store.put_state(HALT_STATE, HaltState(kind="kill_switch", reason="old").model_dump(
         mode="json"))
-    assert run(env, lambda r: restore_halt(r, env.store)) == current
+    assert run(env, lambda r: sync_halt_latch(r, env.store)) == current
     assert parse_halt(sync.get(channels.HALT_KEY)) == current
     assert env.store.audit(action="halt_restored") == []
 
 
-def test_restore_does_nothing_when_both_are_clear(env: Env) -> None:
+def test_reset_carries_a_generation_and_finishes_after_a_crash(env: Env) -> None:
     sync = fakeredis.FakeRedis(server=env.server)
-    assert run(env, lambda r: restore_halt(r, env.store)) is None
+    run(env, lambda r: emergency_stop(r, env.store, reason="one", actor="op", wait_s=0))
+    run(env, lambda r: reset_halt(r, env.store, reason="ok", actor="op"))
+    first = HaltReset.model_validate(env.store.get_state(HALT_RESET_STATE))
+    assert first.generation == 1 and first.by == "op"
+    assert run(env, read_reset) == first
+    assert [r["reason"] for r in env.store.audit(action="halt_reset")][-1].endswith("[reset #1]")
+
+    # a latch set before the reset is left in Redis (the reset died before its MULTI):
+    stale = HaltState(kind="kill_switch", reason="one", ts=first.ts - 1)
+    sync.set(channels.HALT_KEY, stale.to_json())
+    sync.delete(channels.HALT_RESET_KEY)
+    assert run(env, lambda r: sync_halt_latch(r, env.store)) is None
+    assert sync.get(channels.HALT_KEY) is None
+    assert run(env, read_reset) == first  # the reset record is put back too
+    assert [r["decision"] for r in env.store.audit(action="halt_reset_finished")] == ["resumed"]
+
+    # a second latch and reset: generation 2
+    run(env, lambda r: emergency_stop(r, env.store, reason="two", actor="op", wait_s=0))
+    run(env, lambda r: reset_halt(r, env.store, reason="ok", actor="op"))
+    assert env.store.get_state(HALT_RESET_STATE)["generation"] == 2
+
+
+def test_sync_does_nothing_when_both_are_clear(env: Env) -> None:
+    sync = fakeredis.FakeRedis(server=env.server)
+    assert run(env, lambda r: sync_halt_latch(r, env.store)) is None
     assert sync.get(channels.HALT_KEY) is None
     assert env.store.audit() == []
     assert sync.xlen(channels.AUDIT) == 0

@@ -22,6 +22,7 @@ from backend.redis_acl import (
     ORCHESTRATOR,
     USERS,
     MeshAccess,
+    acl_rules,
     ensure_acl,
     generate_credentials,
     policies,
@@ -127,6 +128,10 @@ def test_single_writers() -> None:
     assert [r for r in agents if _writes(r, channels.SIGNALS)] == ["strategy"]
     assert [r for r in agents if _writes(r, channels.SIGNALS_APPROVED)] == ["compliance"]
     assert [r for r in agents if _writes(r, channels.HALT_KEY)] == ["risk"]
+    # execution latches when an order command is stuck (issue 15), with SET alone
+    assert [r for r in agents if channels.HALT_KEY in policies()[r].set_only_keys] == \
+        ["execution"]
+    assert "(~mesh:halt resetchannels -@all +set)" in acl_rules(policies()["execution"])
     assert [r for r in agents if _writes(r, channels.PORTFOLIO_KEY)] == ["execution"]
 
 

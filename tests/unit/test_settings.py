@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
-from backend.settings import ConfigError, load_settings, write_resolved
+from backend.settings import ConfigError, Settings, load_settings, write_resolved
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -76,3 +77,11 @@ def test_agents_load_the_resolved_file(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setenv("TRADINGMESH_REPLAY_SPEED", "99")  # ignored: the file is authoritative
     t = load_settings()
     assert t.replay_speed == 12.0 and t.symbols == ["LTC/BTC"]
+
+
+def test_the_account_currency_must_be_the_symbols_quote() -> None:
+    """Issue 15: equity must not add amounts in two currencies."""
+    with pytest.raises(ValidationError, match="venue.quote_currency is 'USDT'"):
+        Settings(symbols=["ETH/BTC"], venue={"kind": "ccxt", "quote_currency": "USDT"})
+    assert Settings(symbols=["ETH/USDT"], venue={"kind": "ccxt", "quote_currency": "USDT"})
+    assert Settings(symbols=["ETH/USDT"])  # the paper default is not the user's choice

@@ -18,8 +18,8 @@ from backend.venues.live import LiveVenue
 from backend.venues.paper import PaperVenue
 
 
-def _settings(**venue: object) -> Settings:
-    return Settings(venue=venue, symbols=["ETH/BTC"])  # type: ignore[arg-type]
+def _settings(symbols: tuple[str, ...] = ("ETH/BTC",), **venue: object) -> Settings:
+    return Settings(venue=venue, symbols=list(symbols))  # type: ignore[arg-type]
 
 
 def test_paper_is_the_default(fake_redis, monkeypatch) -> None:
@@ -29,7 +29,8 @@ def test_paper_is_the_default(fake_redis, monkeypatch) -> None:
 
 
 def test_an_injected_client_makes_a_live_venue(fake_redis) -> None:
-    venue = make_venue(_settings(quote_currency="USDT"), fake_redis, client=FakeBroker())
+    venue = make_venue(_settings(("ETH/USDT",), quote_currency="USDT"), fake_redis,
+                       client=FakeBroker())
     assert isinstance(venue, LiveVenue) and venue.name == "fake" and venue.quote == "USDT"
     assert make_venue(_settings(), fake_redis, client=FakeBroker()).quote == "BTC"  # ETH/BTC
 
