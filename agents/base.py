@@ -459,12 +459,7 @@ class Agent:
         ``risk_alerts`` (best effort); an agent that may latch halts trading when the
         stuck input is an order command (execution)."""
         await self.report_error(f"stuck: {why}")
-        assert self.bus is not None
-        with contextlib.suppress(*REDIS_ERRORS, RedisError):
-            await self.bus.publish(channels.RISK_ALERTS, RiskAlertRaised(
-                id=stable_id("stuck", self.agent_id, delivery.stream, delivery.entry_id),
-                source=self.agent_id, metric="input_stuck", level="breach", value=1.0,
-                limit=1.0, ratio=1.0, reason=why[:500]))
+        await self._breach_alert("input_stuck", delivery, why)
         if self.may_latch and delivery.stream == channels.ORDERS:
             # an order or the kill switch cannot be carried out: nothing new may pile up
             await self.latch_halt("stuck", f"an order command is stuck: {why}")
@@ -478,14 +473,19 @@ class Agent:
         why = f"{delivery.stream} {delivery.entry_id}: {delivery.problem}"
         self.log.critical("DATA LOSS %s", why)
         await self.report_error(f"data loss: {why}")
+        await self._breach_alert("data_loss", delivery, why)
+        if self.may_latch and delivery.stream in channels.ORDER_PATH_STREAMS:
+            await self.latch_halt("data_loss", f"lost input on the order path: {why}")
+
+    async def _breach_alert(self, metric: str, delivery: Delivery, why: str) -> None:
+        """A ``breach`` :class:`RiskAlertRaised` about ``delivery`` on ``risk_alerts``
+        (best effort: Redis may be what failed)."""
         assert self.bus is not None
         with contextlib.suppress(*REDIS_ERRORS, RedisError):
             await self.bus.publish(channels.RISK_ALERTS, RiskAlertRaised(
-                id=stable_id("data_loss", self.agent_id, delivery.stream, delivery.entry_id),
-                source=self.agent_id, metric="data_loss", level="breach", value=1.0,
-                limit=0.0, ratio=1.0, reason=why[:500]))
-        if self.may_latch and delivery.stream in channels.ORDER_PATH_STREAMS:
-            await self.latch_halt("data_loss", f"lost input on the order path: {why}")
+                id=stable_id(metric, self.agent_id, delivery.stream, delivery.entry_id),
+                source=self.agent_id, metric=metric, level="breach", value=1.0,
+                limit=1.0, ratio=1.0, reason=why[:500]))
 
     async def latch_halt(self, kind: HaltKind, reason: str) -> None:
         """Latch the trading halt (database first when this agent has a store, then Redis

@@ -28,6 +28,11 @@ Armed crashes (fault drills): :func:`crash_if_armed` makes a process exit with
 :func:`disarm`; a file holding a number counts the crashes down), e.g. an agent that
 crashes at start in a loop (point ``start``).  Unset
 ``TRADINGMESH_FAILPOINT_DIR`` disables them.
+
+Database refusal (the ``db-errors`` drill): while the file
+``<TRADINGMESH_FAILPOINT_DIR>/db.refuse_writes`` exists, every database write of every
+process started with that directory fails like a locked database
+(:func:`db_writes_refused`, checked by :class:`backend.persistence.Store`).
 """
 
 from __future__ import annotations
@@ -99,3 +104,14 @@ def crash_if_armed(agent_id: str, point: str) -> None:
         path.write_text(f"{left - 1}\n")
     os.write(2, f"failpoint {agent_id}:{point} is armed: crashing\n".encode())
     os._exit(ARMED_EXIT_CODE)
+
+
+#: File whose presence makes every database write fail (see the module docstring).
+DB_REFUSE_FILE = "db.refuse_writes"
+_FP_DIR = os.environ.get(FAILPOINT_DIR_ENV, "")
+
+
+def db_writes_refused() -> bool:
+    """True while the drill refuses database writes (never when the failpoint directory
+    is not set: then it costs one string test)."""
+    return bool(_FP_DIR) and (Path(_FP_DIR) / DB_REFUSE_FILE).exists()

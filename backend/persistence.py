@@ -25,6 +25,7 @@ Unix epoch (UTC, ``BigInteger``).
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,6 +38,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.pool import StaticPool
 
+from backend import failpoints
 from backend.messages import (
     AuditRecorded,
     ComplianceDecided,
@@ -300,6 +302,10 @@ class Store:
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
+        if failpoints.db_writes_refused():  # the db-errors drill
+            raise sa.exc.OperationalError(
+                "BEGIN IMMEDIATE", {}, sqlite3.OperationalError(
+                    "database is locked (drill: writes refused)"))
         with self.engine.connect() as conn:
             conn = conn.execution_options(sqlite_immediate=True)
             with conn.begin():

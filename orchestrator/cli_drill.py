@@ -2,7 +2,8 @@
 
 Hooked into the main CLI by ``register(app)``.  Prints one line per scenario run as it
 finishes, then the drill table (faults, restarts, orders, lost, duplicated, recovery
-median and max), and writes everything as JSON.  Exit code 0 when every run passed (the
+median and max, the worst exposure / equity of any mark against the cap), and writes
+everything as JSON.  Exit code 0 when every run passed (the
 books balanced and every fault recovered as it must), 1 otherwise, 2 on bad arguments.
 """
 
@@ -20,7 +21,7 @@ from rich.table import Table
 
 __all__ = ["drill_table", "register"]
 
-console = Console(width=110)
+console = Console(width=130)
 
 
 def _fmt(v: float | None) -> str:
@@ -31,12 +32,14 @@ def drill_table(summary: list) -> Table:  # noqa: ANN001 - list[DrillSummary]
     """The drill table (one row per scenario)."""
     t = Table(title="fault drill")
     for col in ("scenario", "ok", "faults", "restarts", "orders", "lost", "dup",
-                "rec p50 s", "rec max s"):
+                "rec p50 s", "rec max s", "max expo/eq"):
         t.add_column(col, justify="left" if col == "scenario" else "right")
     for s in summary:
+        expo = "-" if s.worst_exposure is None else \
+            f"{s.worst_exposure:.1%} (cap {s.exposure_cap:.0%})"
         t.add_row(s.scenario, f"{s.passed}/{s.runs}", str(s.faults), str(s.restarts),
                   str(s.orders), str(s.lost), str(s.duplicated), _fmt(s.recovery_median_s),
-                  _fmt(s.recovery_max_s))
+                  _fmt(s.recovery_max_s), expo)
     return t
 
 

@@ -21,10 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import redis
+import sqlalchemy as sa
 
 from backend.persistence import Store, make_engine
 from orchestrator import drill_faults as f
 from orchestrator import drill_faults_bus as bus_faults
+from orchestrator import drill_faults_limits as limits
 from orchestrator.drill_books import BooksReport, check_books
 from orchestrator.drill_mesh import DrillError, DrillMesh
 from orchestrator.drill_venue_books import check_venue_books
@@ -49,7 +51,18 @@ SCENARIOS: dict[str, tuple[f.Fault, str]] = {
                          "malformed/oversized/wrongly-typed payloads on every channel"),
     "slow-consumer": (bus_faults.slow_consumer,
                       "a paused pub/sub subscriber is dropped by Redis and recovers"),
+    "breaker-trip": (limits.breaker_trip, "a loss forced past the drawdown limit with an "
+                     "entry resting: latch, cancel entries, closes pass"),
+    "risk-backlog": (limits.risk_backlog, "risk down while approvals queue, then back: no "
+                     "stacked entries, stale signals refused"),
+    "db-errors": (limits.db_errors, "the database refuses writes for a few seconds: "
+                  "nothing dropped or dead-lettered"),
 }
+
+
+#: Scenarios run on a busy mesh (a signal on every bar, a binding exposure cap:
+#: :data:`orchestrator.drill_mesh.BUSY`): the limits need orders to act on.
+BUSY_SCENARIOS = frozenset({"breaker-trip", "risk-backlog", "db-errors"})
 
 
 #: The gauntlet: every fault once, in this order, in one mesh (the crash loop last:
@@ -100,6 +113,8 @@ async def venue_gauntlet(mesh: DrillMesh, rng: random.Random, n: int,
 
 VENUE_SCENARIOS_ALL: dict[str, tuple[f.Fault, str]] = {
     **VENUE_SCENARIOS,
+    "redis-data-loss": (limits.redis_data_loss, "redis-server restarted without its data: "
+                        "halt (database first), books still match the exchange"),
     "gauntlet": (venue_gauntlet, "every venue fault --injections times, in one mesh"),
 }
 
@@ -117,6 +132,10 @@ class ScenarioRun:
     error: str = ""
     wall_s: float = 0.0
     work_dir: str = ""
+    #: Largest exposure / equity over the run's portfolio marks (``None``: no mark).
+    worst_exposure: float | None = None
+    #: ``risk.max_total_exposure_pct`` of the mesh.
+    exposure_cap: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -131,6 +150,7 @@ class ScenarioRun:
             "faults": [e.to_dict() for e in self.events], "restarts": self.restarts,
             "books": self.books.to_dict() if self.books else None, "error": self.error,
             "wall_s": round(self.wall_s, 2), "work_dir": self.work_dir,
+            "worst_exposure": self.worst_exposure, "exposure_cap": self.exposure_cap,
         }
 
 
@@ -147,16 +167,26 @@ async def _restarts(mesh: DrillMesh) -> dict[str, int]:
     return {a: n for a, n in sorted(seen.items()) if n}
 
 
-def _books(mesh: DrillMesh) -> BooksReport:
+def _books(mesh: DrillMesh) -> tuple[BooksReport, float | None]:
+    """The books check and the worst exposure / equity of the run's marks."""
     r = redis.Redis.from_url(mesh.redis_url, socket_timeout=30)
     store = Store(make_engine(f"sqlite:///{mesh.var_dir / 'tradingmesh.db'}"))
     try:
-        if isinstance(mesh, VenueDrillMesh):
-            return check_venue_books(r, store, mesh.sim)
-        return check_books(r, store)
+        books = (check_venue_books(r, store, mesh.sim) if isinstance(mesh, VenueDrillMesh)
+                 else check_books(r, store))
+        return books, worst_exposure(store)
     finally:
         store.close()
         r.close()
+
+
+def worst_exposure(store: Store) -> float | None:
+    """The largest gross exposure / equity over the portfolio marks the database holds
+    (``None`` when there is none)."""
+    with store.engine.connect() as conn:
+        got = conn.execute(sa.text(
+            "SELECT max(exposure / equity) FROM equity WHERE equity > 0")).scalar()
+    return None if got is None else float(got)
 
 
 def scenarios(venue: str = "paper") -> dict[str, tuple[f.Fault, str]]:
@@ -181,7 +211,7 @@ async def run_scenario(name: str, run: int, seed: int, base_dir: Path, *, limit:
     work = base_dir / f"{name}-{run}"
     res.work_dir = str(work)
     mesh = (VenueDrillMesh(work, limit=limit, seed=seed) if venue == "exchange-sim"
-            else DrillMesh(work, limit=limit))
+            else DrillMesh(work, limit=limit, busy=name in BUSY_SCENARIOS))
     rng = random.Random(res.seed)  # noqa: S311 - reproducible fault moments, not crypto
     t0 = time.monotonic()
     try:
@@ -193,7 +223,8 @@ async def run_scenario(name: str, run: int, seed: int, base_dir: Path, *, limit:
             await mesh.wait_done()  # what settling published is consumed too
         res.restarts = await _restarts(mesh)
         await mesh.stop_orchestrator()
-        res.books = await asyncio.to_thread(_books, mesh)
+        res.books, res.worst_exposure = await asyncio.to_thread(_books, mesh)
+        res.exposure_cap = mesh.settings.risk.max_total_exposure_pct
     except (DrillError, OSError, redis.RedisError) as exc:
         res.error = f"{type(exc).__name__}: {exc}"
         res.events = res.events or getattr(exc, "events", [])
@@ -217,6 +248,8 @@ class DrillSummary:
     duplicated: int
     recovery_median_s: float | None
     recovery_max_s: float | None
+    worst_exposure: float | None = None
+    exposure_cap: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -233,6 +266,9 @@ def _row(name: str, mine: list[ScenarioRun], events: list[f.FaultEvent]) -> Dril
         duplicated=sum(r.books.duplicated for r in mine if r.books),
         recovery_median_s=statistics.median(rec) if rec else None,
         recovery_max_s=max(rec) if rec else None,
+        worst_exposure=max((r.worst_exposure for r in mine if r.worst_exposure is not None),
+                           default=None),
+        exposure_cap=max((r.exposure_cap for r in mine), default=0.0),
     )
 
 

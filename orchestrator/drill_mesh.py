@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import secrets
 import signal
@@ -33,6 +34,20 @@ ROOT = Path(__file__).resolve().parents[1]
 _DROP_ENV = ("REDIS_URL", "TRADINGMESH_REDIS_URL", "TRADINGMESH_REDIS_CREDENTIALS", "DATABASE_URL",
              "TRADINGMESH_DATABASE_URL", "TRADINGMESH_SETTINGS_FILE", "TRADINGMESH_FAILPOINTS",
              "TRADINGMESH_API_TOKEN")
+
+
+#: Settings of a *busy* drill mesh (issue 15's scenarios): a signal on every bar (BUY and
+#: SELL in turn, so entries and, with a 2% bracket, closes by signal), limits that let
+#: them through, and a total exposure cap that binds (0.6 of equity for 4 symbols of 0.25
+#: each) so the drill can show what the marks reach; the breaker at 50% (trading on every
+#: bar at a loss to fees must not trip it before the drill does).
+BUSY: dict[str, object] = {
+    "default_strategy": {"name": "every_tick", "params": {"bracket_frac": 0.02}},
+    "compliance": {"max_trades_per_day": 100_000, "max_notional_per_day": 1_000_000.0,
+                   "duplicate_window_s": 0.0},
+    "risk": {"min_confidence": 0.0, "daily_drawdown_limit": 0.5,
+             "max_total_exposure_pct": 0.6},
+}
 
 
 class DrillError(RuntimeError):
@@ -75,7 +90,9 @@ class DrillMesh:
         Replay speed (``"max"``: as fast as the mesh takes it, with back-pressure).
     """
 
-    def __init__(self, work_dir: Path, *, limit: int, speed: str = "max") -> None:
+    def __init__(self, work_dir: Path, *, limit: int, speed: str = "max",
+                 busy: bool = False) -> None:
+        self.busy = busy
         self.work_dir = work_dir
         self.var_dir = work_dir / "var"
         self.failpoint_dir = work_dir / "failpoints"
@@ -88,7 +105,8 @@ class DrillMesh:
         self.orch: subprocess.Popen[bytes] | None = None
         self.orchestrator_starts = 0
         self.pid_log = PidLog()
-        self.settings = Settings(var_dir=self.var_dir, replay_limit=limit)
+        self.settings = Settings(var_dir=self.var_dir, replay_limit=limit,
+                                 **(BUSY if busy else {}))  # type: ignore[arg-type]
         self.agent_ids = [s.agent_id for s in topology.agent_specs(self.settings)]
         self._redis: Redis | None = None
         self._watcher: asyncio.Task[None] | None = None
@@ -128,6 +146,8 @@ class DrillMesh:
             "TRADINGMESH_FAILPOINT_DIR": str(self.failpoint_dir),
             "PYTHONUNBUFFERED": "1",
         })
+        if self.busy:
+            env.update({f"TRADINGMESH_{k.upper()}": json.dumps(v) for k, v in BUSY.items()})
         return env
 
     async def start(self, timeout: float = 120.0) -> None:
