@@ -329,6 +329,9 @@ class OrderFilled(Message):
     ``price`` in quote per base, ``quantity`` in base units, ``fee`` in quote currency,
     ``realized_pnl`` in quote currency: gross P&L of the quantity this fill closed,
     before fees (0 for a fill that only opens or adds); net = sum(realized) - sum(fee).
+    ``order_done``: the venue has now executed the whole ordered quantity (a fee taken in
+    the base asset makes ``quantity`` smaller than what was ordered, so summing fills
+    cannot tell).
     """
 
     type: Literal["order_filled"] = "order_filled"
@@ -343,6 +346,7 @@ class OrderFilled(Message):
     exit_reason: ExitReason = ExitReason.ENTRY
     bar_seq: int = Field(ge=0)
     fill_time: int = Field(ge=0)
+    order_done: bool = False
 
 
 class PositionChanged(Message):

@@ -364,7 +364,7 @@ def _execute(
             id=stable_id("paper", "order_filled", fill_id), ts=ts, source=SOURCE,
             correlation_id=corr, fill_id=fill_id, client_order_id=coid, symbol=symbol,
             side=side, quantity=qty, price=price, fee=fee, realized_pnl=realized,
-            exit_reason=exit_reason, bar_seq=bar_seq, fill_time=ts,
+            exit_reason=exit_reason, bar_seq=bar_seq, fill_time=ts, order_done=True,
         ),
         PositionChanged(
             id=stable_id("paper", "position_changed", fill_id), ts=ts, source=SOURCE,

@@ -82,7 +82,7 @@ def after_event(items: Mapping[str, InFlight], ev: object) -> dict[str, InFlight
         filled = it.filled + ev.quantity
         out[ev.client_order_id] = it.model_copy(update={
             "filled": filled, "fills": (*it.fills, ev.fill_id),
-            "final": it.final or filled >= it.quantity * (1 - 1e-9)})
+            "final": it.final or ev.order_done or filled >= it.quantity * (1 - 1e-9)})
     elif isinstance(ev, OrderRejected | OrderCancelled):
         out[ev.client_order_id] = it.model_copy(update={"final": True})
     return out

@@ -284,6 +284,7 @@ def apply_fill(
             client_order_id=fill.client_order_id, symbol=sym, side=fill.side, quantity=qty,
             price=price, fee=max(fee, 0.0), realized_pnl=realized, exit_reason=reason,
             bar_seq=bar_seq, fill_time=fill.time_ns,
+            order_done=order is not None and order.complete,
         ),
         PositionChanged(
             id=stable_id("live", venue, "position_changed", fill.fill_id), ts=fill.time_ns,

@@ -260,6 +260,21 @@ def test_realized_pnl_reduce_and_flip() -> None:
     assert led.realized_pnl == pytest.approx(0.03)
 
 
+def test_a_fill_says_when_the_venue_has_done_the_order() -> None:
+    """A buy's fee taken in coins: the event's quantity is net (1.998), yet the order is
+    done -- risk stops counting it in flight on ``order_done``, not on a sum of fills."""
+    led = lg.Ledger(cash=1.0)
+    led.orders["c1"] = lg.LedgerOrder(client_order_id="c1", symbol=SYM, side=Side.BUY,
+                                      quantity=2.0)
+    (f, _p), _ = lg.apply_fill(led, VenueFill("1", "c1", "v", SYM, Side.BUY, 1.5, 0.1, 0.0,
+                                              T0, base_fee=0.0015), "x")
+    assert not f.order_done and f.quantity == pytest.approx(1.4985)
+    (f, p), o = lg.apply_fill(led, VenueFill("2", "c1", "v", SYM, Side.BUY, 0.5, 0.1, 0.0,
+                                             T0 + 1, base_fee=0.0005), "x")
+    assert f.order_done and o is not None and o.complete
+    assert p.quantity == pytest.approx(1.998)
+
+
 def test_load_fails_while_the_venue_is_unreachable(fake_redis) -> None:
     broker = FakeBroker()
     broker.set_unreachable()

@@ -22,6 +22,7 @@ from backend.messages import (
     CancelAllOrders,
     ComplianceDecided,
     OrderCancelled,
+    OrderFilled,
     PortfolioMarked,
     PositionSnapshot,
     RiskDecided,
@@ -112,6 +113,37 @@ def test_queued_approvals_do_not_stack_orders(tmp_path: Path, fake_redis) -> Non
         await cmp.publish(channels.SIGNALS_APPROVED, approval(9, 2))
         await drain(agent)
         assert [o.signal_id for o in await orders(fake_redis)] == ["sig-0", "sig-9"]
+
+    asyncio.run(go())
+
+
+def test_an_entry_filled_net_of_a_base_asset_fee_leaves_nothing_in_flight(
+        tmp_path: Path, fake_redis) -> None:  # noqa: ANN001
+    """Binance spot takes a buy's fee in the coins bought: the fills sum to less than the
+    order, but the venue says the order is done -- the rest must not stay in flight for
+    good (it once read as "already long" a fee's worth of coins and blocked every entry)."""
+    async def go() -> None:
+        agent = await new_agent(tmp_path, fake_redis)
+        ex, cmp = Bus(fake_redis, "execution"), Bus(fake_redis, "compliance")
+        await ex.publish(channels.TRADING_EVENTS, mark(1))
+        await cmp.publish(channels.SIGNALS_APPROVED, approval(1, 1))
+        await drain(agent)
+        (sent,) = await orders(fake_redis)
+        net = sent.quantity * 0.999
+        await ex.publish(channels.TRADING_EVENTS, OrderFilled(
+            source="execution", fill_id="f1", client_order_id=sent.client_order_id,
+            symbol="ETH/BTC", side=Side.BUY, quantity=net, price=PRICES["ETH/BTC"],
+            fee=sent.quantity * 0.001 * PRICES["ETH/BTC"], bar_seq=1, fill_time=T0,
+            order_done=True))
+        # the exit sells what is held; the fee's coins are dust the mark leaves out
+        await ex.publish(channels.TRADING_EVENTS, mark(2, positions={"ETH/BTC": net}))
+        await ex.publish(channels.TRADING_EVENTS, mark(3))
+        await drain(agent)
+        assert agent.rules.in_flight == {}
+        await cmp.publish(channels.SIGNALS_APPROVED, approval(2, 3))
+        await drain(agent)
+        assert [o.signal_id for o in await orders(fake_redis)] == ["sig-1", "sig-2"]
+        assert await refusals(fake_redis) == []
 
     asyncio.run(go())
 
