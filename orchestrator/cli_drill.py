@@ -93,6 +93,9 @@ def drill(
             f"restarts {sum(r.restarts.values())}  orders {books.orders if books else '-'}  "
             f"lost {books.lost if books else '-'}  dup {books.duplicated if books else '-'}  "
             f"({r.wall_s:.0f}s)")
+        if books is not None and books.lost_with_data:
+            console.print(f"      {books.lost_with_data} signals were in flight when Redis "
+                          "lost its data (went with the streams; the mesh halted)")
         for e in r.events:
             if not e.ok:
                 console.print(f"      [red]{e.fault} {e.target}[/]: {e.detail}")

@@ -172,8 +172,8 @@ def _books(mesh: DrillMesh) -> tuple[BooksReport, float | None]:
     r = redis.Redis.from_url(mesh.redis_url, socket_timeout=30)
     store = Store(make_engine(f"sqlite:///{mesh.var_dir / 'tradingmesh.db'}"))
     try:
-        books = (check_venue_books(r, store, mesh.sim) if isinstance(mesh, VenueDrillMesh)
-                 else check_books(r, store))
+        books = (check_venue_books(r, store, mesh.sim, mesh.data_lost_ns)
+                 if isinstance(mesh, VenueDrillMesh) else check_books(r, store, mesh.data_lost_ns))
         return books, worst_exposure(store)
     finally:
         store.close()

@@ -19,6 +19,10 @@ Streams (what was sent) and the paper venue's own state in Redis (what the venue
 
 ``lost`` counts signals, orders and fills that were sent but are missing downstream;
 ``duplicated`` counts repeated client order ids and fills the venue did not make.
+After Redis lost its data (``data_lost_ns``: the drill wiped it then), a signal the
+database recorded before that moment whose next step is missing went with the streams:
+it is counted in ``lost_with_data`` and reported, not failed -- the mesh halts on the
+loss and no order can come of it -- while every signal after the loss must be whole.
 """
 
 from __future__ import annotations
@@ -61,6 +65,7 @@ class BooksReport:
     fills: int = 0
     lost: int = 0
     duplicated: int = 0
+    lost_with_data: int = 0
 
     @property
     def ok(self) -> bool:
@@ -76,6 +81,7 @@ class BooksReport:
         return {
             "ok": self.ok, "signals": self.signals, "orders": self.orders, "fills": self.fills,
             "lost": self.lost, "duplicated": self.duplicated,
+            "lost_with_data": self.lost_with_data,
             "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in self.checks],
         }
 
@@ -105,18 +111,25 @@ def sample(items: Iterable[str], n: int = 5) -> str:
     return ", ".join(items[:n]) + more
 
 
-def check_signals(r: redis.Redis, store: Store, rep: BooksReport) -> None:
-    """``signals_accounted`` (see the module docstring), added to ``rep``."""
+def check_signals(r: redis.Redis, store: Store, rep: BooksReport,
+                  data_lost_ns: int | None = None) -> None:
+    """``signals_accounted`` (see the module docstring), added to ``rep``; ``data_lost_ns``
+    (ns UTC): when Redis lost its data, if it did."""
     sent = {m.id for _, m in _entries(r, channels.SIGNALS) if isinstance(m, SignalGenerated)}
-    db_signals = {s["id"] for s in store.signals()}
+    rows = store.signals()
+    db_signals = {s["id"] for s in rows}
+    before_loss = ({s["id"] for s in rows if int(s["ts"]) < data_lost_ns}
+                   if data_lost_ns is not None else set())
     decided: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
     for d in store.decisions():
         decided[d["signal_id"]][d["stage"]] = d
     ordered = {o["signal_id"] for o in store.orders()}
     missing = sent - db_signals
     problems: list[str] = []
+    with_data: list[str] = []
     for sid in sorted(db_signals | sent):
         stages = decided.get(sid, {})
+        n = len(problems)
         comp, risk = stages.get("compliance"), stages.get("risk")
         if comp is None:
             problems.append(f"{sid}: no compliance decision")
@@ -130,13 +143,19 @@ def check_signals(r: redis.Redis, store: Store, rep: BooksReport) -> None:
                 problems.append(f"{sid}: risk rejection without a reason")
         elif sid not in ordered:
             problems.append(f"{sid}: approved by risk, no order")
+        if len(problems) > n and sid in before_loss:
+            with_data.append(problems.pop())
     rep.signals = len(sent | db_signals)
     rep.lost += len(missing) + len(problems)
+    rep.lost_with_data += len(with_data)
     detail = f"{len(sent)} sent, {len(db_signals)} recorded"
     if missing:
         detail += f"; not recorded: {sample(missing)}"
     if problems:
         detail += f"; unaccounted: {len(problems)} ({'; '.join(problems[:3])})"
+    if with_data:
+        detail += (f"; in flight when Redis lost its data: {len(with_data)} "
+                   f"({'; '.join(with_data[:3])})")
     rep.checks.append(Check("signals_accounted", not missing and not problems, detail))
 
 
@@ -260,7 +279,7 @@ def check_pending(r: redis.Redis, rep: BooksReport) -> None:
         "; ".join(stuck[:6]) if stuck else f"{groups} consumer groups drained"))
 
 
-def check_books(r: redis.Redis, store: Store) -> BooksReport:
+def check_books(r: redis.Redis, store: Store, data_lost_ns: int | None = None) -> BooksReport:
     """Run every check (see the module docstring) on a stopped paper-venue mesh.
 
     Parameters
@@ -270,9 +289,11 @@ def check_books(r: redis.Redis, store: Store) -> BooksReport:
         paper venue's keys).
     store
         The mesh's database.
+    data_lost_ns
+        When Redis lost its data (ns UTC), if it did.
     """
     rep = BooksReport()
-    check_signals(r, store, rep)
+    check_signals(r, store, rep, data_lost_ns)
     ours = check_orders(r, store, rep)
     fills = store.fills()
     _check_venue(r, fills, ours, rep)

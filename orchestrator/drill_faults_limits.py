@@ -318,6 +318,7 @@ async def redis_data_loss(mesh: DrillMesh, rng: random.Random, n: int,
         server.start()
 
     t0 = time.monotonic()
+    mesh.data_lost_ns = time.time_ns()
     await asyncio.to_thread(wipe_and_start)
     up_ns = time.time_ns()
     deadline = time.monotonic() + RECOVERY_TIMEOUT_S

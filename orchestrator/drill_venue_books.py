@@ -158,7 +158,8 @@ def _unknown(r: redis.Redis, store: Store, rep: BooksReport) -> None:
                             f"{len(halted)} symbols halted"))
 
 
-def check_venue_books(r: redis.Redis, store: Store, sim: ExchangeSim) -> BooksReport:
+def check_venue_books(r: redis.Redis, store: Store, sim: ExchangeSim,
+                      data_lost_ns: int | None = None) -> BooksReport:
     """Every check of the module docstring on a stopped mesh and its exchange.
 
     Parameters
@@ -169,9 +170,11 @@ def check_venue_books(r: redis.Redis, store: Store, sim: ExchangeSim) -> BooksRe
         The mesh's database.
     sim
         The exchange simulator the mesh traded on.
+    data_lost_ns
+        When Redis lost its data (ns UTC), if it did.
     """
     rep = BooksReport()
-    check_signals(r, store, rep)
+    check_signals(r, store, rep, data_lost_ns)
     ours = check_orders(r, store, rep)
     _orders(sim, ours, rep)
     _fills(sim, store, rep)

@@ -10,10 +10,20 @@ acknowledgement of its input are atomic.
 Keys (:func:`ledger_keys`): ``venue:live:<name>:ledger`` (the blob without orders and
 fills), ``…:orders`` (hash: client order id -> order), ``…:fills`` (hash: fill id ->
 ``OrderFilled``).
+
+Only what changed is written to the two hashes, so they are whole only on top of what
+Redis already held.  If Redis lost its data while an agent still held the ledger in
+memory, the agent's next transaction writes the whole blob (positions) but only the
+latest orders and fills: a *torn* ledger, whose fills a rebuild would apply a second
+time (positions doubled).  The blob therefore carries the number of orders and fills
+it goes with; :meth:`LedgerState.read` treats a ledger whose hashes hold fewer as lost
+(``None``: rebuilt from the venue by reconciliation) and the first transaction after
+it replaces the hashes whole.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection
 
 import orjson
@@ -24,6 +34,11 @@ from backend.messages import OrderFilled
 from backend.venues.ledger import Accounting, Ledger
 
 __all__ = ["LedgerState", "ledger_keys"]
+
+log = logging.getLogger(__name__)
+
+#: Blob fields giving the sizes of the orders and fills hashes it was written with.
+_COUNTS = ("n_orders", "n_fills")
 
 
 def ledger_keys(name: str) -> tuple[str, str, str]:
@@ -51,6 +66,7 @@ class LedgerState:
         self.ledger = Ledger(accounting=accounting)
         self.new_fills: dict[str, OrderFilled] = {}
         self._next: Ledger | None = None
+        self._replace_hashes = False
 
     @property
     def cur(self) -> Ledger:
@@ -64,16 +80,26 @@ class LedgerState:
         return self._next
 
     async def read(self) -> Ledger | None:
-        """The ledger saved in Redis, ``None`` when there is none yet."""
+        """The ledger saved in Redis; ``None`` when there is none yet, or when it is torn
+        (its hashes hold fewer orders or fills than its blob was written with: Redis lost
+        data under it -- see the module docstring), which is logged."""
         blob_key, orders_key, fills_key = self.keys
         raw = await self.redis.get(blob_key)
         if raw is None:
             return None
         data = orjson.loads(raw)
+        want = {k: data.pop(k, None) for k in _COUNTS}
         orders = await self.redis.hgetall(orders_key)
         data["orders"] = {k.decode(): orjson.loads(v) for k, v in orders.items()}
         fills = await self.redis.hgetall(fills_key)
         data["fills"] = {k.decode(): int(orjson.loads(v)["fill_time"]) for k, v in fills.items()}
+        have = {"n_orders": len(orders), "n_fills": len(fills)}
+        if any(n is not None and have[k] < n for k, n in want.items()):
+            log.error("the ledger in Redis (%s) is torn: %d of %d orders and %d of %d fills "
+                      "(Redis lost data under it); rebuilding it from the venue", blob_key,
+                      have["n_orders"], want["n_orders"], have["n_fills"], want["n_fills"])
+            self._replace_hashes = True
+            return None
         return Ledger.model_validate(data)
 
     def reset(self, led: Ledger) -> None:
@@ -86,7 +112,12 @@ class LedgerState:
             return
         new, old = self._next, self.ledger
         blob_key, orders_key, fills_key = self.keys
-        pipe.set(blob_key, orjson.dumps(new.model_dump(mode="json", exclude={"orders", "fills"})))
+        if self._replace_hashes:  # a torn ledger's hashes go; this one's are written whole
+            pipe.delete(orders_key, fills_key)
+            old = Ledger(accounting=old.accounting)
+        blob = new.model_dump(mode="json", exclude={"orders", "fills"})
+        blob.update(n_orders=len(new.orders), n_fills=len(new.fills))
+        pipe.set(blob_key, orjson.dumps(blob))
         changed = {k: v.model_dump_json() for k, v in new.orders.items() if old.orders.get(k) != v}
         if changed:
             pipe.hset(orders_key, mapping=changed)
@@ -97,6 +128,7 @@ class LedgerState:
         """Adopt the pending ledger after the transaction executed."""
         if self._next is not None:
             self.ledger = self._next
+            self._replace_hashes = False
         self._next, self.new_fills = None, {}
 
     def rollback(self) -> None:

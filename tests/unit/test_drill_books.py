@@ -136,6 +136,20 @@ def test_approved_signal_without_order_is_unaccounted(mesh: Mesh) -> None:
     assert "nothing_pending" in failed  # the new signal was never read by compliance
 
 
+def test_signals_in_flight_when_redis_lost_its_data_are_reported_not_failed(mesh: Mesh
+                                                                         ) -> None:
+    """Recorded before the wipe with no decision: went with the streams (counted apart);
+    one recorded after it must still be whole."""
+    for i in (3, 4):
+        mesh.store.record_signal(_signal(i))
+    books = check_books(mesh.r, mesh.store, data_lost_ns=T0 + 4)
+    check = {c.name: c for c in books.checks}["signals_accounted"]
+    assert not check.ok and books.lost == 1 and books.lost_with_data == 1
+    assert "sig-4: no compliance decision" in check.detail
+    assert "in flight when Redis lost its data: 1 (sig-3" in check.detail
+    assert check_books(mesh.r, mesh.store, data_lost_ns=T0 + 5).lost_with_data == 2
+
+
 def test_position_that_is_not_the_sum_of_fills_fails(mesh: Mesh) -> None:
     mesh.r.set(channels.PAPER_VENUE_KEY, orjson.dumps(
         {"positions": {"ETH/BTC": {"symbol": "ETH/BTC", "quantity": 1.5}}}))

@@ -47,6 +47,37 @@ def test_fill_is_applied_once_and_the_ledger_survives_a_reload(fake_redis) -> No
     run(go())
 
 
+def test_a_ledger_torn_by_redis_losing_data_is_rebuilt_not_doubled(fake_redis) -> None:
+    """Redis loses its data while execution holds the ledger in memory; its next
+    transaction writes the whole blob (position 6) but only the newest order and fill.
+    Read back as it is, a rebuild would apply the two older fills again (10, not 6)."""
+    async def go() -> None:
+        venue, broker = await loaded(fake_redis)
+        for n in (1, 2):
+            await submit(venue, order(f"tm-o-{n}"), n)
+            await venue.poll(n)
+            await commit(venue, fake_redis)
+        await fake_redis.flushall()  # Redis restarted without its data
+        await submit(venue, order("tm-o-3"), 3)
+        await venue.poll(3)
+        await commit(venue, fake_redis)  # the torn ledger
+        assert venue.book_positions()[SYM].quantity == 6.0
+
+        again = live(broker, fake_redis)
+        await again.load(baseline={})  # the database's baseline: nothing held before
+        assert again.book_positions() == {}  # torn: rebuilt from the venue
+        await again.poll(4, since_ns=0)  # what reconciliation does
+        assert again.book_positions()[SYM].quantity == 6.0
+        await commit(again, fake_redis)  # the hashes replaced whole
+        third = live(broker, fake_redis)
+        await third.load()
+        assert third.book_positions()[SYM].quantity == 6.0
+        assert len(third.ledger.fills) == 3  # (reconciliation adopts the orders)
+        assert await third.poll(5, since_ns=0) == []
+
+    run(go())
+
+
 def test_a_poll_redone_after_a_failed_transaction_gives_the_same_events(fake_redis) -> None:
     async def go() -> None:
         venue, _ = await loaded(fake_redis)
