@@ -150,7 +150,8 @@ class Agent:
     async def load_state(self) -> bytes | None:
         """The agent's durable working state (JSON bytes) or ``None``."""
         assert self.redis is not None
-        return await self.redis.get(channels.state_key(self.agent_id))
+        raw = await self.redis.get(channels.state_key(self.agent_id))
+        return raw.encode() if isinstance(raw, str) else raw
 
     def stage_state(self, pipe: Pipeline, blob: bytes | str) -> None:
         """Save the agent's working state in the current transaction."""
@@ -158,8 +159,8 @@ class Agent:
 
     def _seen_keys(self) -> tuple[str, str]:
         day = int(time.time() // 86_400)
-        base = f"agent:seen:{self.agent_id}:"
-        return base + str(day), base + str(day - 1)
+        return (channels.seen_key(self.agent_id, day),
+                channels.seen_key(self.agent_id, day - 1))
 
     async def already_handled(self, message_id: str) -> bool:
         """True if a message with this id was handled before (idempotent consumer)."""
@@ -324,7 +325,7 @@ class Agent:
         pipe = self.redis.pipeline(transaction=False)
         pipe.set(channels.health_key(self.agent_id), hb.to_json(), px=ttl_ms)
         pipe.publish(channels.AGENT_STATUS, hb.to_json())
-        pipe.hincrby("stats:messages", channels.AGENT_STATUS, 1)
+        pipe.hincrby(channels.STATS_KEY, channels.AGENT_STATUS, 1)
         await pipe.execute()
 
     async def _heartbeat_loop(self) -> None:
@@ -493,7 +494,7 @@ class Agent:
         halt = HaltState(kind=kind, by=self.agent_id, reason=reason[:1000])
         store = getattr(self, "store", None)
         try:
-            if store is not None:
+            if store is not None and self.redis is not None:
                 await latch(self.redis, store, halt)
                 return
         except INFRA_ERRORS:

@@ -29,6 +29,7 @@ from redis.asyncio import Redis
 
 from backend import channels
 from backend.bus import DATA_FIELD
+from backend.bus import as_text as _s
 
 #: Stream entries per XRANGE / XREVRANGE call.
 READ_CHUNK = 2000
@@ -103,10 +104,6 @@ def _bar(raw: bytes | None) -> BarPoint | None:
         return BarPoint(int(d["seq"]), str(d["symbol"]), int(d["open_time"]), float(d["close"]))
     except (KeyError, TypeError, ValueError, orjson.JSONDecodeError):
         return None
-
-
-def _s(v: bytes | str) -> str:
-    return v.decode() if isinstance(v, bytes) else v
 
 
 async def read_bars_after(

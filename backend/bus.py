@@ -22,7 +22,9 @@ Entries hold one field, ``data``: the JSON payload (``redis-cli XRANGE orders - 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any, cast
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
@@ -31,7 +33,7 @@ from redis.exceptions import ResponseError
 from backend import channels
 from backend.messages import AgentHeartbeat, DeadLettered, DecodeError, Message, decode
 
-STATS_KEY = "stats:messages"
+STATS_KEY = channels.STATS_KEY
 DATA_FIELD = b"data"
 #: Bytes of an unusable payload kept in its ``dead_letter`` record.
 DEAD_LETTER_PREFIX = 4000
@@ -70,8 +72,12 @@ class Delivery:
     lost: bool = False
 
 
-def _s(v: bytes | str) -> str:
+def as_text(v: bytes | str) -> str:
+    """A Redis reply item as ``str`` (clients without ``decode_responses`` give bytes)."""
     return v.decode() if isinstance(v, bytes) else v
+
+
+_s = as_text
 
 
 class Bus:
@@ -180,7 +186,8 @@ class Bus:
         are returned first, stream by stream; then new entries, blocking up to
         ``block_ms``.  Returns ``[]`` on timeout.
         """
-        pending = {s: "0" for s in streams if (s, group) not in self._pending_done}
+        pending: dict[Any, Any] = {s: "0" for s in streams
+                                   if (s, group) not in self._pending_done}
         if pending:
             resp = await self.redis.xreadgroup(group, self.agent_id, pending, count=count)
             out = self._deliveries(resp)
@@ -200,8 +207,8 @@ class Bus:
         out: list[Delivery] = []
         if not resp:
             return out
-        items = resp.items() if isinstance(resp, dict) else resp
-        for stream, entries in items:  # type: ignore[union-attr]
+        items = resp.items() if isinstance(resp, dict) else cast(Iterable[Any], resp)
+        for stream, entries in items:
             name = _s(stream)
             for eid, fields in entries:
                 if not fields:  # a pending entry whose payload was deleted
@@ -313,7 +320,7 @@ async def trim_consumed(redis: Redis, stream: str, keep: int) -> TrimResult:
     if not groups:
         return TrimResult(stream, length, length)
     newest = await redis.xrevrange(stream, "+", "-", count=keep)
-    floor = _s(newest[-1][0]) if newest else "0-0"
+    floor = _s(cast(bytes, newest[-1][0])) if newest else "0-0"
     cut, held_by = floor, ""
     for g in groups:
         name = _s(g["name"])

@@ -97,6 +97,16 @@ REPLAY_DONE_KEY: Final = "market_data:done"
 PORTFOLIO_KEY: Final = "execution:portfolio"
 #: Paper venue book (JSON), owned by the paper venue adapter.
 PAPER_VENUE_KEY: Final = "venue:paper:book"
+#: Paper venue hashes: client order id -> order; -> rejection; -> ``{"symbol", "side",
+#: "quantity"}`` of every order submitted; fill id -> ``OrderFilled`` JSON (its trades).
+PAPER_ORDERS_HASH: Final = "venue:paper:orders"
+PAPER_REJECTS_HASH: Final = "venue:paper:rejects"
+PAPER_ORDER_LOG_HASH: Final = "venue:paper:order_log"
+PAPER_FILLS_HASH: Final = "venue:paper:fills"
+#: Hash ``channel -> messages published`` (the agents' and the dashboard's counters).
+STATS_KEY: Final = "stats:messages"
+#: Prefix of an agent's "message already handled" sets (:func:`seen_key`).
+SEEN_KEY_PREFIX: Final = "agent:seen:"
 #: ns time of the optimizer agent's next scheduled run (``optimizer.interval_s`` > 0).
 OPTIMIZER_SCHEDULE_KEY: Final = "optimizer:schedule:next"
 #: Hash ``run id -> UpdateStrategyParams JSON`` of every proposal applied: written in the
@@ -129,6 +139,17 @@ def lease_fence_key(agent_id: str) -> str:
 def decisions_key(agent_id: str) -> str:
     """Return the hash ``message id -> emitted output`` used for idempotent redelivery."""
     return f"agent:decisions:{agent_id}"
+
+
+def seen_key(agent_id: str, day: int) -> str:
+    """Return the set of message ids ``agent_id`` handled on UTC day index ``day``."""
+    return f"{SEEN_KEY_PREFIX}{agent_id}:{day}"
+
+
+def live_ledger_key(venue: str) -> str:
+    """Return the prefix of live venue ``venue``'s ledger keys (blob, ``:orders``,
+    ``:fills``; :func:`backend.venues.live_state.ledger_keys`)."""
+    return f"venue:live:{venue}"
 
 
 def compact_symbol(symbol: str) -> str:

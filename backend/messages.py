@@ -766,7 +766,7 @@ def _has_big_int(data: object) -> bool:
         v = stack.pop()
         t = type(v)
         if t is int:
-            if v < lo or v > hi:
+            if not lo <= v <= hi:  # type: ignore[operator]  # v is an int (t is int)
                 return True
         elif t is dict:
             stack.extend(v.values())  # type: ignore[attr-defined]

@@ -95,9 +95,8 @@ ACL_FILE = "users.acl"
 #: Env var naming the credentials file of an external (``REDIS_URL``) Redis with our ACL.
 CREDENTIALS_ENV = "TRADINGMESH_REDIS_CREDENTIALS"
 
-#: Prefix of an agent's "message already handled" sets (``agents.base.Agent._seen_keys``:
-#: ``agent:seen:<agent id>:<utc day>``); the one key family not named in ``channels``.
-SEEN_KEY_PREFIX = "agent:seen:"
+#: Prefix of an agent's "message already handled" sets (``channels.seen_key``).
+SEEN_KEY_PREFIX = channels.SEEN_KEY_PREFIX
 #: Every venue adapter's keys (paper book and hashes, live ledgers) share this prefix.
 VENUE_KEYS = channels.PAPER_VENUE_KEY.split(":", 1)[0] + ":*"
 

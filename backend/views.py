@@ -39,6 +39,7 @@ from backend.api_models import (
     TradeList,
 )
 from backend.bus import STATS_KEY
+from backend.bus import as_text as _s
 from backend.hotreload import parse_state
 from backend.messages import PortfolioMarked, now_ns
 from backend.report import extract_trades
@@ -183,10 +184,6 @@ async def read_portfolio_mark(redis: Redis) -> PortfolioMarked | None:
     """The execution agent's last mark (``execution:portfolio``), None before any bar."""
     raw = await redis.get(channels.PORTFOLIO_KEY)
     return PortfolioMarked.model_validate_json(raw) if raw else None
-
-
-def _s(v: bytes | str) -> str:
-    return v.decode() if isinstance(v, bytes) else v
 
 
 async def channel_stats(redis: Redis, streams: Sequence[str] = channels.STREAMS) -> ChannelStats:

@@ -31,7 +31,7 @@ import signal
 import time
 from decimal import Decimal
 
-from backend import failpoints
+from backend import channels, failpoints
 from backend.exchange_sim import BinanceError
 from backend.exchange_sim.model import MIN_NOTIONAL
 from backend.persistence import Store, make_engine
@@ -77,7 +77,7 @@ async def _settled(mesh: VenueDrillMesh, coid: str, timeout: float = RECOVERY_TI
             if row is not None and row["status"] in SETTLED:
                 return time.monotonic() - t0, row["status"]
             if row is not None and row["status"] == "UNKNOWN" and row["symbol"].encode() in (
-                    await mesh.redis.hkeys("mesh:halt:symbols")):
+                    await mesh.redis.hkeys(channels.SYMBOL_HALTS_KEY)):
                 return time.monotonic() - t0, "UNKNOWN, symbol halted"
             await asyncio.sleep(0.05)
     finally:
@@ -107,7 +107,7 @@ async def settle(mesh: VenueDrillMesh, timeout: float = RECOVERY_TIMEOUT_S) -> N
     deadline = time.monotonic() + timeout
     try:
         while True:
-            halted = {k.decode() for k in await mesh.redis.hkeys("mesh:halt:symbols")}
+            halted = {k.decode() for k in await mesh.redis.hkeys(channels.SYMBOL_HALTS_KEY)}
             busy = [o["client_order_id"] for o in await asyncio.to_thread(store.orders)
                     if not o["external"] and not o["client_order_id"].startswith("tm-p-")
                     and (o["status"] in ("ACCEPTED", "PARTIALLY_FILLED")

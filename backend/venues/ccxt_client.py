@@ -23,6 +23,7 @@ warning), times ns UTC.  Positions of a spot account are the base-currency balan
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
@@ -329,7 +330,7 @@ class CcxtClient:
         out: list[VenueOrder] = []
         for sym in symbols if symbols is not None else self.symbols:
             orders = await self.call(
-                f"fetch_open_orders {sym}", lambda s=sym: ex.fetch_open_orders(s)
+                f"fetch_open_orders {sym}", functools.partial(ex.fetch_open_orders, sym)
             )
             out.extend(self._venue_order(o, sym) for o in orders or [])
         return out
@@ -377,7 +378,7 @@ class CcxtClient:
             while True:
                 trades = await self.call(
                     f"fetch_my_trades {sym}",
-                    lambda s=sym, t=since_ms: ex.fetch_my_trades(s, t, _TRADES_PAGE),
+                    functools.partial(ex.fetch_my_trades, sym, since_ms, _TRADES_PAGE),
                 ) or []
                 new = [t for t in trades if str(t["id"]) not in seen]
                 for t in new:

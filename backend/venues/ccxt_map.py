@@ -133,7 +133,8 @@ def to_venue_order(o: dict, symbol: str, sent_coid: str | None = None) -> VenueO
     ``average`` or ``cost / filled``.
     """
     oid = str(o.get("id") or "")
-    info = o.get("info") if isinstance(o.get("info"), dict) else {}
+    raw_info = o.get("info")
+    info = raw_info if isinstance(raw_info, dict) else {}
     # A Binance cancel answers with the cancel request's own id in clientOrderId and
     # the order's in origClientOrderId.
     raw = info.get("origClientOrderId") or o.get("clientOrderId") or sent_coid

@@ -25,6 +25,7 @@ currency, times ns UTC.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Literal
@@ -288,7 +289,7 @@ class LiveVenue:
             try:
                 final = await self.placer.call(
                     f"cancel {vo.client_order_id}",
-                    lambda vo=vo: self.client.cancel_order(vo.client_order_id, vo.symbol))
+                    functools.partial(self.client.cancel_order, vo.client_order_id, vo.symbol))
             except VenueRejected as exc:  # e.g. filled meanwhile: reported as left over
                 log.warning("cancel of %s refused: %s", vo.client_order_id, exc)
                 continue

@@ -25,11 +25,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection
+from typing import Any
 
 import orjson
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
+from backend import channels
+from backend.bus import as_text
 from backend.messages import OrderFilled
 from backend.venues.ledger import Accounting, Ledger
 
@@ -43,7 +46,7 @@ _COUNTS = ("n_orders", "n_fills")
 
 def ledger_keys(name: str) -> tuple[str, str, str]:
     """Redis keys of venue ``name``'s ledger: (blob, orders hash, fills hash)."""
-    base = f"venue:live:{name}"
+    base = channels.live_ledger_key(name)
     return f"{base}:ledger", f"{base}:orders", f"{base}:fills"
 
 
@@ -90,9 +93,10 @@ class LedgerState:
         data = orjson.loads(raw)
         want = {k: data.pop(k, None) for k in _COUNTS}
         orders = await self.redis.hgetall(orders_key)
-        data["orders"] = {k.decode(): orjson.loads(v) for k, v in orders.items()}
+        data["orders"] = {as_text(k): orjson.loads(v) for k, v in orders.items()}
         fills = await self.redis.hgetall(fills_key)
-        data["fills"] = {k.decode(): int(orjson.loads(v)["fill_time"]) for k, v in fills.items()}
+        data["fills"] = {as_text(k): int(orjson.loads(v)["fill_time"])
+                         for k, v in fills.items()}
         have = {"n_orders": len(orders), "n_fills": len(fills)}
         if any(n is not None and have[k] < n for k, n in want.items()):
             log.error("the ledger in Redis (%s) is torn: %d of %d orders and %d of %d fills "
@@ -118,11 +122,13 @@ class LedgerState:
         blob = new.model_dump(mode="json", exclude={"orders", "fills"})
         blob.update(n_orders=len(new.orders), n_fills=len(new.fills))
         pipe.set(blob_key, orjson.dumps(blob))
-        changed = {k: v.model_dump_json() for k, v in new.orders.items() if old.orders.get(k) != v}
+        changed: dict[Any, Any] = {k: v.model_dump_json() for k, v in new.orders.items()
+                                   if old.orders.get(k) != v}
         if changed:
             pipe.hset(orders_key, mapping=changed)
-        if self.new_fills:
-            pipe.hset(fills_key, mapping={k: v.to_json() for k, v in self.new_fills.items()})
+        fills: dict[Any, Any] = {k: v.to_json() for k, v in self.new_fills.items()}
+        if fills:
+            pipe.hset(fills_key, mapping=fills)
 
     def commit(self) -> None:
         """Adopt the pending ledger after the transaction executed."""

@@ -287,10 +287,11 @@ class Mt5Client(Mt5Terminal):
         else:
             refused = ""
         found = self._sync_find(client_order_id, sym)
-        if refused and found is None:
-            raise VenueRejected(refused)
-        if refused and not found.final:  # FROZEN, MARKET_CLOSED, ...: it still rests
-            raise VenueUnavailable(f"{refused}; the order is still working")
+        if refused:
+            if found is None:
+                raise VenueRejected(refused)
+            if not found.final:  # FROZEN, MARKET_CLOSED, ...: it still rests
+                raise VenueUnavailable(f"{refused}; the order is still working")
         # refused because it ended first (a stop triggered, the remainder filled): final
         assert found is not None
         return found
@@ -353,7 +354,7 @@ class Mt5Client(Mt5Terminal):
         return await self._run(self._sync_fills, symbols, since_ns)
 
     def _sync_positions(self) -> dict[str, float]:
-        mod, net = self._module(), {}
+        mod, net = self._module(), dict[str, float]()
         for p in self._call("positions_get", many=True):
             qty = p.volume * self._spec(p.symbol).trade_contract_size
             sym = our_symbol(p.symbol, self._to_ours)

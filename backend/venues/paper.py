@@ -16,12 +16,14 @@ here: the adapter only answers the venue questions of :class:`backend.venues.bas
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
+from typing import Any
 
 import orjson
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from backend import channels, paper
+from backend.bus import as_text
 from backend.messages import (
     BarClosed,
     OrderAccepted,
@@ -38,12 +40,12 @@ from backend.settings import PaperConfig
 from backend.venues.base import BookPosition, PositionFix, VenueAlarm, VenueEvent
 from backend.venues.broker import VenueOrder
 
-ORDERS_HASH = "venue:paper:orders"
-REJECTS_HASH = "venue:paper:rejects"
+ORDERS_HASH = channels.PAPER_ORDERS_HASH
+REJECTS_HASH = channels.PAPER_REJECTS_HASH
 #: client order id -> ``{"symbol", "side", "quantity"}`` of every order submitted.
-ORDER_LOG_HASH = "venue:paper:order_log"
+ORDER_LOG_HASH = channels.PAPER_ORDER_LOG_HASH
 #: fill id -> ``OrderFilled`` JSON of every execution (the venue's trade history).
-FILLS_HASH = "venue:paper:fills"
+FILLS_HASH = channels.PAPER_FILLS_HASH
 
 
 class PaperVenue:
@@ -79,8 +81,8 @@ class PaperVenue:
         data = orjson.loads(raw)
         statuses = await self.redis.hgetall(ORDERS_HASH)
         rejects = await self.redis.hgetall(REJECTS_HASH)
-        data["known_orders"] = {k.decode(): v.decode() for k, v in statuses.items()}
-        data["reject_reasons"] = {k.decode(): v.decode() for k, v in rejects.items()}
+        data["known_orders"] = {as_text(k): as_text(v) for k, v in statuses.items()}
+        data["reject_reasons"] = {as_text(k): as_text(v) for k, v in rejects.items()}
         self.book = PaperBook.model_validate(data)
 
     async def close(self) -> None:
@@ -261,19 +263,23 @@ class PaperVenue:
 
     def stage(self, pipe: Pipeline) -> None:
         """Stage the pending book (small blob + changed order statuses + new fills)."""
-        if self._new_log:
-            pipe.hset(ORDER_LOG_HASH, mapping=self._new_log)
-        if self._new_fills:
-            pipe.hset(FILLS_HASH, mapping={k: v.to_json() for k, v in self._new_fills.items()})
+        log_entries: dict[Any, Any] = dict(self._new_log)
+        if log_entries:
+            pipe.hset(ORDER_LOG_HASH, mapping=log_entries)
+        fills: dict[Any, Any] = {k: v.to_json() for k, v in self._new_fills.items()}
+        if fills:
+            pipe.hset(FILLS_HASH, mapping=fills)
         if self._next is None:
             return
         new, old = self._next, self.book
         blob = new.model_dump(mode="json", exclude={"known_orders", "reject_reasons"})
         pipe.set(channels.PAPER_VENUE_KEY, orjson.dumps(blob))
-        changed = {k: v for k, v in new.known_orders.items() if old.known_orders.get(k) != v}
+        changed: dict[Any, Any] = {k: v for k, v in new.known_orders.items()
+                                   if old.known_orders.get(k) != v}
         if changed:
             pipe.hset(ORDERS_HASH, mapping=changed)
-        rej = {k: v for k, v in new.reject_reasons.items() if k not in old.reject_reasons}
+        rej: dict[Any, Any] = {k: v for k, v in new.reject_reasons.items()
+                               if k not in old.reject_reasons}
         if rej:
             pipe.hset(REJECTS_HASH, mapping=rej)
 
