@@ -30,15 +30,19 @@ without it (training a new one when it can); nothing here stops the agent.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from backend import channels
+from backend.bus import Bus
 from backend.messages import (
     AuditRecorded,
     BarClosed,
+    Message,
     ModelMetricsReported,
     ModelRetrainStatus,
     stable_id,
@@ -56,12 +60,30 @@ from backend.ml.live import (
 )
 from backend.ml.model import MODEL_NAME, TrainedModel
 from backend.ml.store import ModelStore, ModelStoreError, model_root
+from backend.persistence import Store
+from backend.settings import Settings
 from backend.strategies import StrategyRunner
 
-if TYPE_CHECKING:
-    from agents.strategy import StrategyAgent
+__all__ = ["ModelManager", "StrategyPort"]
 
-__all__ = ["ModelManager"]
+
+class StrategyPort(Protocol):
+    """What the model manager needs of its strategy agent (a protocol: no reference to
+    the agent's class, so no import cycle)."""
+
+    settings: Settings
+    symbol: str
+    agent_id: str
+    store: Store
+    redis: Redis | None
+    bus: Bus | None
+    log: logging.Logger
+
+    def emit(self, pipe: Pipeline, channel: str, msg: Message) -> None:
+        """Stage a message in the transaction."""
+
+    async def report_error(self, error: str, fatal: bool = False) -> None:
+        """Publish an error (and stop on a fatal one)."""
 
 
 def _is_ml(runner: StrategyRunner) -> bool:
@@ -73,11 +95,11 @@ class ModelManager:
 
     Parameters
     ----------
-    agent : StrategyAgent
+    agent : StrategyPort
         The agent (its settings, symbol, bus, store, error reporting).
     """
 
-    def __init__(self, agent: StrategyAgent) -> None:
+    def __init__(self, agent: StrategyPort) -> None:
         self.agent = agent
         self.cfg = agent.settings.ml
         self.symbol = agent.symbol

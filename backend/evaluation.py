@@ -43,6 +43,7 @@ from backend.api_report import (
     ParamSuggestion,
     ReportPoint,
 )
+from backend.common import finite_or_none
 from backend.messages import Side, now_ns
 from backend.report import PERIODS_5M_24_7, Trade, curve_stats, extract_trades
 
@@ -61,13 +62,6 @@ def periods_per_year(timeframe: str) -> float:
         return float(PERIODS_5M_24_7)
     return _UNITS_PER_YEAR[m.group(2)] / int(m.group(1))
 
-
-def _f(x: Any) -> float | None:
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
 
 
 def _entry_signals(fills: Iterable[Row]) -> dict[tuple[str, int, int, int], str]:
@@ -157,23 +151,25 @@ def suggestion(run: Row, proposal: Row | None, running: tuple[str, dict[str, Any
     """
     symbols = list(run.get("symbols") or [])
     params = dict(run.get("best_params") or {})
-    score = _f(run.get("mean_out_of_sample"))
+    score = finite_or_none(run.get("mean_out_of_sample"))
     if score is None:
-        score = _f(run.get("out_of_sample"))
+        score = finite_or_none(run.get("out_of_sample"))
     base = {
         "run_id": str(run["id"]), "symbol": ",".join(symbols), "strategy": str(run["strategy"]),
         "objective": str(run["objective"]), "finished_ts": run.get("finished_ts"),
-        "in_sample": _f(run.get("mean_in_sample") if run.get("mean_in_sample") is not None
-                        else run.get("in_sample")),
+        "in_sample": finite_or_none(run.get("mean_in_sample")
+                                    if run.get("mean_in_sample") is not None
+                                    else run.get("in_sample")),
         "overfit": run.get("overfit"), "params": params,
     }
     if proposal is not None:
         cur_strategy = str(proposal.get("current_strategy") or "")
         current = dict(proposal.get("current_params") or {})
-        baseline = _f(proposal.get("baseline"))
+        baseline = finite_or_none(proposal.get("baseline"))
         status = str(proposal.get("status") or "unjudged")
         measured, verdict = True, str(proposal.get("reason") or "")
-        score = _f(proposal.get("score")) if proposal.get("score") is not None else score
+        if proposal.get("score") is not None:
+            score = finite_or_none(proposal.get("score"))
     else:
         cur_strategy, current = running if running is not None else ("", {})
         baseline, status, measured = None, "unjudged", False
@@ -281,8 +277,8 @@ def build_evaluation(
     curve = _curve(equity, since)
     values = curve["equity"].to_numpy(float)
     cs = curve_stats(values, periods)
-    start = _f(values[0]) if values.size else None
-    end = _f(values[-1]) if values.size else None
+    start = finite_or_none(values[0]) if values.size else None
+    end = finite_or_none(values[-1]) if values.size else None
     by_symbol = breakdown(closed, lambda t: t.symbol)
     by_strategy = breakdown(closed, strategy_of)
     proposals = proposals or {}

@@ -20,13 +20,13 @@ Undefined values (too few points, zero variance) are ``None``, never NaN.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 
 import empyrical
 import numpy as np
 
 from backend.api_risk import PortfolioMetricsView
+from backend.common import finite_or_none
 from backend.portfolio_var import Series, aligned_returns, symbol_returns
 from backend.report import PERIODS_5M_24_7
 
@@ -34,17 +34,13 @@ from backend.report import PERIODS_5M_24_7
 MIN_PAIRS = 3
 
 
-def _f(x: float) -> float | None:
-    x = float(x)
-    return x + 0.0 if math.isfinite(x) else None
-
 
 def sharpe(returns: np.ndarray, periods_per_year: float = PERIODS_5M_24_7) -> float | None:
     """Annualised Sharpe ratio (empyrical; risk-free 0); ``None`` if undefined."""
     r = np.asarray(returns, dtype=float)
     if r.size < 2:
         return None
-    return _f(empyrical.sharpe_ratio(r, annualization=periods_per_year))
+    return finite_or_none(empyrical.sharpe_ratio(r, annualization=periods_per_year))
 
 
 def sortino(returns: np.ndarray, periods_per_year: float = PERIODS_5M_24_7) -> float | None:
@@ -52,7 +48,7 @@ def sortino(returns: np.ndarray, periods_per_year: float = PERIODS_5M_24_7) -> f
     r = np.asarray(returns, dtype=float)
     if r.size < 2:
         return None
-    return _f(empyrical.sortino_ratio(r, annualization=periods_per_year))
+    return finite_or_none(empyrical.sortino_ratio(r, annualization=periods_per_year))
 
 
 def max_drawdown(equity: np.ndarray) -> float | None:
@@ -64,7 +60,7 @@ def max_drawdown(equity: np.ndarray) -> float | None:
         return None
     with np.errstate(divide="ignore", invalid="ignore"):
         r = v[1:] / v[:-1] - 1.0
-    dd = _f(empyrical.max_drawdown(r[np.isfinite(r)]))
+    dd = finite_or_none(empyrical.max_drawdown(r[np.isfinite(r)]))
     return None if dd is None else abs(dd)
 
 
@@ -78,7 +74,7 @@ def beta(returns: np.ndarray, benchmark: np.ndarray) -> float | None:
     var_b = float(np.var(b, ddof=1))
     if not var_b > 0:
         return None
-    return _f(float(np.cov(r, b, ddof=1)[0, 1]) / var_b)
+    return finite_or_none(float(np.cov(r, b, ddof=1)[0, 1]) / var_b)
 
 
 def correlation(returns: np.ndarray) -> np.ndarray:
@@ -143,7 +139,8 @@ def portfolio_metrics(
         _, r = aligned_returns(history, held, window)
         n_corr = int(r.shape[0])
         c = correlation(r) if n_corr >= MIN_PAIRS else np.full((len(held),) * 2, np.nan)
-        corr = {a: {bb: _f(c[i, j]) for j, bb in enumerate(held)} for i, a in enumerate(held)}
+        corr = {a: {bb: finite_or_none(c[i, j]) for j, bb in enumerate(held)}
+                for i, a in enumerate(held)}
     gross = float(sum(abs(x) for x in notionals.values()))
     net = float(sum(notionals.values()))
     ok = equity_now is not None and equity_now > 0
@@ -152,7 +149,7 @@ def portfolio_metrics(
         max_drawdown=max_drawdown(v), periods_per_year=periods_per_year,
         observations=int(er.size), benchmark=benchmark or None, beta=b,
         beta_observations=n_beta, gross_exposure=gross, net_exposure=net,
-        gross_exposure_pct=_f(gross / equity_now) if ok else None,
-        net_exposure_pct=_f(net / equity_now) if ok else None,
+        gross_exposure_pct=finite_or_none(gross / equity_now) if ok else None,
+        net_exposure_pct=finite_or_none(net / equity_now) if ok else None,
         correlation=corr, correlation_observations=n_corr,
     )

@@ -47,6 +47,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from backend.common import finite_or_none
 from backend.messages import OrderFilled, Side
 
 #: 5-minute bars on a market open 24/7.
@@ -231,13 +232,6 @@ def _trades(fills: list[dict[str, Any]]) -> tuple[list[Trade], list[Trade]]:
 
 
 # ---------------------------------------------------------------- curves and stats
-def _finite(x: Any) -> float | None:
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
-
 
 def json_safe(obj: Any) -> Any:
     """``obj`` with every non-finite float replaced by ``None``, recursively (JSON has no
@@ -261,10 +255,10 @@ def curve_stats(curve: Sequence[float] | np.ndarray, periods_per_year: float) ->
     if len(v) < 2:
         return {"sharpe": None, "sortino": None, "max_drawdown": None}
     r = v[1:] / v[:-1] - 1.0
-    mdd = _finite(empyrical.max_drawdown(r))
+    mdd = finite_or_none(empyrical.max_drawdown(r))
     return {
-        "sharpe": _finite(empyrical.sharpe_ratio(r, annualization=periods_per_year)),
-        "sortino": _finite(empyrical.sortino_ratio(r, annualization=periods_per_year)),
+        "sharpe": finite_or_none(empyrical.sharpe_ratio(r, annualization=periods_per_year)),
+        "sortino": finite_or_none(empyrical.sortino_ratio(r, annualization=periods_per_year)),
         "max_drawdown": None if mdd is None else abs(mdd),
     }
 
@@ -423,7 +417,7 @@ def build_report(
                               periods_per_year)
     eq = tl["equity"].to_numpy(float)
     total = _stats(closed, len(still_open), eq, any_open, initial_cash, periods_per_year)
-    final = _finite(eq[-1]) if len(eq) else None
+    final = finite_or_none(eq[-1]) if len(eq) else None
     known = {"messages_per_channel", "orders_by_status", "wall_time_s", "bars"}
     return Report(
         initial_cash=initial_cash, final_equity=final,
@@ -433,7 +427,7 @@ def build_report(
         bars=int(extra.get("bars") or len(t)),
         curve_mode="realized" if marks is None else "mark_to_market",
         fees_paid=float(sum(f["fee"] for f in fl)),
-        wall_time_s=_finite(extra.get("wall_time_s")),
+        wall_time_s=finite_or_none(extra.get("wall_time_s")),
         messages_per_channel={str(k): int(v) for k, v in
                               (extra.get("messages_per_channel") or {}).items()},
         orders_by_status={str(k): int(v) for k, v in

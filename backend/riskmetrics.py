@@ -16,7 +16,6 @@ Conventions (shared with :mod:`backend.api_models`):
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 
 import empyrical
@@ -24,6 +23,7 @@ import numpy as np
 from scipy.stats import norm
 
 from backend.api_models import RiskFigures, SymbolExposure, VaREstimate
+from backend.common import finite_or_none
 from backend.messages import PortfolioMarked
 from backend.montecarlo import mc_var_cvar
 
@@ -34,11 +34,6 @@ DEFAULT_MIN_OBS = 30
 
 ArrayLike = Sequence[float] | np.ndarray
 
-
-def _finite(x: float) -> float | None:
-    """``x`` as a float, ``None`` if NaN/inf; ``-0.0`` becomes ``0.0``."""
-    x = float(x)
-    return x + 0.0 if math.isfinite(x) else None
 
 
 def _clean(returns: ArrayLike | Iterable[float]) -> np.ndarray:
@@ -128,8 +123,8 @@ def historical_var_cvar(
     tail = _tail(level)
     if tail is None or r.size < max(int(min_obs), 1):
         return None, None
-    var = _finite(-empyrical.value_at_risk(r, cutoff=tail))
-    cvar = _finite(-empyrical.conditional_value_at_risk(r, cutoff=tail))
+    var = finite_or_none(-empyrical.value_at_risk(r, cutoff=tail))
+    cvar = finite_or_none(-empyrical.conditional_value_at_risk(r, cutoff=tail))
     return var, cvar
 
 
@@ -178,8 +173,8 @@ def normal_var_cvar(mu: float, sigma: float, level: float) -> tuple[float | None
     if tail is None:
         return None, None
     lvl = 1.0 - tail
-    var = _finite(-(mu + sigma * norm.ppf(tail)))
-    cvar = _finite(-(mu - sigma * norm.pdf(norm.ppf(lvl)) / tail))
+    var = finite_or_none(-(mu + sigma * norm.ppf(tail)))
+    cvar = finite_or_none(-(mu - sigma * norm.pdf(norm.ppf(lvl)) / tail))
     return var, cvar
 
 
@@ -192,28 +187,28 @@ def monte_carlo_var_cvar(
     r = _clean(returns)
     var, cvar = mc_var_cvar(r, level, horizon=horizon, paths=paths, seed=seed,
                             min_obs=max(int(min_obs), 2))
-    return (None, None) if var is None else (_finite(var), _finite(cvar))
+    return (None, None) if var is None else (finite_or_none(var), finite_or_none(cvar))
 
 
 def _equity_now(equity: np.ndarray, mark: PortfolioMarked | None) -> float | None:
     """Current equity: the mark's, else the last finite point of the curve."""
     if mark is not None:
-        return _finite(mark.equity)
+        return finite_or_none(mark.equity)
     finite = equity[np.isfinite(equity)]
-    return _finite(finite[-1]) if finite.size else None
+    return finite_or_none(finite[-1]) if finite.size else None
 
 
 def _pct(amount: float, equity: float | None) -> float | None:
     """``amount / equity``, ``None`` unless equity is a positive finite number."""
     if equity is None or not equity > 0:
         return None
-    return _finite(amount / equity)
+    return finite_or_none(amount / equity)
 
 
 def _quote(fraction: float | None, equity: float | None) -> float | None:
     if fraction is None or equity is None:
         return None
-    return _finite(fraction * equity)
+    return finite_or_none(fraction * equity)
 
 
 def risk_figures(
@@ -262,7 +257,7 @@ def risk_figures(
     by_symbol: dict[str, SymbolExposure] = {}
     if mark is not None:
         for symbol, pos in mark.positions.items():
-            notional = _finite(abs(pos.quantity * pos.mark)) or 0.0
+            notional = finite_or_none(abs(pos.quantity * pos.mark)) or 0.0
             by_symbol[symbol] = SymbolExposure(
                 quantity=pos.quantity, notional=notional,
                 exposure_pct=_pct(notional, equity),

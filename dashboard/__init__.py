@@ -1,1 +1,1 @@
-"""dashboard package."""
+"""The Streamlit dashboard: reads the control plane's REST API only (``backend.api_models``)."""

@@ -14,7 +14,8 @@ import time
 from backend import channels
 from orchestrator.drill_faults import WINDOW, FaultEvent, Window, moments
 from orchestrator.drill_mesh import DrillMesh
-from orchestrator.drill_payloads import MiB, check_hostile, hostile_payloads, publish_hostile
+from orchestrator.drill_payloads import MiB, hostile_payloads, publish_hostile
+from orchestrator.drill_payloads_check import check_hostile
 from orchestrator.drill_slowconsumer import slow_consumer_drill
 
 #: Hostile payloads per channel per injection (one of them oversized on some channels).

@@ -4,10 +4,10 @@
 payloads for every channel of :data:`backend.channels.ALL_CHANNELS` (kinds in
 :data:`KINDS`); :func:`publish_hostile` puts them on the wire as a producer would (``XADD``
 with the Bus's ``data`` field when the channel is a stream, and ``PUBLISH``);
-:func:`check_hostile` waits until every payload on a *consumed* stream has a
-``dead_lettered`` record from every consumer group of that stream, and reports what is
-missing, the reasons by kind, whether anything on the order path descends from a hostile
-payload, and whether an agent restarted.
+:func:`orchestrator.drill_payloads_check.check_hostile` waits until every payload on a
+*consumed* stream has a ``dead_lettered`` record from every consumer group of that
+stream, and reports what is missing, the reasons by kind, whether anything on the order
+path descends from a hostile payload, and whether an agent restarted.
 
 What "lands in the dead letter" means per channel:
 
@@ -42,7 +42,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 from redis.asyncio import Redis
@@ -74,9 +74,6 @@ from backend.messages import (
     UpdateStrategyParams,
     decode,
 )
-
-if TYPE_CHECKING:
-    from orchestrator.drill_payloads_check import HostileResult
 
 KINDS = (
     "not_json", "not_utf8", "json_array", "json_number", "json_null", "no_type",
@@ -379,23 +376,3 @@ async def publish_hostile(redis: Redis, payloads: Sequence[HostilePayload]) -> H
         eid = _s(res[0]) if is_stream else None
         published.append(PublishedPayload(p, eid, groups.get(p.channel, ())))
     return HostileBatch(published, prefix, start, pids)
-
-
-# ------------------------------------------------------------------ checking
-async def check_hostile(
-    redis: Redis, batch: HostileBatch, timeout_s: float = 30.0, poll_s: float = 0.1,
-) -> HostileResult:
-    """Wait until every consumed hostile payload is dead-lettered; report (see
-    :func:`orchestrator.drill_payloads_check.check_hostile`, where it lives)."""
-    from orchestrator.drill_payloads_check import check_hostile as check
-
-    return await check(redis, batch, timeout_s, poll_s)
-
-
-def __getattr__(name: str) -> object:
-    """``HostileResult`` lives beside the check; importable from here too."""
-    if name == "HostileResult":
-        from orchestrator.drill_payloads_check import HostileResult
-
-        return HostileResult
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -24,13 +24,13 @@ Definitions (equity in quote currency, times in ns UTC, fractions not percent):
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import empyrical
 import numpy as np
 
 from backend.backtest.models import BacktestStats, BacktestTrade
+from backend.common import finite_or_none
 from backend.report import PERIODS_5M_24_7, curve_stats
 
 __all__ = ["compute_stats", "drawdown_duration", "infer_periods_per_year"]
@@ -38,13 +38,6 @@ __all__ = ["compute_stats", "drawdown_duration", "infer_periods_per_year"]
 NS_PER_DAY = 86_400 * 1_000_000_000
 NS_PER_YEAR = 365 * NS_PER_DAY
 
-
-def _finite(x: object) -> float | None:
-    try:
-        v = float(x)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
 
 
 def infer_periods_per_year(time_ns: np.ndarray) -> float:
@@ -148,12 +141,12 @@ def compute_stats(
     dd_bars = dd_ns = None
     if len(v) >= 2:
         r = v[1:] / v[:-1] - 1.0
-        cagr = _finite(empyrical.cagr(r, annualization=ppy))
-        calmar = _finite(empyrical.calmar_ratio(r, annualization=ppy))
+        cagr = finite_or_none(empyrical.cagr(r, annualization=ppy))
+        calmar = finite_or_none(empyrical.calmar_ratio(r, annualization=ppy))
         dd_bars, dd_ns = drawdown_duration(t, v)
     nets = [tr.net_pnl for tr in trades]
     wins, losses = [x for x in nets if x > 0], [x for x in nets if x < 0]
-    final = _finite(v[-1]) if len(v) else None
+    final = finite_or_none(v[-1]) if len(v) else None
     return BacktestStats(
         start_time=int(t[0]) if len(t) else None,
         end_time=int(t[-1]) if len(t) else None,

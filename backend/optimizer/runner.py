@@ -15,6 +15,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
+from backend.common import finite_or_none
 from backend.marketdata import Candles
 from backend.messages import FoldScore, OptimizerFinished, OptimizerProgressed, new_id, now_ns
 from backend.optimizer.fitness import FitnessContext, Window
@@ -62,9 +63,6 @@ class Observer(Protocol):
         """The run ended (``status`` ``"finished"`` or ``"failed"``)."""
 
 
-def _finite(x: float | None) -> float | None:
-    return None if x is None or x != x or x in (float("inf"), float("-inf")) else float(x)
-
 
 def progress_message(run: OptimizeResult, st: GenerationStats) -> OptimizerProgressed:
     """The :class:`OptimizerProgressed` of one generation."""
@@ -72,15 +70,15 @@ def progress_message(run: OptimizeResult, st: GenerationStats) -> OptimizerProgr
     return OptimizerProgressed(
         source=SOURCE, run_id=run.run_id, strategy=cfg.strategy, objective=cfg.objective,
         fold=st.fold, folds=max(cfg.walk_forward, 1), generation=st.generation,
-        generations=cfg.generations, best=_finite(st.best), mean=_finite(st.mean),
-        std=_finite(st.std), evaluations=st.evaluations, best_params=st.best_params)
+        generations=cfg.generations, best=finite_or_none(st.best), mean=finite_or_none(st.mean),
+        std=finite_or_none(st.std), evaluations=st.evaluations, best_params=st.best_params)
 
 
 def finished_message(run: OptimizeResult) -> OptimizerFinished:
     """The :class:`OptimizerFinished` of a run that ended."""
     folds = [FoldScore(
-        fold=f.fold, params=f.best_params, in_sample=_finite(f.in_sample),
-        out_of_sample=_finite(f.out_of_sample), overfit=f.overfit,
+        fold=f.fold, params=f.best_params, in_sample=finite_or_none(f.in_sample),
+        out_of_sample=finite_or_none(f.out_of_sample), overfit=f.overfit,
         is_start=f.in_sample_window.start, is_end=f.in_sample_window.end,
         oos_start=f.out_of_sample_window.start if f.out_of_sample_window else 0,
         oos_end=f.out_of_sample_window.end if f.out_of_sample_window else 0,
@@ -89,9 +87,11 @@ def finished_message(run: OptimizeResult) -> OptimizerFinished:
         source=SOURCE, run_id=run.run_id, strategy=run.config.strategy,
         objective=run.config.objective,
         status="failed" if run.status == "failed" else "finished", symbols=run.symbols,
-        best_params=run.best_params, in_sample=_finite(run.in_sample),
-        out_of_sample=_finite(run.out_of_sample), mean_in_sample=_finite(run.mean_in_sample),
-        mean_out_of_sample=_finite(run.mean_out_of_sample), overfit=run.overfit, folds=folds,
+        best_params=run.best_params, in_sample=finite_or_none(run.in_sample),
+        out_of_sample=finite_or_none(run.out_of_sample),
+        mean_in_sample=finite_or_none(run.mean_in_sample),
+        mean_out_of_sample=finite_or_none(run.mean_out_of_sample), overfit=run.overfit,
+        folds=folds,
         evaluations=run.evaluations, started_ns=run.started_ns,
         finished_ns=run.finished_ns or 0, error=run.error[:2000])
 

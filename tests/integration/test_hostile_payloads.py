@@ -34,11 +34,10 @@ from orchestrator.drill_payloads import (
     KINDS,
     HostileBatch,
     MiB,
-    check_hostile,
     hostile_payloads,
     publish_hostile,
 )
-from orchestrator.drill_payloads_check import HostileResult
+from orchestrator.drill_payloads_check import HostileResult, check_hostile
 
 pytestmark = pytest.mark.integration
 

@@ -35,10 +35,10 @@ from backend.settings import Settings
 from orchestrator.drill_payloads import (
     KINDS,
     _template,
-    check_hostile,
     hostile_payloads,
     publish_hostile,
 )
+from orchestrator.drill_payloads_check import check_hostile
 
 CONSUMED = sorted(CHANNEL_TYPES)
 FAST = settings(max_examples=150, deadline=None,
