@@ -63,7 +63,6 @@ def periods_per_year(timeframe: str) -> float:
     return _UNITS_PER_YEAR[m.group(2)] / int(m.group(1))
 
 
-
 def _entry_signals(fills: Iterable[Row]) -> dict[tuple[str, int, int, int], str]:
     """``(symbol, fill_time, bar_seq, sign) -> correlation_id`` of every fill."""
     out: dict[tuple[str, int, int, int], str] = {}

@@ -34,7 +34,6 @@ from backend.report import PERIODS_5M_24_7
 MIN_PAIRS = 3
 
 
-
 def sharpe(returns: np.ndarray, periods_per_year: float = PERIODS_5M_24_7) -> float | None:
     """Annualised Sharpe ratio (empyrical; risk-free 0); ``None`` if undefined."""
     r = np.asarray(returns, dtype=float)

@@ -35,7 +35,6 @@ DEFAULT_MIN_OBS = 30
 ArrayLike = Sequence[float] | np.ndarray
 
 
-
 def _clean(returns: ArrayLike | Iterable[float]) -> np.ndarray:
     """1-D float array of the finite values of ``returns`` (empty on unusable input)."""
     try:

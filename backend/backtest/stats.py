@@ -39,7 +39,6 @@ NS_PER_DAY = 86_400 * 1_000_000_000
 NS_PER_YEAR = 365 * NS_PER_DAY
 
 
-
 def infer_periods_per_year(time_ns: np.ndarray) -> float:
     """Curve points per year, from the median spacing of bar times.
 

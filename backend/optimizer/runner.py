@@ -63,7 +63,6 @@ class Observer(Protocol):
         """The run ended (``status`` ``"finished"`` or ``"failed"``)."""
 
 
-
 def progress_message(run: OptimizeResult, st: GenerationStats) -> OptimizerProgressed:
     """The :class:`OptimizerProgressed` of one generation."""
     cfg = run.config
