@@ -19,7 +19,7 @@ Streams (what was sent) and the paper venue's own state in Redis (what the venue
 
 ``lost`` counts signals, orders and fills that were sent but are missing downstream;
 ``duplicated`` counts repeated client order ids and fills the venue did not make.
-After Redis lost its data (``data_lost_ns``: the drill wiped it then), a signal the
+After Redis lost its data (``data_lost_ns``: when it came back empty), a signal the
 database recorded before that moment whose next step is missing went with the streams:
 it is counted in ``lost_with_data`` and reported, not failed -- the mesh halts on the
 loss and no order can come of it -- while every signal after the loss must be whole.

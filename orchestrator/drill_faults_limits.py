@@ -318,9 +318,11 @@ async def redis_data_loss(mesh: DrillMesh, rng: random.Random, n: int,
         server.start()
 
     t0 = time.monotonic()
-    mesh.data_lost_ns = time.time_ns()
     await asyncio.to_thread(wipe_and_start)
     up_ns = time.time_ns()
+    # What was created before Redis came back empty (a signal decided from a bar read
+    # before the stop, published into the dying server or not at all) went with the data.
+    mesh.data_lost_ns = up_ns
     deadline = time.monotonic() + RECOVERY_TIMEOUT_S
     halt = None
     while time.monotonic() < deadline:

@@ -105,7 +105,7 @@ class DrillMesh:
         self.orch: subprocess.Popen[bytes] | None = None
         self.orchestrator_starts = 0
         self.pid_log = PidLog()
-        #: when the drill wiped Redis' data (ns UTC), if it did
+        #: when Redis came back without its data after the drill wiped it (ns UTC), if it did
         self.data_lost_ns: int | None = None
         self.settings = Settings(var_dir=self.var_dir, replay_limit=limit,
                                  **(BUSY if busy else {}))  # type: ignore[arg-type]
