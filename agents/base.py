@@ -40,10 +40,11 @@ from sqlalchemy.exc import InterfaceError as SAInterfaceError
 from sqlalchemy.exc import OperationalError as SAOperationalError
 from sqlalchemy.exc import TimeoutError as SATimeoutError
 
-from backend import channels, failpoints, topology
+from backend import channels
 from backend.bus import Bus, Delivery
-from backend.halt import HaltKind, HaltState, latch
-from backend.lease import Lease
+from backend.mesh import topology
+from backend.mesh.halt import HaltKind, HaltState, latch
+from backend.mesh.lease import Lease
 from backend.messages import (
     AgentErrorRaised,
     AgentHeartbeat,
@@ -56,6 +57,7 @@ from backend.messages import (
     now_ns,
     stable_id,
 )
+from backend.runtime import failpoints
 from backend.settings import Settings
 
 MAX_ATTEMPTS = 3
@@ -267,7 +269,7 @@ class Agent:
         return code
 
     async def _acquire_lease(self) -> None:
-        """Become the live ``agent_id`` (:mod:`backend.lease`), standing by while
+        """Become the live ``agent_id`` (:mod:`backend.mesh.lease`), standing by while
         another process is; raises ``CancelledError`` if asked to stop meanwhile."""
         assert self.lease is not None
         waited = False
@@ -379,7 +381,7 @@ class Agent:
     async def dispatch(self, delivery: Delivery) -> None:
         """Decode, handle and acknowledge one delivery (dead-letter on bad input).
 
-        Raises :class:`~backend.lease.LeaseLost` when another process became the live
+        Raises :class:`~backend.mesh.lease.LeaseLost` when another process became the live
         agent (nothing is handled then)."""
         assert self.bus is not None and self.redis is not None
         if self.lease is not None:

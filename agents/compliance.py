@@ -1,7 +1,7 @@
 """compliance agent: approves or rejects every signal, with the rule and the reason.
 
 Reads ``signals`` (and ``trading_events`` for the day's traded notional), applies the
-pure rules of :mod:`backend.rules.compliance`, and publishes a
+pure rules of :mod:`backend.compliance.rules`, and publishes a
 :class:`ComplianceDecided` on ``signals:approved`` or ``signals:rejected``.  Every
 decision is written to the audit log (database table and ``audit`` channel) before it
 is published; the decision, the rule state and the input's XACK are one transaction.
@@ -16,6 +16,7 @@ from redis.asyncio.client import Pipeline
 from agents.portfolio_follower import PortfolioFollower
 from backend import channels
 from backend.bus import Delivery
+from backend.compliance.rules import ComplianceState, check_signal, utc_day
 from backend.messages import (
     AnyMessage,
     AuditRecorded,
@@ -25,7 +26,6 @@ from backend.messages import (
     stable_id,
 )
 from backend.persistence import Store, make_engine
-from backend.rules.compliance import ComplianceState, check_signal, utc_day
 
 
 class ComplianceAgent(PortfolioFollower):

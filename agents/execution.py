@@ -18,7 +18,7 @@ a live one over a broker client.  Money-safety rules it keeps (DESIGN.md,
   (:mod:`agents.execution_alarms`), never resent;
 * while ``mesh:halt`` is latched every new order is denied; while a symbol is halted
   every new order for it that is not reduce-only is denied;
-* **one live process** (:mod:`backend.lease`): the lease is checked before every venue
+* **one live process** (:mod:`backend.mesh.lease`): the lease is checked before every venue
   call;
 * **reconciliation**: on start, before it reads anything, the agent reconciles its
   database with the venue (:mod:`agents.execution_reconcile`); while it cannot (venue
@@ -49,9 +49,10 @@ from agents.execution_reconcile import reconcile
 from agents.execution_records import StoreJournal, load_venue, record_event
 from agents.execution_resolve import resolve_symbol
 from agents.execution_watch import Watch
-from backend import channels, failpoints
+from backend import channels
 from backend.bus import Delivery
-from backend.halt import read_halt
+from backend.mesh.halt import read_halt
+from backend.mesh.symbol_halt import read_symbol_halts, symbol_halt
 from backend.messages import (
     AgentHeartbeat,
     AgentState,
@@ -70,8 +71,8 @@ from backend.messages import (
     stable_id,
 )
 from backend.persistence import Store, make_engine
+from backend.runtime import failpoints
 from backend.settings import Settings
-from backend.symbol_halt import read_symbol_halts, symbol_halt
 from backend.venues.base import Venue, VenueAlarm, VenueEvent
 from backend.venues.broker import BrokerClient, OrderUnresolved, VenueUnavailable
 from backend.venues.factory import make_venue

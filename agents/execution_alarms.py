@@ -1,7 +1,7 @@
 """What the execution agent does with a :class:`~backend.venues.base.VenueAlarm`.
 
 An alarm that halts (an order whose outcome stayed unknown, a position the venue holds
-differently) latches the symbol (:mod:`backend.symbol_halt`): the database copy first,
+differently) latches the symbol (:mod:`backend.mesh.symbol_halt`): the database copy first,
 then Redis in the caller's transaction.  Every alarm is published on ``risk_alerts``
 (level ``breach`` when it halts or refused an order, else ``warning``) and audited
 (action ``venue_alarm``), so it reaches the API, the dashboard and whoever watches.
@@ -18,9 +18,9 @@ from collections.abc import Callable, Iterable
 from redis.asyncio.client import Pipeline
 
 from backend import channels
+from backend.mesh.symbol_halt import SymbolHalt, state_key
 from backend.messages import AuditRecorded, Message, RiskAlertRaised, stable_id
 from backend.persistence import Store
-from backend.symbol_halt import SymbolHalt, state_key
 from backend.venues.base import VenueAlarm
 
 __all__ = ["raise_alarms"]

@@ -3,7 +3,7 @@
 ``python -m agents.execution_failsafe --reason TEXT`` is started by the orchestrator after
 it gave up on the execution agent (crash loop) and latched HALTED.  It runs with the
 execution role's Redis credentials and environment, takes the execution agent's lease
-(:mod:`backend.lease`: no two processes trade for ``execution``), builds the venue, loads
+(:mod:`backend.mesh.lease`: no two processes trade for ``execution``), builds the venue, loads
 its state, and:
 
 * cancels every open order **except the protective stops** resting at the venue for the
@@ -36,7 +36,7 @@ from redis.asyncio import Redis
 from agents.execution_records import StoreJournal, load_venue, record_event
 from backend import channels
 from backend.bus import Bus
-from backend.lease import Lease, LeaseLost
+from backend.mesh.lease import Lease, LeaseLost
 from backend.messages import AuditRecorded, OrderFilled, now_ns, stable_id
 from backend.persistence import Store, make_engine
 from backend.settings import ConfigError, Settings, load_settings

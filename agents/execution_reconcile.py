@@ -1,6 +1,6 @@
 """The execution agent's reconciliation with its venue (run on start, before any order).
 
-The comparisons are pure (:mod:`backend.reconcile`); this module asks the venue, writes
+The comparisons are pure (:mod:`backend.venues.reconcile`); this module asks the venue, writes
 the corrections to the database (every one audited, action ``reconcile_*``, the
 before/after in the reason) and returns the events, audit records and alarms the agent
 publishes in one Redis transaction together with the venue's staged ledger.
@@ -42,7 +42,6 @@ import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from backend import failpoints
 from backend.messages import (
     NS_PER_DAY,
     AuditRecorded,
@@ -52,7 +51,10 @@ from backend.messages import (
     stable_id,
 )
 from backend.persistence import Store
-from backend.reconcile import (
+from backend.runtime import failpoints
+from backend.venues.base import Venue, VenueAlarm, VenueEvent
+from backend.venues.broker import OrderUnresolved, VenueOrder
+from backend.venues.reconcile import (
     OPEN_IN_DB,
     change,
     missing_fills,
@@ -60,8 +62,6 @@ from backend.reconcile import (
     order_from_row,
     position_mismatches,
 )
-from backend.venues.base import Venue, VenueAlarm, VenueEvent
-from backend.venues.broker import OrderUnresolved, VenueOrder
 
 Record = Callable[[VenueEvent], Awaitable[None]]
 

@@ -1,6 +1,6 @@
 """A person resolves a halted symbol: the execution agent's side of ``tradingmesh resolve``.
 
-A symbol is halted (:mod:`backend.symbol_halt`) when an order's outcome stayed unknown or
+A symbol is halted (:mod:`backend.mesh.symbol_halt`) when an order's outcome stayed unknown or
 the venue holds another position than the books.  The operator looks at the venue and
 sends a :class:`~backend.messages.ResolveSymbol` (durable, on ``orders``):
 
@@ -26,6 +26,7 @@ from redis.asyncio.client import Pipeline
 
 from agents.execution_port import ExecutionPort
 from backend import channels
+from backend.mesh.symbol_halt import state_key
 from backend.messages import (
     AuditRecorded,
     OrderRejected,
@@ -34,9 +35,8 @@ from backend.messages import (
     now_ns,
     stable_id,
 )
-from backend.reconcile import order_from_row
-from backend.symbol_halt import state_key
 from backend.venues.base import VenueEvent
+from backend.venues.reconcile import order_from_row
 
 __all__ = ["resolve_symbol"]
 

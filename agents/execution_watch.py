@@ -28,11 +28,12 @@ from collections.abc import Sequence
 
 from agents.base import REDIS_ERRORS
 from agents.execution_port import ExecutionPort
-from backend import channels, failpoints
+from backend import channels
 from backend.messages import AuditRecorded, OrderFilled, OrderStatus, now_ns, stable_id
-from backend.reconcile import order_from_row
+from backend.runtime import failpoints
 from backend.venues.base import VenueAlarm, VenueEvent
 from backend.venues.broker import VenueError
+from backend.venues.reconcile import order_from_row
 
 __all__ = ["Watch"]
 

@@ -11,7 +11,7 @@ The replay cursor (last published ``seq``) is written in the same transaction as
 bar, so a restarted agent resumes with the next bar: nothing is skipped or repeated.
 
 With ``market_data_source = "ccxt"`` it publishes live closed candles polled through ccxt
-instead (:mod:`backend.live_feed`), with the same messages and the same cursor rule.
+instead (:mod:`backend.marketdata.live_feed`), with the same messages and the same cursor rule.
 """
 
 from __future__ import annotations
@@ -19,13 +19,14 @@ from __future__ import annotations
 import asyncio
 
 from agents.base import REDIS_ERRORS, Agent
-from backend import channels, topology
+from backend import channels
 from backend.bus import pipeline_caught_up
-from backend.live_feed import CandleFeed, FeedCursor
-from backend.marketdata import limit_per_symbol, load_dir, merge_bars
+from backend.marketdata.candles import limit_per_symbol, load_dir, merge_bars
+from backend.marketdata.live_feed import CandleFeed, FeedCursor
+from backend.mesh import topology
+from backend.mesh.pipeline import bar_message
 from backend.messages import AgentState, BarClosed, ReplayFinished
 from backend.persistence import Store, make_engine
-from backend.pipeline import bar_message
 from backend.venues.broker import VenueUnavailable
 
 
@@ -102,7 +103,7 @@ class MarketDataAgent(Agent):
         return epoch
 
     async def _live(self) -> None:
-        """Poll live candles through ccxt (``backend.live_feed``) until stopped.
+        """Poll live candles through ccxt (``backend.marketdata.live_feed``) until stopped.
 
         Each closed candle is published with the next ``seq``; the feed's cursor (agent
         state) and ``market_data:cursor`` are written in the same transaction.  With

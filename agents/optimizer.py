@@ -42,7 +42,7 @@ from agents.base import REDIS_ERRORS, Agent
 from backend import channels
 from backend.bus import DATA_FIELD, Bus, Delivery, pipeline_caught_up
 from backend.channels import compact_symbol
-from backend.hotreload import running_params
+from backend.mesh.hotreload import running_params
 from backend.messages import (
     AnyMessage,
     OptimizerFinished,

@@ -18,7 +18,7 @@ from redis.asyncio.client import Pipeline
 from agents.base import Agent
 from backend import channels
 from backend.messages import PortfolioMarked
-from backend.rules.risk import PortfolioView, PositionView
+from backend.risk.rules import PortfolioView, PositionView
 
 
 class PortfolioFollower(Agent):

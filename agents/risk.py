@@ -3,18 +3,18 @@
 Reads ``signals:approved`` and ``trading_events``.  On every :class:`PortfolioMarked` it
 evaluates the circuit breaker (daily drawdown of mark-to-market equity >= limit latches
 HALTED in ``mesh:halt`` until a manual reset).  On an approved signal it catches up to
-the portfolio of the signal's bar, applies :func:`backend.rules.risk.decide` and emits
+the portfolio of the signal's bar, applies :func:`backend.risk.rules.decide` and emits
 a :class:`SubmitOrder` on ``orders`` (client order id derived from the signal id) or a
 :class:`RiskDecided` rejection on ``signals:rejected``.  Every decision is audited.
 
 Portfolio VaR (when ``risk.var_limit > 0``): an approved order must also pass
-:func:`backend.rules.var_limit.check_var_limit`, and after every mark that holds a
+:func:`backend.risk.var_limit.check_var_limit`, and after every mark that holds a
 position the portfolio VaR is compared with the limit; a change of alert level
-(warning / breach, with hysteresis, :func:`backend.rules.var_limit.alert_level`) is
+(warning / breach, with hysteresis, :func:`backend.risk.var_limit.alert_level`) is
 published as a :class:`RiskAlertRaised` on ``risk_alerts`` and audited (a return to
 ``ok`` is audited only).  The level and the last VaR are part of the durable rule state.
 The symbols' recent closes come from the ``market_data`` stream: a bounded
-:class:`~backend.bar_history.CloseHistory` (``var_window + var_horizon + 1`` closes per
+:class:`~backend.marketdata.history.CloseHistory` (``var_window + var_horizon + 1`` closes per
 symbol) read forward up to the bar seq of the mark or decision that needs it, and
 rebuilt backwards from the stream when the agent (re)starts, so it always holds the
 bars the backtester holds at that seq.
@@ -29,9 +29,11 @@ from redis.asyncio.client import Pipeline
 
 from agents.portfolio_follower import PortfolioFollower
 from backend import channels
-from backend.bar_history import CloseHistory, Series, load_history, read_bars_after
 from backend.bus import Delivery
-from backend.halt import HALT_STATE, HaltState, read_halt, read_reset
+from backend.marketdata.history import CloseHistory, Series, load_history, read_bars_after
+from backend.mesh.halt import HALT_STATE, HaltState, read_halt, read_reset
+from backend.mesh.pipeline import order_message
+from backend.mesh.symbol_halt import symbol_halt
 from backend.messages import (
     AnyMessage,
     AuditRecorded,
@@ -47,22 +49,20 @@ from backend.messages import (
     stable_id,
 )
 from backend.persistence import Store, make_engine
-from backend.pipeline import order_message
-from backend.rules import var_limit
-from backend.rules.in_flight import InFlight, after_event, after_mark, with_in_flight
-from backend.rules.risk import (
+from backend.risk import var_limit
+from backend.risk.in_flight import InFlight, after_event, after_mark, with_in_flight
+from backend.risk.rules import (
     RiskState,
     daily_drawdown,
     decide,
     reset_breaker,
     update_breaker,
 )
-from backend.symbol_halt import symbol_halt
 
 
 class RiskAgentState(RiskState):
     """The risk agent's durable state: the breaker's (:class:`RiskState`) and the orders
-    it approved that no mark shows yet (:mod:`backend.rules.in_flight`)."""
+    it approved that no mark shows yet (:mod:`backend.risk.in_flight`)."""
 
     in_flight: dict[str, InFlight] = Field(default_factory=dict)
 

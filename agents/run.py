@@ -12,8 +12,8 @@ import asyncio
 import logging
 import sys
 
+from backend.mesh.topology import ROLES, strategy_id
 from backend.settings import ConfigError, load_settings
-from backend.topology import ROLES, strategy_id
 
 
 def build_agent(role: str, symbol: str | None, settings):  # noqa: ANN001, ANN201

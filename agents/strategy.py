@@ -16,7 +16,7 @@ of a batch).  An :class:`~backend.messages.UpdateStrategyParams` for its symbol 
 runner is rebuilt with the new parameters and the bars it holds, the state records them
 as active, a :class:`~backend.messages.StrategyParamsUpdated` goes to ``strategy:params``
 and an audit row to the database and ``audit`` -- all in that bar's transaction, before
-the bar's signal, which carries the new parameters (:mod:`backend.hotreload`).
+the bar's signal, which carries the new parameters (:mod:`backend.mesh.hotreload`).
 """
 
 from __future__ import annotations
@@ -31,13 +31,14 @@ from agents.strategy_models import ModelManager
 from backend import channels
 from backend.bus import DATA_FIELD, Delivery
 from backend.channels import compact_symbol
-from backend.hotreload import (
+from backend.mesh.hotreload import (
     ActiveParams,
     PendingParams,
     StrategyAgentState,
     parse_state,
     switch_due,
 )
+from backend.mesh.pipeline import signal_message
 from backend.messages import (
     AnyMessage,
     AuditRecorded,
@@ -49,7 +50,6 @@ from backend.messages import (
     stable_id,
 )
 from backend.persistence import Store, make_engine
-from backend.pipeline import signal_message
 from backend.strategies import StrategyRunner, build_named, build_strategy
 
 WARMUP_CHUNK = 5000

@@ -38,7 +38,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.pool import StaticPool
 
-from backend import failpoints
 from backend.messages import (
     AuditRecorded,
     ComplianceDecided,
@@ -54,6 +53,7 @@ from backend.messages import (
     now_ns,
     stable_id,
 )
+from backend.runtime import failpoints
 
 metadata = sa.MetaData()
 C, F, NS = sa.Column, sa.Float, sa.BigInteger  # short aliases, deleted after the tables
@@ -66,7 +66,7 @@ signals = sa.Table(
     C("side", SIDE, nullable=False), C("confidence", F), C("entry_price", F),
     C("stop_loss", F), C("take_profit", F), C("strategy", sa.String(64)), C("params", sa.JSON),
     C("reason", sa.Text), C("bar_seq", NS), C("bar_time", NS), C("source", ID),
-    # market regime label (backend.regime); added by migration (see _ADDED_COLUMNS)
+    # market regime label (backend.marketdata.regime); added by migration (see _ADDED_COLUMNS)
     C("regime", sa.String(48), nullable=False, default="", server_default=""),
 )
 decisions = sa.Table(

@@ -34,7 +34,7 @@ from pydantic_settings import (
 )
 
 from backend.channels import compact_symbol
-from backend.secretfiles import check_config_secrets
+from backend.runtime.secretfiles import check_config_secrets
 from backend.venues.config import VenueConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,7 +59,7 @@ class ComponentConfig(BaseModel):
 class StrategyConfig(BaseModel):
     """Which strategy a symbol's strategy agent runs, and its parameters.
 
-    ``regimes``: market regimes the strategy may open positions in (``backend.regime``:
+    ``regimes``: market regimes the strategy may open positions in (``backend.marketdata.regime``:
     ``"ranging"``, ``"high_vol"``, ``"trending_up/low_vol"``...; empty = all).
     ``components`` and ``threshold``: only for ``name = "combined"``, the strategies it
     fuses and the vote threshold (docs/strategies.md).
@@ -76,7 +76,7 @@ class StrategyConfig(BaseModel):
     @field_validator("regimes")
     @classmethod
     def _regimes(cls, v: list[str]) -> list[str]:
-        from backend.regime import validate_regimes  # numpy only; imported on use
+        from backend.marketdata.regime import validate_regimes  # numpy only; imported on use
 
         return validate_regimes(v)
 
@@ -100,7 +100,7 @@ class StrategyConfig(BaseModel):
 
 
 class ComplianceConfig(BaseModel):
-    """Compliance rules (pure functions in ``backend.rules.compliance``)."""
+    """Compliance rules (pure functions in ``backend.compliance.rules``)."""
 
     max_trades_per_day: int = Field(default=40, ge=0)
     max_notional_per_day: float = Field(default=50.0, ge=0)  # quote currency
@@ -110,7 +110,7 @@ class ComplianceConfig(BaseModel):
 
 
 class RiskConfig(BaseModel):
-    """Risk limits (pure functions in ``backend.rules.risk``)."""
+    """Risk limits (pure functions in ``backend.risk.rules``)."""
 
     risk_per_trade: float = Field(default=0.01, gt=0, le=1)  # fraction of equity
     max_position_pct: float = Field(default=0.25, gt=0, le=10)  # notional / equity
@@ -128,7 +128,7 @@ class RiskConfig(BaseModel):
     #: How long risk/compliance wait for the portfolio state of a signal's bar
     #: (seconds).  ``0`` waits forever (deterministic replay).
     portfolio_wait_s: float = Field(default=0.0, ge=0)
-    # -- portfolio VaR limit and alerts (backend.rules.var_limit); 0 = off
+    # -- portfolio VaR limit and alerts (backend.risk.var_limit); 0 = off
     #: Largest portfolio VaR after an order, fraction of equity (0 = no limit, no alerts).
     var_limit: float = Field(default=0.0, ge=0, le=1)
     var_level: float = Field(default=0.99, ge=0.5, lt=1)  # confidence level
@@ -144,7 +144,7 @@ class RiskConfig(BaseModel):
     alert_hysteresis: float = Field(default=0.05, ge=0, lt=1)
     #: Symbol the API's beta is measured against ("" = the first configured symbol).
     benchmark_symbol: str = ""
-    # -- position sizing (backend.rules.kelly)
+    # -- position sizing (backend.risk.kelly)
     sizing: Literal["fixed_fractional", "kelly"] = "fixed_fractional"
     kelly_fraction: float = Field(default=0.5, gt=0, le=1)  # multiple of full Kelly
     kelly_cap: float = Field(default=0.02, gt=0, le=1)  # max fraction of equity at risk
@@ -295,7 +295,8 @@ class Settings(BaseSettings):
     #: Stop after this many bars per symbol (0 = all).
     replay_limit: int = Field(default=0, ge=0)
     #: Where market_data gets bars: the CSV replay, or live candles polled through ccxt
-    #: from ``venue.ccxt`` (backend.live_feed; ``replay_limit`` then caps bars per symbol).
+    #: from ``venue.ccxt`` (backend.marketdata.live_feed; ``replay_limit`` then caps bars per
+    #: symbol).
     market_data_source: Literal["replay", "ccxt"] = "replay"
     default_strategy: StrategyConfig = Field(default_factory=StrategyConfig)
     strategies: dict[str, StrategyConfig] = Field(default_factory=dict)  # per compact symbol

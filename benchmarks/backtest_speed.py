@@ -40,7 +40,7 @@ from backtesting.lib import crossover  # noqa: E402
 from backtesting.test import SMA  # noqa: E402
 
 from backend.backtest import AllInEvaluator  # noqa: E402
-from backend.marketdata import load_candles  # noqa: E402
+from backend.marketdata.candles import load_candles  # noqa: E402
 
 CASH, COMMISSION = 10_000, 0.002
 N1, N2 = range(5, 31), range(10, 71)

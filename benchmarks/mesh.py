@@ -43,9 +43,9 @@ from mesh_costs import unit_costs  # noqa: E402
 from mesh_run import RULES, SYMBOL, WARMUP_FRAC, analyse, run_mesh  # noqa: E402
 from relay import run_floor  # noqa: E402
 
-from backend.marketdata import load_dir  # noqa: E402
-from backend.pipeline import bar_message  # noqa: E402
-from backend.redisproc import RedisServer  # noqa: E402
+from backend.marketdata.candles import load_dir  # noqa: E402
+from backend.mesh.pipeline import bar_message  # noqa: E402
+from backend.redisctl.server import RedisServer  # noqa: E402
 
 LATENCY_KEYS = ("p50_ms", "p99_ms", "max_ms")
 AGENTS = ("market_data", "strategy:ETHBTC", "compliance", "risk", "execution")

@@ -36,8 +36,9 @@ import psutil
 import redis
 from redis.asyncio import Redis
 
-from backend import channels, topology
+from backend import channels
 from backend.bus import DATA_FIELD, pipeline_caught_up
+from backend.mesh import topology
 from backend.messages import (
     BarClosed,
     ComplianceDecided,
@@ -50,7 +51,7 @@ from backend.messages import (
     decode,
 )
 from backend.persistence import Store, make_engine
-from backend.redisproc import RedisServer
+from backend.redisctl.server import RedisServer
 from backend.settings import (
     ROOT,
     SETTINGS_FILE_ENV,

@@ -1,4 +1,4 @@
-"""Speed of the Monte Carlo engine (``backend.montecarlo``) and of the risk figures built on it.
+"""Speed of the Monte Carlo engine (``backend.risk.montecarlo``) and the risk figures on it.
 
 Times 10,000 paths x 100 steps of GBM and of the two-state regime-switching model, a
 correlated 4-asset GBM of the same size, Monte Carlo VaR (10,000 one-bar outcomes) and
@@ -25,8 +25,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from backend.marketdata import load_dir  # noqa: E402
-from backend.montecarlo import (  # noqa: E402
+from backend.marketdata.candles import load_dir  # noqa: E402
+from backend.risk.montecarlo import (  # noqa: E402
     calibrate_gbm,
     calibrate_regimes,
     correlated_gbm_paths,
@@ -34,7 +34,7 @@ from backend.montecarlo import (  # noqa: E402
     mc_var_cvar,
     regime_switching_paths,
 )
-from backend.portfolio_var import position_var  # noqa: E402
+from backend.risk.portfolio_var import position_var  # noqa: E402
 from backend.settings import Settings  # noqa: E402
 
 
@@ -84,7 +84,9 @@ def main() -> int:
             for method in ("historical", "parametric", "monte_carlo")},
     }
     result = {
-        "benchmark": "Monte Carlo engine (backend.montecarlo), calibrated on ETH/BTC 5m sample",
+        "benchmark": (
+            "Monte Carlo engine (backend.risk.montecarlo), calibrated on ETH/BTC 5m sample"
+        ),
         "paths": n, "steps": m, "runs": args.repeat,
         "calibration": {"gbm": {"mu": gbm.mu, "sigma": gbm.sigma},
                         "regimes": {"mu": regimes.mu, "sigma": regimes.sigma,

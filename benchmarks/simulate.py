@@ -1,4 +1,4 @@
-"""Speed of the in-process replay (``backend.simulate``) over the sample data.
+"""Speed of the in-process replay (``backend.mesh.simulate``) over the sample data.
 
 The same pure functions as the mesh, in one loop: the reference the mesh is compared with.
 Prints the figures and writes ``benchmarks/results/simulate.json``.
@@ -20,9 +20,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from backend.marketdata import load_dir  # noqa: E402
+from backend.marketdata.candles import load_dir  # noqa: E402
+from backend.mesh.simulate import simulate  # noqa: E402
 from backend.settings import Settings  # noqa: E402
-from backend.simulate import simulate  # noqa: E402
 
 
 def main() -> int:
@@ -40,7 +40,7 @@ def main() -> int:
     bars = len(res.marks)
     med = statistics.median(times)
     result = {
-        "benchmark": "in-process replay (backend.simulate), default settings, sample data",
+        "benchmark": "in-process replay (backend.mesh.simulate), default settings, sample data",
         "bars": bars,
         "runs": args.repeat,
         "median_s": round(med, 3),

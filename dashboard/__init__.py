@@ -1,1 +1,1 @@
-"""The Streamlit dashboard: reads the control plane's REST API only (``backend.api_models``)."""
+"""The Streamlit dashboard: reads the control plane's REST API only (``backend.rest.models``)."""

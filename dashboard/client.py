@@ -1,6 +1,6 @@
 """A small typed client of the orchestrator's REST API, for the dashboard.
 
-Every call returns a model of :mod:`backend.api_models` (the same models the server
+Every call returns a model of :mod:`backend.rest.models` (the same models the server
 validates its answers with) or raises:
 
 * :class:`ApiUnavailable` — the API cannot be reached (connection refused, timeout) or
@@ -28,7 +28,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import TypeAdapter, ValidationError
 
-from backend.api_models import (
+from backend.rest.models import (
     AgentAction,
     AgentInfo,
     AgentList,

@@ -1,7 +1,7 @@
 """The orchestrator's REST control plane (FastAPI).
 
 Routes are thin: each validates its input, calls :class:`orchestrator.control.ControlPlane`
-and returns a model of :mod:`backend.api_models`.  Errors are JSON ``{"detail": ...}``
+and returns a model of :mod:`backend.rest.models`.  Errors are JSON ``{"detail": ...}``
 with the right 4xx (401 token, 404 unknown agent/symbol, 409 conflict, 422 bad input)
 or 503 (Redis unreachable / not ready).
 
@@ -28,8 +28,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from backend.api_halts import SymbolHaltView, SymbolResolveRequest, SymbolResolveResult
-from backend.api_models import (
+from backend.messages import OrderStatus
+from backend.ml.views import models_view
+from backend.rest.halts import SymbolHaltView, SymbolResolveRequest, SymbolResolveResult
+from backend.rest.models import (
     AgentAction,
     AgentInfo,
     AgentList,
@@ -61,8 +63,6 @@ from backend.api_models import (
     StrategiesView,
     TradeList,
 )
-from backend.messages import OrderStatus
-from backend.ml.views import models_view
 from orchestrator.auth import token_matches
 from orchestrator.control import ControlError, ControlPlane
 

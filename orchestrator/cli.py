@@ -27,10 +27,10 @@ from rich.console import Console
 from rich.table import Table
 
 from backend import channels
-from backend.marketdata import DataError
+from backend.marketdata.candles import DataError
 from backend.messages import AgentHeartbeat, decode, now_ns
-from backend.redis_acl import ORCHESTRATOR
-from backend.report import print_report
+from backend.performance.report import print_report
+from backend.redisctl.acl import ORCHESTRATOR
 from backend.settings import Settings, strip_url_userinfo
 from orchestrator.cli_backtest import register as register_backtest
 from orchestrator.cli_drill import register as register_drill
@@ -85,7 +85,7 @@ def _logging(level: str) -> None:
 
 
 def _check_data(settings: Settings) -> None:
-    from backend.marketdata import load_dir
+    from backend.marketdata.candles import load_dir
 
     try:
         load_dir(settings.data_dir, settings.symbols, settings.timeframe)
@@ -159,8 +159,8 @@ async def _watch_external(s: Settings, token: str | None) -> int:
     The API reports their heartbeats, trades, risk and runs the kill switch; starting,
     stopping or restarting an agent is refused (409): that is compose's job here.
     """
+    from backend.mesh.topology import agent_specs
     from backend.persistence import Store, make_engine
-    from backend.topology import agent_specs
     from orchestrator.killswitch import sync_halt_latch
     from orchestrator.mesh import MeshHandle
     from orchestrator.server import ApiError
@@ -467,7 +467,7 @@ async def _emergency(s: Settings, reason: str, wait: float) -> int:
         async with mesh_state(s) as (r, store):
             res = await emergency_stop(r, store, reason=reason, actor="cli", wait_s=wait)
     except Unreachable as exc:
-        from backend.halt import HALT_STATE
+        from backend.mesh.halt import HALT_STATE
         from backend.persistence import Store, make_engine
 
         store = Store(make_engine(s.db_url()))

@@ -8,7 +8,7 @@ prints one line ``error: ...`` on stderr and exits with code 2.
 configuration gives the backtested symbol(s) (``[strategies.<SYM>]`` or
 ``[default_strategy]``: a ``combined`` portfolio, a regime gate ...), built with
 :func:`backend.strategies.build_strategy` as the mesh builds it.  ``--regimes`` gates a
-registered strategy by market regime (``backend.regime``).
+registered strategy by market regime (``backend.marketdata.regime``).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 from backend.backtest import SIZINGS, BacktestResult, BacktestStats, run_backtest
-from backend.marketdata import Candles, DataError, load_candles, symbol_from_filename
+from backend.marketdata.candles import Candles, DataError, load_candles, symbol_from_filename
 from backend.settings import ConfigError, Settings, StrategyConfig, load_settings
 from orchestrator.cli_models import backtest_strategy
 

@@ -22,7 +22,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from backend.marketdata import Candles, DataError, load_dir, parse_timestamp
+from backend.marketdata.candles import Candles, DataError, load_dir, parse_timestamp
 from backend.ml.attach import attach_model, find_ml
 from backend.ml.model import ModelMeta, TrainedModel
 from backend.ml.store import ModelStore, ModelStoreError, list_models, model_root

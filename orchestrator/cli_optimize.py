@@ -28,7 +28,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from backend.marketdata import DataError
+from backend.marketdata.candles import DataError
 from backend.optimizer.fitness import GA_OBJECTIVES, SIZINGS
 from backend.optimizer.models import GenerationStats, OptimizeConfig, OptimizeResult
 from backend.settings import ConfigError, load_settings

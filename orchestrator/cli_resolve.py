@@ -1,5 +1,5 @@
 """``tradingmesh resolve``: a person resolves a halted symbol, and ``tradingmesh halts``
-lists them (see :mod:`backend.symbol_halt`, :mod:`orchestrator.symbol_halts`).
+lists them (see :mod:`backend.mesh.symbol_halt`, :mod:`orchestrator.symbol_halts`).
 
 Both talk to the mesh's Redis and database directly (like the kill switch), so they work
 while the orchestrator or its API is not answering; the resolution itself is carried out

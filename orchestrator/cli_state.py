@@ -30,7 +30,7 @@ def settings(**overrides: object) -> Settings:
 
 def mesh_redis_url(s: Settings) -> str:
     """REDIS_URL if set, else the URL the running ``up`` recorded in var/, else the default."""
-    from backend.redis_acl import ORCHESTRATOR, url_for_role
+    from backend.redisctl.acl import ORCHESTRATOR, url_for_role
 
     if os.environ.get("REDIS_URL") or os.environ.get("TRADINGMESH_REDIS_URL"):
         # with the launcher's ACL the URL has no password: connect as the orchestrator

@@ -2,7 +2,7 @@
 
 Hooked into the main CLI by ``register(app)`` (``orchestrator/cli.py``).  Connects with
 ``REDIS_URL`` (a read-only user such as ``dashboard`` is enough: it only subscribes and
-pings), prints a summary line per message (:func:`backend.live_tail.summarize`), and when
+pings), prints a summary line per message (:func:`backend.mesh.tail.summarize`), and when
 Redis drops it (e.g. it read too slowly and passed ``client-output-buffer-limit pubsub``)
 logs the drop on stderr, reconnects with backoff and subscribes again.  On exit it prints
 the count per channel on stderr.
@@ -39,14 +39,14 @@ def tail(
     from redis.exceptions import ResponseError
 
     from backend import channels
-    from backend.live_tail import LiveTail
+    from backend.mesh.tail import LiveTail
     from backend.settings import ConfigError, load_settings
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s [tail] %(message)s")
     if redis_url is None:
-        from backend.redis_acl import DASHBOARD, url_for_role
-        from backend.secretfiles import SecretFileError
+        from backend.redisctl.acl import DASHBOARD, url_for_role
+        from backend.runtime.secretfiles import SecretFileError
 
         try:  # with the launcher's ACL: as the read-only dashboard user
             redis_url = url_for_role(DASHBOARD, load_settings().redis_url)

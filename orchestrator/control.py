@@ -1,7 +1,7 @@
 """The control plane's logic: what every REST endpoint does, independent of HTTP.
 
 :class:`ControlPlane` wraps one running mesh (its :class:`Supervisor`, Redis and
-database) and returns the typed bodies of :mod:`backend.api_models`; the optimizer's
+database) and returns the typed bodies of :mod:`backend.rest.models`; the optimizer's
 endpoints are :class:`~orchestrator.optimizer_control.OptimizerControl` (``.optimizer``).
 Problems are raised as :class:`ControlError` subclasses (:mod:`orchestrator.errors`)
 carrying the HTTP status the API maps them to (404 unknown agent/symbol/run, 409
@@ -20,9 +20,15 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from backend import channels, views
-from backend.api_halts import SymbolHaltView, SymbolResolveRequest, SymbolResolveResult
-from backend.api_models import (
+from backend import channels
+from backend.marketdata.history import load_history
+from backend.mesh.halt import read_halt
+from backend.mesh.topology import strategy_id
+from backend.messages import AgentHeartbeat, OrderStatus, PortfolioMarked, now_ns
+from backend.performance.evaluation import evaluate
+from backend.persistence import Store
+from backend.rest.halts import SymbolHaltView, SymbolResolveRequest, SymbolResolveResult
+from backend.rest.models import (
     AgentAction,
     AgentInfo,
     AgentList,
@@ -43,17 +49,11 @@ from backend.api_models import (
     SignalView,
     TradeList,
 )
-from backend.bar_history import load_history
-from backend.evaluation import evaluate
-from backend.halt import read_halt
-from backend.messages import AgentHeartbeat, OrderStatus, PortfolioMarked, now_ns
-from backend.persistence import Store
-from backend.risk_analytics import risk_analytics
-from backend.rules import var_limit
-from backend.rules.risk import RiskState, daily_drawdown
+from backend.risk import var_limit
+from backend.risk.analytics import risk_analytics
+from backend.risk.rules import RiskState, daily_drawdown
 from backend.settings import Settings
-from backend.topology import strategy_id
-from orchestrator import killswitch, symbol_halts
+from orchestrator import killswitch, symbol_halts, views
 from orchestrator.errors import (  # noqa: F401 - ControlError and friends, re-exported
     Conflict,
     ControlError,
@@ -296,7 +296,7 @@ class ControlPlane:
         """Exposure now; VaR and CVaR of the equity curve's bar returns and of the
         positions (portfolio and per symbol; historical, parametric, Monte Carlo);
         portfolio metrics; the VaR limit and the risk agent's alert level; the equity
-        forecast band (:func:`backend.risk_analytics.risk_analytics`)."""
+        forecast band (:func:`backend.risk.analytics.risk_analytics`)."""
         curve = await self._db(self.store.equity_curve)
         # One point per bar time (every symbol's bar gets a mark; same-time marks would
         # add near-zero returns and shrink the figures).

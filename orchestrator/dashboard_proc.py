@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from backend.redisproc import free_port
+from backend.redisctl.server import free_port
 from backend.settings import ROOT, Settings
 
 log = logging.getLogger("orchestrator.dashboard")
@@ -77,7 +77,7 @@ def _popen_kwargs() -> dict[str, Any]:
         return kw
     kw["start_new_session"] = True  # a terminal's Ctrl-C reaches the orchestrator only
     if sys.platform.startswith("linux"):
-        from backend.procutil import die_with_parent_preexec
+        from backend.runtime.process import die_with_parent_preexec
 
         preexec = die_with_parent_preexec()  # dies with the orchestrator, even on SIGKILL
         if preexec is not None:

@@ -40,7 +40,7 @@ from backend import channels
 from backend.bus import DATA_FIELD
 from backend.messages import OrderFilled, SignalGenerated, SubmitOrder, decode
 from backend.persistence import Store
-from backend.venues.paper import FILLS_HASH, ORDERS_HASH
+from backend.venues.paper.adapter import FILLS_HASH, ORDERS_HASH
 
 #: Relative tolerance for quantities and money compared across the three records.
 REL_TOL = 1e-9

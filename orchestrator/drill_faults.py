@@ -21,9 +21,10 @@ from dataclasses import dataclass
 import orjson
 import psutil
 
-from backend import channels, failpoints
+from backend import channels
 from backend.bus import DATA_FIELD, entry_key
 from backend.messages import AgentState, SignalGenerated, SubmitOrder, decode
+from backend.runtime import failpoints
 from orchestrator.drill_mesh import DrillError, DrillMesh
 
 #: How long a fault may take to recover before the drill calls it failed (s).

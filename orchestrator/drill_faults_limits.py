@@ -8,7 +8,7 @@
   more than one entry from the backlog (what is in flight counts), signals far behind the
   latest mark are refused as stale, every queued approval gets a decision;
 * ``db-errors``: the database refuses every write for a few seconds
-  (:data:`backend.failpoints.DB_REFUSE_FILE`): no input may be dead-lettered or dropped,
+  (:data:`backend.runtime.failpoints.DB_REFUSE_FILE`): no input may be dead-lettered or dropped,
   no agent may crash, the mesh goes on when the database answers;
 * ``redis-data-loss`` (exchange-sim venue): Redis restarted *without its data* mid-run:
   the orchestrator must see the loss, halt trading (database first), and the books must
@@ -31,9 +31,9 @@ from collections import Counter
 
 import orjson
 
-from backend import channels, failpoints
+from backend import channels
 from backend.bus import DATA_FIELD
-from backend.halt import HALT_STATE, parse_halt
+from backend.mesh.halt import HALT_STATE, parse_halt
 from backend.messages import (
     ComplianceDecided,
     DeadLettered,
@@ -43,7 +43,8 @@ from backend.messages import (
     decode,
 )
 from backend.persistence import Store, make_engine
-from backend.venues.paper import ORDERS_HASH
+from backend.runtime import failpoints
+from backend.venues.paper.adapter import ORDERS_HASH
 from orchestrator.drill_faults import (
     RECOVERY_TIMEOUT_S,
     WINDOW,

@@ -23,11 +23,12 @@ from pathlib import Path
 import httpx
 from redis.asyncio import Redis
 
-from backend import channels, topology
+from backend import channels
 from backend.bus import pipeline_caught_up, read_heartbeats
+from backend.mesh import topology
 from backend.messages import AgentHeartbeat, AgentState
-from backend.redis_acl import CREDENTIALS_ENV, DASHBOARD, url_for_role
-from backend.redisproc import RedisServer
+from backend.redisctl.acl import CREDENTIALS_ENV, DASHBOARD, url_for_role
+from backend.redisctl.server import RedisServer
 from backend.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -31,10 +31,11 @@ import signal
 import time
 from decimal import Decimal
 
-from backend import channels, failpoints
+from backend import channels
 from backend.exchange_sim import BinanceError
 from backend.exchange_sim.model import MIN_NOTIONAL
 from backend.persistence import Store, make_engine
+from backend.runtime import failpoints
 from orchestrator.drill_faults import RECOVERY_TIMEOUT_S, Fault, FaultEvent, Window, moments
 from orchestrator.drill_mesh import DrillError
 from orchestrator.drill_venue_mesh import RECV_WINDOW_MS, TIMEOUT_MS, VenueDrillMesh

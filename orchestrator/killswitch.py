@@ -27,15 +27,10 @@ import time
 from redis.asyncio import Redis
 
 from backend import channels
-from backend.api_models import (
-    EmergencyStopResult,
-    FlattenedPosition,
-    ResetResult,
-)
 from backend.bus import DATA_FIELD, Bus
-from backend.halt import HaltState, sync_latch
-from backend.halt import latch as halt_latch
-from backend.halt import reset as halt_reset
+from backend.mesh.halt import HaltState, sync_latch
+from backend.mesh.halt import latch as halt_latch
+from backend.mesh.halt import reset as halt_reset
 from backend.messages import (
     NON_FINAL_STATUSES,
     AuditRecorded,
@@ -44,7 +39,12 @@ from backend.messages import (
     decode,
 )
 from backend.persistence import Store
-from backend.views import read_portfolio_mark
+from backend.rest.models import (
+    EmergencyStopResult,
+    FlattenedPosition,
+    ResetResult,
+)
+from orchestrator.views import read_portfolio_mark
 
 log = logging.getLogger("orchestrator.killswitch")
 
@@ -154,7 +154,7 @@ async def _what_is_left(redis: Redis, store: Store) -> tuple[list[str], dict[str
 
 async def reset_halt(redis: Redis, store: Store, *, reason: str, actor: str) -> ResetResult:
     """Clear the halt latch (database first, with a reset record; then Redis) and audit
-    who and why (:func:`backend.halt.reset`).
+    who and why (:func:`backend.mesh.halt.reset`).
 
     The risk agent adopts the reset at its next portfolio mark (its circuit breaker
     then measures the rest of the day from that mark's equity).
@@ -176,7 +176,7 @@ async def reset_halt(redis: Redis, store: Store, *, reason: str, actor: str) -> 
 
 
 async def sync_halt_latch(redis: Redis, store: Store) -> HaltState | None:
-    """Keep Redis' latch in step with the database's (:func:`backend.halt.sync_latch`;
+    """Keep Redis' latch in step with the database's (:func:`backend.mesh.halt.sync_latch`;
     called at start and every few seconds), auditing what it changed.  Returns the latch
     in force (``None`` = trading allowed)."""
     halt, done = await sync_latch(redis, store)

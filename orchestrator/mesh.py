@@ -21,15 +21,16 @@ from pathlib import Path
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from backend import channels, topology
+from backend import channels
 from backend.bus import Bus, pipeline_caught_up
+from backend.mesh import topology
 from backend.messages import new_id
+from backend.performance.report import Report, build_report
 from backend.persistence import Store, make_engine
-from backend.redis_acl import ADMIN, CREDENTIALS_ENV, ORCHESTRATOR, MeshAccess
-from backend.redis_checks import eviction_problem
-from backend.redisproc import EmbeddedRedis, RedisServer, ensure_redis
-from backend.report import Report, build_report
-from backend.secretfiles import SecretFileError
+from backend.redisctl.acl import ADMIN, CREDENTIALS_ENV, ORCHESTRATOR, MeshAccess
+from backend.redisctl.checks import eviction_problem
+from backend.redisctl.server import EmbeddedRedis, RedisServer, ensure_redis
+from backend.runtime.secretfiles import SecretFileError
 from backend.settings import SETTINGS_FILE_ENV, Settings, strip_url_userinfo, write_resolved
 from orchestrator.killswitch import sync_halt_latch
 from orchestrator.orphans import retire_orphans

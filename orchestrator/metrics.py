@@ -24,7 +24,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from backend.api_models import AgentInfo, AgentStatus
+from backend.rest.models import AgentInfo, AgentStatus
 
 log = logging.getLogger(__name__)
 

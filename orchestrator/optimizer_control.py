@@ -30,19 +30,9 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError, WatchError
 
 from backend import channels
-from backend.api_models import (
-    ApplyResult,
-    FoldView,
-    GenerationView,
-    OptimizerRunAccepted,
-    OptimizerRunDetail,
-    OptimizerRunRequest,
-    OptimizerRunView,
-    ProposalView,
-    StrategiesView,
-)
 from backend.bus import DATA_FIELD, Bus, entry_key
-from backend.hotreload import running_params
+from backend.mesh.hotreload import running_params
+from backend.mesh.topology import strategy_id
 from backend.messages import (
     AuditRecorded,
     DecodeError,
@@ -55,11 +45,21 @@ from backend.messages import (
 )
 from backend.optimizer.proposal import ProposalRecord, make_request, proposal_key
 from backend.persistence import Store, make_engine
+from backend.rest.models import (
+    ApplyResult,
+    FoldView,
+    GenerationView,
+    OptimizerRunAccepted,
+    OptimizerRunDetail,
+    OptimizerRunRequest,
+    OptimizerRunView,
+    ProposalView,
+    StrategiesView,
+)
 from backend.settings import Settings
 from backend.strategies import STRATEGIES
-from backend.topology import strategy_id
-from backend.views import strategies_view
 from orchestrator.errors import Conflict, Invalid, NotFound, Unavailable, resolve_symbol
+from orchestrator.views import strategies_view
 
 log = logging.getLogger("orchestrator.optimizer")
 

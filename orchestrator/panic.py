@@ -35,9 +35,9 @@ from redis.exceptions import RedisError
 
 from agents.execution_failsafe import cancel_open_orders
 from agents.execution_panic import PanicReport, panic_at_venue
-from backend.halt import HALT_STATE, HaltState
-from backend.halt import latch as halt_latch
-from backend.lease import Lease
+from backend.mesh.halt import HALT_STATE, HaltState
+from backend.mesh.halt import latch as halt_latch
+from backend.mesh.lease import Lease
 from backend.messages import AuditRecorded, new_id
 from backend.persistence import Store, make_engine
 from backend.settings import Settings

@@ -33,12 +33,12 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from backend import channels
 from backend.bus import Bus, TrimResult, read_heartbeats, trim_consumed
-from backend.halt import HaltKind, HaltState, latch
+from backend.mesh.halt import HaltKind, HaltState, latch
+from backend.mesh.topology import AgentSpec
 from backend.messages import AgentHeartbeat, AgentState, AuditRecorded, RiskAlertRaised, new_id
 from backend.persistence import Store, make_engine
-from backend.procutil import die_with_parent_preexec
+from backend.runtime.process import die_with_parent_preexec
 from backend.settings import Settings
-from backend.topology import AgentSpec
 from orchestrator.killswitch import sync_halt_latch
 from orchestrator.symbol_halts import restore_symbol_halts
 
@@ -81,7 +81,7 @@ class Supervisor:
     settings
         Resolved settings (restart policy under ``settings.orchestrator``).
     specs
-        The agents to run (:func:`backend.topology.agent_specs`).
+        The agents to run (:func:`backend.mesh.topology.agent_specs`).
     env
         Environment for the agent processes (must hold ``TRADINGMESH_SETTINGS_FILE``).
     log_dir
@@ -93,7 +93,7 @@ class Supervisor:
         never spawn, stop or restart a process.
     agent_env
         Per-agent environment overrides on top of ``env`` (:meth:`env_for`), e.g. each
-        agent's own ``REDIS_URL`` (:meth:`backend.redis_acl.MeshAccess.agent_env`).
+        agent's own ``REDIS_URL`` (:meth:`backend.redisctl.acl.MeshAccess.agent_env`).
     """
 
     def __init__(

@@ -1,5 +1,5 @@
 """Per-symbol halts from the control plane: list them, keep Redis in step with the
-database, and send a person's resolution to execution (see :mod:`backend.symbol_halt`).
+database, and send a person's resolution to execution (see :mod:`backend.mesh.symbol_halt`).
 
 The database is the halts' source of truth: :func:`restore_symbol_halts` (called at start
 and with every halt sync) puts back into Redis every halt the database has and Redis
@@ -16,11 +16,11 @@ import time
 from redis.asyncio import Redis
 
 from backend import channels
-from backend.api_halts import SymbolHaltView, SymbolResolveResult
 from backend.bus import DATA_FIELD, Bus
+from backend.mesh.symbol_halt import STATE_PREFIX, SymbolHalt, read_symbol_halts
 from backend.messages import AuditRecorded, ResolveSymbol, decode
 from backend.persistence import Store
-from backend.symbol_halt import STATE_PREFIX, SymbolHalt, read_symbol_halts
+from backend.rest.halts import SymbolHaltView, SymbolResolveResult
 
 __all__ = ["list_symbol_halts", "resolve_symbol", "restore_symbol_halts"]
 

@@ -13,7 +13,7 @@
 # `run` (a replay) gets an empty private redis-server in var/redis-replay.
 #
 # Security: the private redis-server listens on 127.0.0.1 only, protected mode on, with an
-# ACL (backend/redis_acl.py): the `default` user is off, every agent role, the orchestrator
+# ACL (backend/redisctl/acl.py): the `default` user is off, every agent role, the orchestrator
 # and a read-only `dashboard` user have their own generated password, kept in
 # <data dir>/credentials (mode 0600) and exported to tradingmesh as
 # TRADINGMESH_REDIS_CREDENTIALS; REDIS_URL then carries no password.  No password is
@@ -101,7 +101,7 @@ elif command -v redis-server >/dev/null 2>&1; then
     say "redis: starting a private redis-server (data and log in $rel)"
     # Started in the background, so it ignores the terminal's Ctrl-C: it is stopped last,
     # after tradingmesh has shut down.  --watch-pid: it also stops if this script is killed.
-    "$PY" -m backend.redisproc serve --var "$var" --watch-pid $$ ${fresh[@]+"${fresh[@]}"} \
+    "$PY" -m backend.redisctl.server serve --var "$var" --watch-pid $$ ${fresh[@]+"${fresh[@]}"} \
         ${acl[@]+"${acl[@]}"} >"$out" 2>>"$var/serve.log" &
     redis_pid=$!
     url=""

@@ -25,7 +25,7 @@ for _p in (str(TESTS), str(ROOT)):  # `import helpers` and `import tests.helpers
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
-from backend.redisproc import RedisServer  # noqa: E402
+from backend.redisctl.server import RedisServer  # noqa: E402
 
 
 def _under_ci() -> bool:

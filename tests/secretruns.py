@@ -37,8 +37,8 @@ from secretprobe import (
 )
 from secretscan import Sentinels, redis_items
 
-from backend.redisproc import RedisServer, free_port
-from backend.secretfiles import read_secrets_file
+from backend.redisctl.server import RedisServer, free_port
+from backend.runtime.secretfiles import read_secrets_file
 
 LIMIT = 260  # candles per symbol (sma_cross needs ~105 to warm up)
 LIMIT_B = 400  # run B ends with its candles: enough left to sweep the API once it trades

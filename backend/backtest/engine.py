@@ -28,7 +28,7 @@ from backend.backtest.models import BacktestResult, BacktestStats, Curve, Sizing
 from backend.backtest.risk import run_risk
 from backend.backtest.signals import signal_source
 from backend.backtest.stats import compute_stats, infer_periods_per_year
-from backend.marketdata import Candles
+from backend.marketdata.candles import Candles
 from backend.settings import Settings, StrategyConfig
 from backend.strategies import STRATEGIES, Strategy, build_strategy, config_of, get_strategy
 
@@ -108,7 +108,7 @@ def run_backtest(
     Parameters
     ----------
     candles : mapping of str to Candles
-        Keyed by ``BASE/QUOTE`` (``backend.marketdata.load_candles``).
+        Keyed by ``BASE/QUOTE`` (``backend.marketdata.candles.load_candles``).
     strategy : str or Strategy or StrategyConfig
         Registry name (``"sma_cross"``, ``"momentum"`` ...), a configuration (built with
         :func:`backend.strategies.build_strategy`: ``combined``, regime gates), or a

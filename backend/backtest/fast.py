@@ -279,7 +279,7 @@ def score_equity(equity: np.ndarray, cash: float, periods_per_year: float,
                  objective: str = "sharpe") -> float:
     """:meth:`AllInEvaluator.score` of an equity curve (quote currency).
 
-    Sharpe and Sortino are ``empyrical``'s (as :func:`backend.report.curve_stats`);
+    Sharpe and Sortino are ``empyrical``'s (as :func:`backend.performance.report.curve_stats`);
     the max drawdown of ``return_dd`` and ``calmar`` is ``max(1 - equity / running
     peak)`` (what ``empyrical.max_drawdown`` computes, without its pandas overhead);
     ``calmar`` is ``empyrical.calmar_ratio``'s CAGR (a year = ``periods_per_year``

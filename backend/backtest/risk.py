@@ -1,11 +1,11 @@
 """``--sizing risk``: the mesh's own pipeline over historical candles.
 
-Runs :func:`backend.simulate.simulate` -- strategy -> compliance -> risk -> paper venue,
+Runs :func:`backend.mesh.simulate.simulate` -- strategy -> compliance -> risk -> paper venue,
 the same pure functions the agents call, in the order the mesh guarantees -- so a
 backtest's fills are the fills a mesh replay of the same data and settings produces
 (``tests/e2e/test_run_replay.py`` checks ``simulate`` against the mesh).  Trades are
-:func:`backend.report.extract_trades` of those fills, and the curves are those of the
-mesh's report (:func:`backend.report.symbol_curves`): one account over every symbol,
+:func:`backend.performance.report.extract_trades` of those fills, and the curves are those of the
+mesh's report (:func:`backend.performance.report.symbol_curves`): one account over every symbol,
 marked to market at each bar.
 
 Units: prices quote/base, sizes base units, cash/P&L/fees quote, times ns UTC.
@@ -20,10 +20,10 @@ import pandas as pd
 
 from backend.backtest.models import BacktestResult, BacktestTrade, Curve
 from backend.backtest.stats import compute_stats, infer_periods_per_year
-from backend.marketdata import Candles, merge_bars
-from backend.report import Trade, extract_trades, symbol_curves
+from backend.marketdata.candles import Candles, merge_bars
+from backend.mesh.simulate import SimResult, simulate
+from backend.performance.report import Trade, extract_trades, symbol_curves
 from backend.settings import Settings
-from backend.simulate import SimResult, simulate
 from backend.strategies import Strategy
 
 __all__ = ["equity_frame", "run_risk", "to_backtest_trade"]
@@ -41,7 +41,7 @@ def equity_frame(res: SimResult) -> pd.DataFrame:
 
 
 def to_backtest_trade(t: Trade, rows: Mapping[int, int]) -> BacktestTrade:
-    """A report :class:`~backend.report.Trade` with bar seqs mapped to file rows."""
+    """A report :class:`~backend.performance.report.Trade` with bar seqs mapped to file rows."""
     return BacktestTrade(
         symbol=t.symbol, side=t.side, size=t.quantity, entry_time=t.entry_time,
         exit_time=t.exit_time, entry_bar=rows[t.entry_bar_seq],
@@ -71,7 +71,7 @@ def run_risk(
         Annualisation; inferred from the bar times by default.
     strategies : mapping of str to Strategy, optional
         Instances by symbol replacing the configured ones (see
-        :func:`backend.simulate.simulate`).
+        :func:`backend.mesh.simulate.simulate`).
 
     Returns
     -------

@@ -6,7 +6,7 @@ Definitions (equity in quote currency, times in ns UTC, fractions not percent):
   ``r[k] = equity[k+1] / equity[k] - 1``;
 * ``total_return = final / initial - 1`` where ``initial`` is the starting cash;
 * ``sharpe``, ``sortino`` and ``max_drawdown`` are those of
-  :func:`backend.report.curve_stats` (``empyrical`` with ``annualization =
+  :func:`backend.performance.report.curve_stats` (``empyrical`` with ``annualization =
   periods_per_year``, risk-free rate 0; max drawdown as a positive fraction of the
   running peak), so a backtest and a mesh report agree on them;
 * ``cagr = empyrical.cagr(r)``: compounded growth per year where a year is
@@ -31,7 +31,7 @@ import numpy as np
 
 from backend.backtest.models import BacktestStats, BacktestTrade
 from backend.common import finite_or_none
-from backend.report import PERIODS_5M_24_7, curve_stats
+from backend.performance.report import PERIODS_5M_24_7, curve_stats
 
 __all__ = ["compute_stats", "drawdown_duration", "infer_periods_per_year"]
 
@@ -51,7 +51,7 @@ def infer_periods_per_year(time_ns: np.ndarray) -> float:
     -------
     float
         ``365 days / median spacing`` (5-minute bars: 105 120, the 24/7 crypto
-        convention of :data:`backend.report.PERIODS_5M_24_7`); daily bars without
+        convention of :data:`backend.performance.report.PERIODS_5M_24_7`); daily bars without
         weekend dates (an exchange calendar) give 252.  Fewer than two bars: 105 120.
     """
     t = np.asarray(time_ns, dtype=np.int64)

@@ -98,7 +98,7 @@ class Book(Markets):
 
     Raises
     ------
-    backend.marketdata.DataError
+    backend.marketdata.candles.DataError
         The data directory or a symbol's file is missing or invalid.
     ValueError
         An unknown timeframe, fee asset or duplicate scope, a negative ``start_bar``,

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from backend.exchange_sim.model import FILTERS, TF_MS, BinanceError, Market, f8
-from backend.marketdata import load_dir
+from backend.marketdata.candles import load_dir
 
 D = Decimal
 
@@ -44,7 +44,7 @@ class Markets:
 
     Raises
     ------
-    backend.marketdata.DataError
+    backend.marketdata.candles.DataError
         The data directory or a symbol's file is missing or invalid.
     ValueError
         An unknown timeframe, a negative ``start_bar`` or ``bars_per_s``.

@@ -82,7 +82,7 @@ class ExchangeSim:
 
     Raises
     ------
-    backend.marketdata.DataError
+    backend.marketdata.candles.DataError
         Missing or invalid candle data.
     ValueError
         An invalid book parameter.

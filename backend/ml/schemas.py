@@ -1,4 +1,4 @@
-"""REST bodies of ``GET /api/models`` (re-exported by :mod:`backend.api_models`).
+"""REST bodies of ``GET /api/models`` (re-exported by :mod:`backend.rest.models`).
 
 Pydantic only, so the dashboard can import them without scikit-learn.  Times in ns UTC,
 accuracies and hit rates as fractions in [0, 1].
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from backend.api_base import ApiModel
+from backend.rest.base import ApiModel
 
 __all__ = ["ModelLiveView", "ModelVersionView", "ModelsView"]
 

@@ -43,7 +43,7 @@ import numpy as np
 from backend.backtest.fast import OBJECTIVES, allin_vectorised, score_equity
 from backend.backtest.signals import SignalSource, signal_source
 from backend.backtest.stats import infer_periods_per_year
-from backend.marketdata import Candles
+from backend.marketdata.candles import Candles
 from backend.strategies import Strategy, get_strategy
 
 __all__ = [

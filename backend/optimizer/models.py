@@ -14,7 +14,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from backend.report import json_safe
+from backend.performance.report import json_safe
 
 __all__ = [
     "FoldResult",

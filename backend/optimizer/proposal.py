@@ -25,7 +25,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from backend.marketdata import Candles
+from backend.marketdata.candles import Candles
 from backend.messages import stable_id
 from backend.optimizer.fitness import Scorer
 from backend.optimizer.models import OptimizeResult

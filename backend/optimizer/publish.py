@@ -22,7 +22,7 @@ from typing import Any
 
 from backend import channels
 from backend.bus import Bus
-from backend.marketdata import Candles
+from backend.marketdata.candles import Candles
 from backend.optimizer.models import GenerationStats, OptimizeConfig, OptimizeResult
 from backend.optimizer.runner import (
     SOURCE,

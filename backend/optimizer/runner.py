@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from backend.common import finite_or_none
-from backend.marketdata import Candles
+from backend.marketdata.candles import Candles
 from backend.messages import FoldScore, OptimizerFinished, OptimizerProgressed, new_id, now_ns
 from backend.optimizer.fitness import FitnessContext, Window
 from backend.optimizer.ga import run_ga

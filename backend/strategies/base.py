@@ -213,7 +213,7 @@ class Strategy(ABC):
         -------
         SignalFrame
             Shape ``(n,)``; the signal at bar ``i`` depends only on bars ``0..i``.  Its
-            points carry the market regime of their bar (:mod:`backend.regime`, labels
+            points carry the market regime of their bar (:mod:`backend.marketdata.regime`, labels
             from the last ``regime.LOOKBACK`` closes) unless ``_generate`` set its own.
         """
         p = self.resolve_params(params)

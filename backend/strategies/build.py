@@ -1,7 +1,7 @@
 """Strategies built from configuration (:class:`backend.settings.StrategyConfig`).
 
 Everything that runs a *configured* strategy -- the strategy agent, the in-process replay
-(:mod:`backend.simulate`), the backtester's risk sizing, hot reload, the REST views --
+(:mod:`backend.mesh.simulate`), the backtester's risk sizing, hot reload, the REST views --
 builds it here, so a regime gate or a ``combined`` portfolio is the same object
 everywhere:
 

@@ -16,9 +16,10 @@ take profit sit ``bracket_frac`` of the close on either side (``stop = close * (
 below a BUY, above a SELL).  With the default ``f = 1e-9`` (far below one price tick of
 the sample data) any bar with ``high > low`` hits one side of the bracket, so the
 position a fill opens at a bar's open is closed within that same bar
-(:func:`backend.paper.on_bar`): in a backtest the account is flat at every mark.  In the
+(:func:`backend.venues.paper.engine.on_bar`): in a backtest the account is flat at every
+mark.  In the
 running mesh an order may still be resting when the next signal is decided; risk counts
-it in flight (:mod:`backend.rules.in_flight`), so a second BUY would be refused
+it in flight (:mod:`backend.risk.in_flight`), so a second BUY would be refused
 (``already_in_position``), while the alternating SELL reverses it (with
 ``allow_short``): every tick still becomes an order.  Memory: one bar (``warmup`` 1).
 """

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from backend import regime
+from backend.marketdata import regime
 
 __all__ = ["SignalFrame", "SignalPoint", "labeller"]
 
@@ -24,7 +24,7 @@ class SignalPoint:
     ``side`` +1 buy / -1 sell; ``confidence`` in [0, 1]; ``price`` the bar's close,
     ``stop_loss`` and ``take_profit`` absolute prices (quote/base); ``time`` the bar's
     open time (ns UTC); ``index`` the bar's position in the series (0-based).
-    ``regime`` the market regime label of the bar (:mod:`backend.regime`, ``""`` when
+    ``regime`` the market regime label of the bar (:mod:`backend.marketdata.regime`, ``""`` when
     the strategy was not built with regime labels or the bar has too little history);
     ``exit`` True for an exit-only signal (it closes a position, never opens one; its
     confidence is 0, see :class:`SignalFrame`).
@@ -64,7 +64,7 @@ class SignalFrame:
         (a close bypasses the confidence threshold) but never open one (an opening
         order needs ``confidence >= risk.min_confidence``, > 0).  ``None``: no exits.
     regimer : callable, optional
-        ``regimer(i) -> str``: the regime label of bar ``i`` (:mod:`backend.regime`);
+        ``regimer(i) -> str``: the regime label of bar ``i`` (:mod:`backend.marketdata.regime`);
         ``None``: no labels (``""``).  Use :meth:`regime_at`.
     """
 
@@ -127,7 +127,7 @@ class SignalFrame:
 
 
 def labeller(close: np.ndarray) -> Callable[[int], str]:
-    """``regimer`` of a frame: the regime label of bar ``i`` (:func:`backend.regime.
+    """``regimer`` of a frame: the regime label of bar ``i`` (:func:`backend.marketdata.regime.
     labels_at`), computed on demand and memoised (most bars are never asked)."""
     memo: dict[int, str] = {}
 

@@ -1,6 +1,6 @@
 """The regime gate: a strategy that opens positions only in allowed market regimes.
 
-Every strategy's signals carry the market regime of their bar (:mod:`backend.regime`,
+Every strategy's signals carry the market regime of their bar (:mod:`backend.marketdata.regime`,
 attached by :meth:`Strategy.generate`; the pipeline puts it in
 ``SignalGenerated.regime``).  :class:`RegimeGated` wraps a strategy (same name, same
 parameters) for a configuration with ``regimes = [...]``: entries whose bar is in
@@ -8,7 +8,7 @@ another regime -- or whose regime is unknown -- are dropped.  Exit-only signals
 (:attr:`SignalFrame.exit`) always pass: the gate decides where positions are opened,
 never keeps one from being closed.
 
-Finite memory: a label depends on the last :data:`backend.regime.LOOKBACK` closes, so a
+Finite memory: a label depends on the last :data:`backend.marketdata.regime.LOOKBACK` closes, so a
 gated strategy's warmup is ``max(inner warmup, LOOKBACK)`` and its signals depend on its
 warmup bars only.
 """
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from backend import regime
+from backend.marketdata import regime
 from backend.strategies.base import OHLCV, SignalFrame, Strategy
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ class RegimeGated(Strategy):
         self.inner.check_params(params)
 
     def warmup(self, params: Mapping[str, Any] | None = None) -> int:
-        """The inner warmup; with a gate, at least :data:`backend.regime.LOOKBACK`."""
+        """The inner warmup; with a gate, at least :data:`backend.marketdata.regime.LOOKBACK`."""
         w = self.inner.warmup(params)
         return max(w, regime.LOOKBACK) if self.allowed else w
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from backend.marketdata import Candles
+from backend.marketdata.candles import Candles
 from backend.strategies.base import SignalPoint, Strategy
 
 __all__ = ["StrategyRunner"]

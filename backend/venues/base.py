@@ -1,6 +1,6 @@
 """The interface the execution agent uses to talk to a venue.
 
-Two implementations: :class:`~backend.venues.paper.PaperVenue` (the simulated venue,
+Two implementations: :class:`~backend.venues.paper.adapter.PaperVenue` (the simulated venue,
 its book in Redis) and :class:`~backend.venues.live.LiveVenue` (any real venue through
 a :class:`~backend.venues.broker.BrokerClient`).  Both answer the same questions, so
 the execution agent's UNKNOWN-order protocol and its reconciliation on start are one

@@ -14,7 +14,7 @@ import ccxt.async_support as ccxt_async
 from ccxt.base import errors as cx
 
 from backend.messages import OrderStatus, Side
-from backend.secretfiles import SecretFileError, secret_from
+from backend.runtime.secretfiles import SecretFileError, secret_from
 from backend.venues.broker import VenueFill, VenueOrder, VenueRejected
 from backend.venues.config import CcxtConfig
 

@@ -1,7 +1,7 @@
 """Configuration of the venue the execution agent trades on (``[venue]`` in the TOML).
 
 ``kind = "paper"`` (the default, and the only kind the tests trade for real) keeps the
-simulated venue of :mod:`backend.venues.paper`.  The live kinds read their secrets from
+simulated venue of :mod:`backend.venues.paper.adapter`.  The live kinds read their secrets from
 environment variables (names configurable) or from a secrets file; secret values are
 held as :class:`pydantic.SecretStr`, never logged and never written to the resolved
 ``settings.json``.

@@ -1,6 +1,6 @@
 """Build the venue the execution agent trades on, from ``settings.venue.kind``.
 
-* ``paper`` -> :class:`~backend.venues.paper.PaperVenue` (the simulated book in Redis);
+* ``paper`` -> :class:`~backend.venues.paper.adapter.PaperVenue` (the simulated book in Redis);
 * ``ccxt`` / ``mt5`` / ``ibkr`` -> :class:`~backend.venues.live.LiveVenue` over the
   kind's :class:`~backend.venues.broker.BrokerClient`, imported only when selected
   (``backend.venues.ccxt_client.CcxtClient``, ``backend.venues.mt5_client.Mt5Client``,
@@ -30,7 +30,7 @@ from backend.venues.base import Venue
 from backend.venues.broker import BrokerClient
 from backend.venues.ledger import Accounting
 from backend.venues.live import LiveVenue
-from backend.venues.paper import PaperVenue
+from backend.venues.paper.adapter import PaperVenue
 from backend.venues.placement import PlacerTiming, SendJournal
 
 __all__ = ["TEST_BROKER_ENV", "VenueConfigError", "make_client", "make_venue", "placer_timing"]

@@ -4,7 +4,7 @@ A real venue reports executions (:class:`~backend.venues.broker.VenueFill`); the
 ledger turns them into the mesh's events and book-keeping: positions with average
 price, realized P&L and fees, cash, our orders' fill progress, stop-loss/take-profit
 brackets, marks, and the day-start equity the circuit breaker needs.  It is the live
-counterpart of :class:`backend.paper.PaperBook` and uses the same position arithmetic
+counterpart of :class:`backend.venues.paper.engine.PaperBook` and uses the same position arithmetic
 (average-price method: a fill that reduces a position realizes
 ``(price - avg_price) * closed * sign(position)``; a flip through zero opens the rest at
 the fill price).
@@ -42,8 +42,8 @@ from backend.messages import (
     Side,
     stable_id,
 )
-from backend.paper import MarkedPositions
 from backend.venues.broker import VenueFill
+from backend.venues.paper.engine import MarkedPositions
 
 #: Relative tolerance under which a quantity difference counts as zero.
 REL_EPS = 1e-9

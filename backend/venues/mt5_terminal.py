@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from backend.secretfiles import secret_from
+from backend.runtime.secretfiles import secret_from
 from backend.venues.broker import VenueError, VenueUnavailable
 from backend.venues.config import Mt5Config
 from backend.venues.mt5_map import terminal_lost, terminal_symbol

@@ -150,7 +150,7 @@ class Placer:
         journal keeps the send time for the next try).
     fence
         ``await fence()`` before every venue call: raises when this process may no
-        longer call the venue (:class:`backend.lease.LeaseLost`).
+        longer call the venue (:class:`backend.mesh.lease.LeaseLost`).
     """
 
     def __init__(self, client: BrokerClient, journal: SendJournal,

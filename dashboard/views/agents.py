@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from backend.api_models import AgentInfo
+from backend.rest.models import AgentInfo
 from dashboard.common import (
     STATE_COLOURS,
     Loader,

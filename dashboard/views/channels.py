@@ -7,7 +7,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from backend.api_models import ChannelStats
+from backend.rest.models import ChannelStats
 from dashboard import charts
 from dashboard.common import (
     Loader,

@@ -4,7 +4,7 @@ the parameters each strategy agent runs, and a form to start a run.
 
 Reads ``GET /api/optimizer/runs``, ``GET /api/optimizer/runs/{id}`` and
 ``GET /api/strategies``; acts through ``POST /api/optimizer/runs`` and
-``POST /api/optimizer/runs/{id}/apply`` (bodies of :mod:`backend.api_models`).  A server
+``POST /api/optimizer/runs/{id}/apply`` (bodies of :mod:`backend.rest.models`).  A server
 without the optimizer API (404) shows "no runs yet".  A Streamlit page script.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from backend.api_models import OptimizerRunDetail, OptimizerRunView, StrategiesView
+from backend.rest.models import OptimizerRunDetail, OptimizerRunView, StrategiesView
 from dashboard import charts
 from dashboard.common import (
     Loader,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from backend.api_models import DecisionView, SignalView
+from backend.rest.models import DecisionView, SignalView
 from dashboard import charts
 from dashboard.common import Loader, fmt_ts, page_header, refresh_s, show_flash, stale_marker
 

@@ -34,7 +34,7 @@ from typing import Any
 import pytest
 from helpers import eventually
 
-from backend.redisproc import RedisServer, free_port
+from backend.redisctl.server import RedisServer, free_port
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]

@@ -24,7 +24,7 @@ import pytest
 from helpers import eventually
 
 from backend.persistence import Store, make_engine
-from backend.redisproc import RedisServer, free_port
+from backend.redisctl.server import RedisServer, free_port
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]

@@ -106,9 +106,9 @@ def test_every_signal_is_accounted_for(replay: tuple[dict, Path]) -> None:
 
 def test_mesh_replay_equals_in_process_replay_trade_for_trade(replay: tuple[dict, Path]) -> None:
     """Backtest = live: the same data and settings give the same fills, to the last bit."""
-    from backend.marketdata import load_dir
+    from backend.marketdata.candles import load_dir
+    from backend.mesh.simulate import simulate
     from backend.settings import Settings
-    from backend.simulate import simulate
 
     report, run_dir = replay
     settings = Settings.model_validate_json((run_dir / "settings.json").read_bytes())
@@ -135,7 +135,7 @@ def test_mesh_trades_equal_the_backtesters_with_risk_sizing(replay: tuple[dict, 
     bars and parameters gives the mesh's trade list, closed and open trades alike."""
     from backend.backtest import run_backtest
     from backend.backtest.risk import run_risk
-    from backend.marketdata import load_dir
+    from backend.marketdata.candles import load_dir
     from backend.settings import Settings
 
     report, run_dir = replay

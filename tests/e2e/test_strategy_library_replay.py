@@ -3,7 +3,7 @@
 One ``tradingmesh run`` where every symbol runs another strategy of the library
 (``rsi_reversion``, ``bollinger_reversion``, ``vwap_momentum`` and a regime-gated
 ``combined`` of ``smc`` + ``rsi_reversion``), compared with the in-process replay
-(:func:`backend.simulate.simulate`, the backtest core): the same signals (with their
+(:func:`backend.mesh.simulate.simulate`, the backtest core): the same signals (with their
 regimes) and the same fills, to the last bit.
 """
 
@@ -80,9 +80,9 @@ def test_every_strategy_of_the_library_signals_in_the_mesh(run_dir: Path) -> Non
 
 def test_mesh_equals_the_in_process_replay(run_dir: Path) -> None:
     """Backtest = live for the library: same signals (side, confidence, regime) and fills."""
-    from backend.marketdata import load_dir
+    from backend.marketdata.candles import load_dir
+    from backend.mesh.simulate import simulate
     from backend.settings import Settings
-    from backend.simulate import simulate
 
     settings = Settings.model_validate_json((run_dir / "settings.json").read_bytes())
     assert settings.strategy_for("DASH/BTC").name == "combined"

@@ -1,5 +1,5 @@
 """End to end with the portfolio VaR limit on: the multi-process mesh and the in-process
-replay (``backend.simulate``) decide the same, order for order and fill for fill.
+replay (``backend.mesh.simulate``) decide the same, order for order and fill for fill.
 
 The risk agent builds its closes from the ``market_data`` stream and the replay from its
 candles; the Monte Carlo method (seeded) is used so that any difference in the data or
@@ -48,9 +48,9 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_mesh_and_replay_agree_with_the_var_limit_on(run_dir: Path) -> None:
-    from backend.marketdata import load_dir
+    from backend.marketdata.candles import load_dir
+    from backend.mesh.simulate import simulate
     from backend.settings import Settings
-    from backend.simulate import simulate
 
     settings = Settings.model_validate_json((run_dir / "settings.json").read_bytes())
     assert settings.risk.var_limit == 0.004 and settings.risk.var_method == "monte_carlo"

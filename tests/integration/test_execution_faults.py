@@ -31,7 +31,7 @@ from redis.asyncio import Redis as AsyncRedis
 
 from agents.execution import ExecutionAgent
 from agents.execution_failsafe import cancel_open_orders
-from backend import channels, failpoints
+from backend import channels
 from backend.messages import (
     ExitReason,
     OrderFilled,
@@ -41,6 +41,7 @@ from backend.messages import (
     client_order_id_for,
 )
 from backend.persistence import Store, make_engine
+from backend.runtime import failpoints
 from backend.venues import ledger as lg
 from backend.venues.factory import TEST_BROKER_ENV
 from backend.venues.live import ledger_keys
@@ -294,7 +295,7 @@ def test_the_failsafe_keeps_the_protective_stops(redis_url: str, tmp_path: Path,
 def test_client_order_ids_differ_once_the_bar_sequence_restarts(tmp_path: Path) -> None:
     """Redis lost its data: the market_data cursor restarts at seq 1, but a new deployment
     epoch from the database keeps every signal and client order id new."""
-    from backend.pipeline import signal_message
+    from backend.mesh.pipeline import signal_message
     from backend.strategies import SignalPoint
 
     store = Store(make_engine(f"sqlite:///{tmp_path / 'epoch.db'}"))

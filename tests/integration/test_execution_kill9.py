@@ -1,6 +1,6 @@
 """kill -9 of the execution agent *process* between the venue call and the acknowledgement.
 
-Failpoints SIGKILL the process (``backend/failpoints.py``): ``after_submit`` (the venue
+Failpoints SIGKILL the process (``backend/runtime/failpoints.py``): ``after_submit`` (the venue
 took the order, nothing recorded but the intent, nothing acknowledged) and
 ``before_ack`` (database written, Redis transaction not executed); and, on a live venue,
 ``poll_before_commit`` (a poll's fill persisted, its events and ledger not saved).  After
@@ -25,7 +25,7 @@ from backend import channels
 from backend.messages import OrderFilled
 from backend.persistence import Store, make_engine
 from backend.venues.factory import TEST_BROKER_ENV
-from backend.venues.paper import ORDERS_HASH
+from backend.venues.paper.adapter import ORDERS_HASH
 
 pytestmark = pytest.mark.integration
 

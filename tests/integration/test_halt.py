@@ -20,7 +20,7 @@ from helpers import eventually
 from redis.asyncio import Redis as AsyncRedis
 
 from backend import channels
-from backend.halt import HALT_STATE, read_halt
+from backend.mesh.halt import HALT_STATE, read_halt
 from backend.messages import (
     CancelAllOrders,
     ComplianceDecided,

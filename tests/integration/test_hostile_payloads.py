@@ -20,6 +20,7 @@ from helpers import eventually
 
 from backend import channels
 from backend.bus import DATA_FIELD, Bus, pipeline_caught_up
+from backend.mesh.topology import consumer_groups, control_groups
 from backend.messages import (
     CHANNEL_TYPES,
     AuditRecorded,
@@ -29,7 +30,6 @@ from backend.messages import (
     SignalGenerated,
     decode,
 )
-from backend.topology import consumer_groups, control_groups
 from orchestrator.drill_payloads import (
     KINDS,
     HostileBatch,

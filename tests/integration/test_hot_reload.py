@@ -17,13 +17,13 @@ from agentproc import agent_env, make_settings, start_agent, stop
 from helpers import aeventually, eventually
 
 from backend import channels
-from backend.api_models import OptimizerRunRequest
 from backend.bus import Bus
-from backend.hotreload import parse_state
-from backend.marketdata import load_dir
+from backend.marketdata.candles import load_dir
+from backend.mesh.hotreload import parse_state
+from backend.mesh.pipeline import bar_message
 from backend.optimizer.proposal import ProposalRecord, proposal_key
 from backend.persistence import Store, make_engine
-from backend.pipeline import bar_message
+from backend.rest.models import OptimizerRunRequest
 from backend.settings import OptimizerConfig, Settings
 from backend.strategies import StrategyRunner, get_strategy
 from orchestrator.optimizer_control import OptimizerControl

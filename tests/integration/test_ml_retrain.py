@@ -13,12 +13,12 @@ from helpers import eventually
 
 from backend import channels
 from backend.bus import Bus
-from backend.marketdata import Candles, load_dir
+from backend.marketdata.candles import Candles, load_dir
+from backend.mesh.pipeline import bar_message
 from backend.messages import ModelMetricsReported, ModelRetrainStatus, decode
 from backend.ml.live import ml_state_key, parse_ml_state
 from backend.ml.store import ModelStore, model_root
 from backend.persistence import Store, make_engine
-from backend.pipeline import bar_message
 from backend.settings import MlConfig, StrategyConfig
 from backend.strategies import StrategyRunner
 from backend.strategies.ml_classifier import FittedMlClassifier

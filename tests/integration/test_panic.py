@@ -25,12 +25,12 @@ from agents.execution_records import BASELINE_STATE, record_event
 from backend import channels
 from backend.bus import DATA_FIELD
 from backend.exchange_sim import TEST_KEY, TEST_SECRET, ExchangeSim
-from backend.halt import HALT_STATE, parse_halt
-from backend.lease import Lease
+from backend.mesh.halt import HALT_STATE, parse_halt
+from backend.mesh.lease import Lease
 from backend.messages import CancelAllOrders, OrderStatus, Side, SubmitOrder, decode, now_ns
 from backend.persistence import Store, make_engine
 from backend.settings import Settings
-from backend.venues.paper import PaperVenue
+from backend.venues.paper.adapter import PaperVenue
 from orchestrator.panic import panic
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -182,8 +182,8 @@ def paper_settings(tmp_path: Path, url: str) -> Settings:
 async def paper_with_a_position(s: Settings, store: Store) -> None:
     """A paper book holding ETH and resting one more entry (no agent running)."""
     from backend.bus import Bus
-    from backend.marketdata import load_dir
-    from backend.pipeline import bar_message
+    from backend.marketdata.candles import load_dir
+    from backend.mesh.pipeline import bar_message
 
     r = redis.asyncio.Redis.from_url(s.redis_url)
     venue = PaperVenue(r, s.paper)

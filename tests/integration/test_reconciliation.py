@@ -24,9 +24,9 @@ from redis.asyncio import Redis as AsyncRedis
 from agents.execution import ExecutionAgent
 from backend import channels, persistence
 from backend.messages import OrderFilled, OrderStatus, PositionChanged, RiskAlertRaised, Side
-from backend.paper import PaperBook, PaperOrder
 from backend.persistence import Store, make_engine
-from backend.venues.paper import ORDERS_HASH
+from backend.venues.paper.adapter import ORDERS_HASH
+from backend.venues.paper.engine import PaperBook, PaperOrder
 from orchestrator.symbol_halts import resolve_symbol
 
 pytestmark = pytest.mark.integration

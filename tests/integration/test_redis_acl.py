@@ -36,11 +36,12 @@ from redis.retry import Retry
 from agents.base import Agent
 from agents.optimizer import OptimizerAgent
 from agents.strategy import StrategyAgent
-from backend import channels, topology
-from backend.bar_history import load_history, read_bars_after
+from backend import channels
 from backend.bus import STATS_KEY, Bus, pipeline_caught_up, trim_consumed
-from backend.halt import HaltState, read_halt, read_reset
-from backend.hotreload import running_params
+from backend.marketdata.history import load_history, read_bars_after
+from backend.mesh import topology
+from backend.mesh.halt import HaltState, read_halt, read_reset
+from backend.mesh.hotreload import running_params
 from backend.messages import (
     AuditRecorded,
     ParamsProposed,
@@ -52,7 +53,7 @@ from backend.messages import (
 )
 from backend.ml.live import ml_state_key
 from backend.persistence import Store, make_engine
-from backend.redis_acl import (
+from backend.redisctl.acl import (
     ADMIN,
     AGENT_ROLES,
     DASHBOARD,
@@ -61,9 +62,9 @@ from backend.redis_acl import (
     read_credentials,
     role_url,
 )
-from backend.redisproc import RedisServer, ensure_redis
+from backend.redisctl.server import RedisServer, ensure_redis
 from backend.settings import Settings
-from backend.venues.paper import PaperVenue
+from backend.venues.paper.adapter import PaperVenue
 from orchestrator import killswitch
 
 pytestmark = pytest.mark.integration
@@ -449,7 +450,7 @@ def test_serve_acl_prints_no_password_and_keeps_its_credentials(tmp_path: Path) 
 
     def serve() -> tuple[str, str, dict[str, SecretStr], str]:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "backend.redisproc", "serve", "--var", str(var), "--acl"],
+            [sys.executable, "-m", "backend.redisctl.server", "serve", "--var", str(var), "--acl"],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             url = proc.stdout.readline().strip()  # type: ignore[union-attr]
@@ -463,7 +464,7 @@ def test_serve_acl_prints_no_password_and_keeps_its_credentials(tmp_path: Path) 
             eventually(lambda: (var / "redis.url").exists(), 5)
             assert (var / "redis.url").read_text().strip() == base
             done = subprocess.run(
-                [sys.executable, "-m", "backend.redisproc", "stop", "--var", str(var)],
+                [sys.executable, "-m", "backend.redisctl.server", "stop", "--var", str(var)],
                 cwd=ROOT, capture_output=True, text=True, timeout=30)
             assert done.returncode == 0, done.stderr
             out, err = proc.communicate(timeout=15)
@@ -519,7 +520,7 @@ def test_replay_with_acl_denies_nothing(tmp_path: Path) -> None:
         pytest.skip("redis-server not on PATH")
     rvar, var = tmp_path / "redis", tmp_path / "var"
     serve = subprocess.Popen(
-        [sys.executable, "-m", "backend.redisproc", "serve", "--var", str(rvar), "--acl"],
+        [sys.executable, "-m", "backend.redisctl.server", "serve", "--var", str(rvar), "--acl"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         base = serve.stdout.readline().strip().removeprefix("REDIS_URL=")  # type: ignore[union-attr]

@@ -10,7 +10,7 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from backend.redis_checks import eviction_problem, maxmemory_policy
+from backend.redisctl.checks import eviction_problem, maxmemory_policy
 from backend.settings import Settings
 from orchestrator.mesh import MeshError, start_mesh
 

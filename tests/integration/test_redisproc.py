@@ -1,4 +1,4 @@
-"""backend.redisproc against the real redis-server binary."""
+"""backend.redisctl.server against the real redis-server binary."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import psutil
 import pytest
 import redis
 
-from backend.redisproc import RedisServer, RedisStartError
+from backend.redisctl.server import RedisServer, RedisStartError
 from tests.helpers import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -132,7 +132,7 @@ def test_fixture_flushes_between_tests(redis_url: str) -> None:
 def test_serve_cli(tmp_path: Path) -> None:
     var = tmp_path / "var"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "backend.redisproc", "serve", "--var", str(var)],
+        [sys.executable, "-m", "backend.redisctl.server", "serve", "--var", str(var)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -162,7 +162,7 @@ def test_serve_cli_stop_command_and_watch_pid(tmp_path: Path) -> None:
     var = tmp_path / "var"
     watched = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     serve = subprocess.Popen(
-        [sys.executable, "-m", "backend.redisproc", "serve", "--var", str(var),
+        [sys.executable, "-m", "backend.redisctl.server", "serve", "--var", str(var),
          "--watch-pid", str(watched.pid)],
         cwd=ROOT, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
@@ -174,7 +174,7 @@ def test_serve_cli_stop_command_and_watch_pid(tmp_path: Path) -> None:
         assert serve.wait(15) == 0  # the watched process is gone: redis stopped too
         # `stop` against a serve that is already gone is a no-op
         done = subprocess.run(
-            [sys.executable, "-m", "backend.redisproc", "stop", "--var", str(var)],
+            [sys.executable, "-m", "backend.redisctl.server", "stop", "--var", str(var)],
             cwd=ROOT, capture_output=True, text=True, timeout=30,
         )  # fmt: skip
         assert done.returncode == 0
@@ -185,14 +185,14 @@ def test_serve_cli_stop_command_and_watch_pid(tmp_path: Path) -> None:
                 p.wait()
 
     serve = subprocess.Popen(
-        [sys.executable, "-m", "backend.redisproc", "serve", "--var", str(var)],
+        [sys.executable, "-m", "backend.redisctl.server", "serve", "--var", str(var)],
         cwd=ROOT, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
         assert serve.stdout.readline().startswith("REDIS_URL=")
         eventually(lambda: (var / "redis.url").exists(), timeout=5)
         done = subprocess.run(
-            [sys.executable, "-m", "backend.redisproc", "stop", "--var", str(var)],
+            [sys.executable, "-m", "backend.redisctl.server", "stop", "--var", str(var)],
             cwd=ROOT, capture_output=True, text=True, timeout=30,
         )  # fmt: skip
         assert done.returncode == 0, done.stderr

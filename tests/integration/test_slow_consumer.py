@@ -19,7 +19,7 @@ from helpers import eventually
 from backend import channels
 from backend.bus import Bus
 from backend.messages import PortfolioMarked, Side, SignalGenerated
-from backend.redisproc import RedisServer
+from backend.redisctl.server import RedisServer
 from orchestrator.drill_slowconsumer import CONFIG_KEY, read_status, slow_consumer_drill
 
 pytestmark = pytest.mark.integration

@@ -13,8 +13,8 @@ import redis
 from agentproc import agent_env, make_settings
 
 from backend import channels
+from backend.mesh.topology import AgentSpec
 from backend.settings import OrchestratorConfig
-from backend.topology import AgentSpec
 from orchestrator.supervisor import Supervisor
 
 pytestmark = pytest.mark.integration

@@ -13,8 +13,8 @@ from pathlib import Path
 from agents.base import Agent
 from backend import channels
 from backend.bus import Bus
-from backend.marketdata import Candles, load_dir
-from backend.pipeline import bar_message
+from backend.marketdata.candles import Candles, load_dir
+from backend.mesh.pipeline import bar_message
 from backend.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]

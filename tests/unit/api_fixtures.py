@@ -30,6 +30,7 @@ import fakeredis.aioredis
 from fastapi import FastAPI
 
 from backend import channels
+from backend.mesh.topology import agent_specs
 from backend.messages import (
     AgentHeartbeat,
     AgentState,
@@ -52,7 +53,6 @@ from backend.messages import (
 from backend.optimizer.proposal import ProposalRecord, proposal_key
 from backend.persistence import Store, make_engine
 from backend.settings import ApiConfig, OrchestratorConfig, PaperConfig, Settings
-from backend.topology import agent_specs
 from orchestrator.api import create_app
 from orchestrator.control import ControlPlane
 from orchestrator.metrics import MeshMetrics

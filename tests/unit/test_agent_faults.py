@@ -19,7 +19,7 @@ from sqlalchemy.exc import OperationalError
 from agents.base import Agent
 from backend import channels
 from backend.bus import DATA_FIELD, LOST_PROBLEM, Bus
-from backend.halt import HALT_STATE, read_halt
+from backend.mesh.halt import HALT_STATE, read_halt
 from backend.messages import (
     CancelAllOrders,
     DeadLettered,

@@ -18,7 +18,10 @@ from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
 from backend import channels
-from backend.api_models import (
+from backend.bus import DATA_FIELD
+from backend.mesh.halt import HALT_STATE
+from backend.messages import AgentState, CancelAllOrders, OrderStatus, decode
+from backend.rest.models import (
     AgentAction,
     AgentInfo,
     AgentList,
@@ -39,9 +42,6 @@ from backend.api_models import (
     SignalView,
     TradeList,
 )
-from backend.bus import DATA_FIELD
-from backend.halt import HALT_STATE
-from backend.messages import AgentState, CancelAllOrders, OrderStatus, decode
 from tests.unit.api_fixtures import (
     AGENT_IDS,
     INITIAL_CASH,

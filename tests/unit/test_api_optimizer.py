@@ -14,21 +14,21 @@ import pytest
 from fastapi.testclient import TestClient
 
 from backend import channels
-from backend.api_models import (
-    ApplyResult,
-    OptimizerRunAccepted,
-    OptimizerRunDetail,
-    OptimizerRunView,
-    StrategiesView,
-)
 from backend.bus import DATA_FIELD, Bus
-from backend.hotreload import ActiveParams, PendingParams, StrategyAgentState
+from backend.mesh.hotreload import ActiveParams, PendingParams, StrategyAgentState
 from backend.messages import (
     AuditRecorded,
     ParamsProposed,
     RunOptimizer,
     UpdateStrategyParams,
     decode,
+)
+from backend.rest.models import (
+    ApplyResult,
+    OptimizerRunAccepted,
+    OptimizerRunDetail,
+    OptimizerRunView,
+    StrategiesView,
 )
 from backend.settings import OptimizerConfig
 from orchestrator.errors import Unavailable

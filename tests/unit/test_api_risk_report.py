@@ -13,11 +13,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from backend import channels
-from backend.api_models import EvaluationReport, RiskFigures
 from backend.bus import DATA_FIELD
-from backend.marketdata import load_dir
-from backend.pipeline import bar_message
-from backend.rules.risk import RiskState
+from backend.marketdata.candles import load_dir
+from backend.mesh.pipeline import bar_message
+from backend.rest.models import EvaluationReport, RiskFigures
+from backend.risk.rules import RiskState
 from tests.unit.api_fixtures import AUTH, BEST, N_MARKS, Harness, mesh, seed_run
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from hypothesis import HealthCheck, settings
 from schemathesis import checks as st_checks
 
-from backend.api_models import EmergencyStopResult
+from backend.rest.models import EmergencyStopResult
 from orchestrator.api import create_app
 from orchestrator.control import ControlPlane
 from tests.unit.api_fixtures import AUTH, TOKEN, mesh, seed_run

@@ -21,7 +21,7 @@ from backtesting.test import SMA
 
 from backend.backtest import run_backtest
 from backend.backtest.allin import allin_size, run_allin
-from backend.marketdata import Candles, load_candles
+from backend.marketdata.candles import Candles, load_candles
 
 ROOT = Path(__file__).resolve().parents[2]
 ETH = ROOT / "data" / "sample" / "ETH_BTC-5m.csv"

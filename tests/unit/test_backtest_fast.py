@@ -9,7 +9,7 @@ import pytest
 
 from backend.backtest import AllInEvaluator, allin_vectorised, run_allin, run_backtest
 from backend.backtest.fast import score_equity
-from backend.marketdata import Candles, load_candles
+from backend.marketdata.candles import Candles, load_candles
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "data" / "sample"

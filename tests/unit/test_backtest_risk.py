@@ -9,10 +9,10 @@ import pytest
 
 from backend.backtest import backtest_settings, run_backtest
 from backend.backtest.risk import equity_frame
-from backend.marketdata import Candles, load_candles
-from backend.report import build_report, extract_trades
+from backend.marketdata.candles import Candles, load_candles
+from backend.mesh.simulate import simulate
+from backend.performance.report import build_report, extract_trades
 from backend.settings import Settings
-from backend.simulate import simulate
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "sample"
 PARAMS = {"fast": 8, "slow": 24}

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from backend.backtest.signals import GenerateSignals, SmaCrossSignals, signal_source
-from backend.marketdata import Candles, load_candles
+from backend.marketdata.candles import Candles, load_candles
 from backend.strategies import Momentum, SmaCross
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "sample"

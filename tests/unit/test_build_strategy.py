@@ -13,17 +13,18 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from agents.strategy import StrategyAgent
-from backend import channels, regime
+from backend import channels
 from backend.backtest import run_backtest
 from backend.bus import Bus
-from backend.hotreload import running_params
-from backend.marketdata import Candles, load_dir
+from backend.marketdata import regime
+from backend.marketdata.candles import Candles, load_dir
+from backend.mesh.hotreload import running_params
+from backend.mesh.pipeline import bar_message, signal_message
+from backend.mesh.simulate import simulate
 from backend.messages import UpdateStrategyParams
 from backend.optimizer import OptimizeConfig, Scorer, fitness_context, optimize
 from backend.persistence import Store, make_engine
-from backend.pipeline import bar_message, signal_message
 from backend.settings import ConfigError, Settings, StrategyConfig, load_settings
-from backend.simulate import simulate
 from backend.strategies import (
     STRATEGIES,
     StrategyRunner,
@@ -34,8 +35,8 @@ from backend.strategies import (
 )
 from backend.strategies.combiner import Combined
 from backend.strategies.regime_gate import RegimeGated
-from backend.views import signal_views, strategies_view
 from orchestrator.cli import app
+from orchestrator.views import signal_views, strategies_view
 from tests.unit.agent_fixtures import drain, publish_bars, settings_for, wire
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample"

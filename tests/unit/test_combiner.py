@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 
-from backend.marketdata import Candles, load_dir
+from backend.marketdata.candles import Candles, load_dir
 from backend.optimizer import Genome
 from backend.settings import StrategyConfig
 from backend.strategies import StrategyRunner, build_strategy, get_strategy

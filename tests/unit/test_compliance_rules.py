@@ -1,11 +1,10 @@
-"""Compliance rules (backend.rules.compliance): each rule rejects and approves."""
+"""Compliance rules (backend.compliance.rules): each rule rejects and approves."""
 
 from __future__ import annotations
 
 import pytest
 
-from backend.messages import Side, SignalGenerated
-from backend.rules.compliance import (
+from backend.compliance.rules import (
     NS_PER_DAY,
     NS_PER_HOUR,
     NS_PER_SECOND,
@@ -13,6 +12,7 @@ from backend.rules.compliance import (
     check_signal,
     in_trading_hours,
 )
+from backend.messages import Side, SignalGenerated
 from backend.settings import ComplianceConfig
 
 DAY = 19_724  # 2024-01-02 UTC

@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from backend.api_models import AgentInfo, AgentList, Ready
-from backend.redisproc import free_port
+from backend.redisctl.server import free_port
+from backend.rest.models import AgentInfo, AgentList, Ready
 from dashboard.client import (
     ApiAuthError,
     ApiClient,

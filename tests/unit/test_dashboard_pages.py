@@ -1,7 +1,7 @@
 """The dashboard's pages under ``streamlit.testing.v1.AppTest`` against a stubbed API.
 
 The stub is the real :class:`dashboard.client.ApiClient` over an ``httpx.MockTransport``
-that answers every endpoint with bodies built from :mod:`backend.api_models` (so the
+that answers every endpoint with bodies built from :mod:`backend.rest.models` (so the
 client's parsing runs too), injected through ``st.session_state[CLIENT_KEY]``.  Setting
 ``FakeApi.down`` makes every call fail like a refused connection.
 """
@@ -17,7 +17,7 @@ import httpx
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from backend.api_models import (
+from backend.rest.models import (
     AgentAction,
     AgentInfo,
     AgentList,

@@ -8,8 +8,8 @@ from typing import Any
 
 import httpx
 
-from backend.api_models import RiskFigures, SymbolExposure, VaREstimate
-from backend.api_risk import PortfolioMetricsView, RiskLimitsView
+from backend.rest.models import RiskFigures, SymbolExposure, VaREstimate
+from backend.rest.risk import PortfolioMetricsView, RiskLimitsView
 from tests.unit.test_dashboard_pages import FakeApi, frames, start, texts
 
 

@@ -21,7 +21,7 @@ from backend.messages import (
     SubmitOrder,
 )
 from backend.persistence import Store, make_engine
-from backend.venues.paper import FILLS_HASH, ORDERS_HASH
+from backend.venues.paper.adapter import FILLS_HASH, ORDERS_HASH
 from orchestrator.drill_books import check_books
 from orchestrator.drill_faults import moments
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backend.marketdata import load_dir
+from backend.marketdata.candles import load_dir
+from backend.mesh.simulate import simulate
 from backend.settings import Settings, StrategyConfig
-from backend.simulate import simulate
 from backend.strategies import (
     BENCHMARK_STRATEGIES,
     STRATEGIES,

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from agents.base import Agent
 from backend import channels
 from backend.bus import DATA_FIELD, DEAD_LETTER_PREFIX, Bus
-from backend.live_tail import summarize
+from backend.mesh.tail import summarize
 from backend.messages import (
     CHANNEL_TYPES,
     MAX_PAYLOAD_BYTES,

@@ -10,7 +10,7 @@ import pytest
 import talib
 
 from backend import indicators as ind
-from backend.marketdata import load_candles
+from backend.marketdata.candles import load_candles
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample"
 

@@ -1,4 +1,4 @@
-"""Kelly-fraction sizing (backend.rules.kelly) and its use by backend.rules.risk.decide."""
+"""Kelly-fraction sizing (backend.risk.kelly) and its use by backend.risk.rules.decide."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import math
 import pytest
 
 from backend.messages import Side, SignalGenerated
-from backend.rules.kelly import kelly_fraction, kelly_risk
-from backend.rules.risk import PortfolioView, RiskState, decide
+from backend.risk.kelly import kelly_fraction, kelly_risk
+from backend.risk.rules import PortfolioView, RiskState, decide
 from backend.settings import RiskConfig
 
 WIDE = {"max_position_pct": 10.0, "max_symbol_exposure_pct": 10.0,

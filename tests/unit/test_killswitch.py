@@ -19,7 +19,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from backend import channels
 from backend.bus import DATA_FIELD, STATS_KEY, Bus
-from backend.halt import (
+from backend.mesh.halt import (
     HALT_RESET_STATE,
     HALT_STATE,
     HaltReset,

@@ -1,4 +1,4 @@
-"""Live ccxt candles (backend.live_feed) against the loopback fake Binance.
+"""Live ccxt candles (backend.marketdata.live_feed) against the loopback fake Binance.
 
 Closed candles only (the one in progress is held back until it closes, then emitted with
 its final values), in (time, symbol) order, with increasing seq and no duplicates across
@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from fakes.binance import FakeBinance
 
-from backend.live_feed import CandleFeed, FeedCursor, timeframe_ms
-from backend.marketdata import load_dir
+from backend.marketdata.candles import load_dir
+from backend.marketdata.live_feed import CandleFeed, FeedCursor, timeframe_ms
 from backend.messages import BarClosed
 from backend.settings import ROOT
 from backend.venues.broker import VenueUnavailable

@@ -1,4 +1,4 @@
-"""Tests for backend.marketdata: CSV loading, validation errors, replay order."""
+"""Tests for backend.marketdata.candles: CSV loading, validation errors, replay order."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backend.marketdata import (
+from backend.marketdata.candles import (
     Candles,
     DataError,
     load_candles,

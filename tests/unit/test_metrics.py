@@ -14,7 +14,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from backend import channels
-from backend.api_models import AgentInfo
 from backend.bus import DATA_FIELD
 from backend.messages import (
     ExitReason,
@@ -26,6 +25,7 @@ from backend.messages import (
     SubmitOrder,
     client_order_id_for,
 )
+from backend.rest.models import AgentInfo
 from orchestrator.latency import LatencyTracker
 from orchestrator.metrics import AGENT_STATES, MeshMetrics
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from backend.api_models import ModelsView
-from backend.marketdata import load_dir
+from backend.marketdata.candles import load_dir
 from backend.ml.live import ActiveModel, MlAgentState, PendingModel, ml_state_key
 from backend.ml.store import ModelStore, model_root
 from backend.ml.train import train_model
+from backend.rest.models import ModelsView
 from tests.unit.api_fixtures import AUTH, Harness, mesh
 
 

@@ -10,7 +10,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from backend.marketdata import load_candles, parse_timestamp
+from backend.marketdata.candles import load_candles, parse_timestamp
 from backend.ml.store import ModelStore
 from orchestrator.cli_backtest import register as register_backtest
 from orchestrator.cli_models import register

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backend.marketdata import Candles, load_dir
+from backend.marketdata.candles import Candles, load_dir
 from backend.ml.features import feature_matrix
 from backend.ml.store import ModelStore, ModelStoreError, list_models, model_root
 from backend.ml.train import train_model

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from backend.backtest import run_backtest
-from backend.marketdata import Candles, load_dir
+from backend.marketdata.candles import Candles, load_dir
 from backend.ml.attach import attach_model, find_ml
 from backend.ml.train import train_model
 from backend.optimizer import OptimizeConfig, optimize

@@ -7,7 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from backend.marketdata import Candles, load_dir
+from backend.marketdata.candles import Candles, load_dir
 from backend.ml.features import FEATURE_NAMES, FEATURE_SET, feature_matrix
 from backend.ml.labels import forward_sign, trainable
 from backend.ml.train import CV_SPLITS, cv_folds, train_model

@@ -1,4 +1,4 @@
-"""Monte Carlo engine (backend.montecarlo) against closed forms.
+"""Monte Carlo engine (backend.risk.montecarlo) against closed forms.
 
 Tolerances are statistical: with ``n`` independent paths, a sample mean is within
 ``K * sd / sqrt(n)`` of its expectation and a sample variance within ``K * var *
@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from backend.montecarlo import (
+from backend.risk.montecarlo import (
     GbmParams,
     RegimeModel,
     calibrate_gbm,

@@ -13,7 +13,7 @@ import pytest
 from agents.optimizer import OptimizerAgent
 from backend import channels
 from backend.bus import DATA_FIELD, Bus
-from backend.hotreload import ActiveParams, StrategyAgentState
+from backend.mesh.hotreload import ActiveParams, StrategyAgentState
 from backend.messages import ParamsProposed, RunOptimizer, decode
 from backend.optimizer.proposal import ProposalRecord, make_request, proposal_key
 from backend.settings import OptimizerConfig

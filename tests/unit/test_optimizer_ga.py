@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from backend.backtest import run_backtest
-from backend.marketdata import Candles, load_candles
+from backend.marketdata.candles import Candles, load_candles
 from backend.optimizer import (
     GA_OBJECTIVES,
     Genome,

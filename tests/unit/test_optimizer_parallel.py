@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.marketdata import Candles, load_candles
+from backend.marketdata.candles import Candles, load_candles
 from backend.optimizer import OptimizeConfig, ProcessPool, fitness_context, optimize
 from backend.optimizer.parallel import chunks
 

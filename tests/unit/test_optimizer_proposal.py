@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from backend.marketdata import load_dir
+from backend.marketdata.candles import load_dir
 from backend.optimizer import OptimizeConfig, optimize
 from backend.optimizer.proposal import (
     baseline_scores,

@@ -9,7 +9,7 @@ import fakeredis.aioredis
 import pytest
 
 from backend import channels
-from backend.marketdata import Candles, load_candles
+from backend.marketdata.candles import Candles, load_candles
 from backend.messages import OptimizerFinished, OptimizerProgressed, decode
 from backend.optimizer import (
     OptimizeConfig,

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backend.marketdata import Candles, load_candles
+from backend.marketdata.candles import Candles, load_candles
 from backend.optimizer import (
     OptimizeConfig,
     Scorer,

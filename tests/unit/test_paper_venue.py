@@ -1,4 +1,4 @@
-"""Paper venue matching engine (backend.paper): fills, brackets, idempotency, cash."""
+"""Paper venue matching engine (backend.venues.paper.engine): fills, brackets, idempotency, cash."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from backend.messages import (
     Side,
     SubmitOrder,
 )
-from backend.paper import (
+from backend.settings import PaperConfig
+from backend.venues.paper.engine import (
     NS_PER_DAY,
     PaperBook,
     cancel_all,
@@ -26,7 +27,6 @@ from backend.paper import (
     portfolio_view,
     submit,
 )
-from backend.settings import PaperConfig
 
 CFG = PaperConfig(initial_cash=1.0, fee_rate=0.001, slippage_bps=10.0)  # slip 0.1%
 DAY = 19_724

@@ -1,4 +1,4 @@
-"""Reconciliation comparisons (backend.reconcile) and the external-column migration."""
+"""Reconciliation comparisons (backend.venues.reconcile) and the external-column migration."""
 
 from __future__ import annotations
 
@@ -6,14 +6,14 @@ import sqlalchemy as sa
 
 from backend import persistence
 from backend.messages import OrderFilled, OrderStatus, Side
-from backend.reconcile import (
+from backend.venues.broker import VenueOrder
+from backend.venues.reconcile import (
     change,
     missing_fills,
     order_fix,
     order_from_row,
     position_mismatches,
 )
-from backend.venues.broker import VenueOrder
 
 
 def _row(status: str, coid: str = "c1") -> dict:

@@ -1,4 +1,4 @@
-"""backend.redis_acl without a server: the ACL model, its file, credentials and URLs."""
+"""backend.redisctl.acl without a server: the ACL model, its file, credentials and URLs."""
 
 from __future__ import annotations
 
@@ -12,10 +12,12 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from backend import channels, redis_acl, topology
+from backend import channels
 from backend.bus import STATS_KEY
+from backend.mesh import topology
 from backend.ml.live import ml_state_key
-from backend.redis_acl import (
+from backend.redisctl import acl as redis_acl
+from backend.redisctl.acl import (
     ADMIN,
     AGENT_ROLES,
     DASHBOARD,
@@ -33,11 +35,11 @@ from backend.redis_acl import (
     url_for_role,
     write_credentials,
 )
-from backend.redisproc import RedisServer
-from backend.secretfiles import SecretFileError, read_secrets_file
+from backend.redisctl.server import RedisServer
+from backend.runtime.secretfiles import SecretFileError, read_secrets_file
 from backend.settings import Settings, load_settings, strip_url_userinfo, write_resolved
-from backend.venues import paper
 from backend.venues.live import ledger_keys
+from backend.venues.paper import adapter as paper
 from orchestrator.supervisor import Supervisor
 
 

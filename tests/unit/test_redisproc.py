@@ -1,4 +1,4 @@
-"""backend.redisproc without a redis-server binary: free ports and the embedded fallback."""
+"""backend.redisctl.server without a redis-server binary: free ports and the embedded fallback."""
 
 from __future__ import annotations
 
@@ -11,8 +11,14 @@ import pytest
 import redis
 import redis.asyncio
 
-from backend import redisproc
-from backend.redisproc import EmbeddedRedis, RedisServer, RedisStartError, ensure_redis, free_port
+from backend.redisctl import server as redisproc
+from backend.redisctl.server import (
+    EmbeddedRedis,
+    RedisServer,
+    RedisStartError,
+    ensure_redis,
+    free_port,
+)
 
 
 def test_free_port_is_bindable() -> None:
@@ -100,7 +106,7 @@ def test_embedded_stop_frees_port() -> None:
 
 
 def test_embedded_warns(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="backend.redisproc"), EmbeddedRedis() as srv:
+    with caplog.at_level(logging.WARNING, logger="backend.redisctl.server"), EmbeddedRedis() as srv:
         assert srv.running
     assert "EMBEDDED" in caplog.text and "NOT for production" in caplog.text
 
@@ -116,7 +122,7 @@ def test_ensure_redis_falls_back_to_embedded(
     monkeypatch.delenv("REDIS_URL", raising=False)
     monkeypatch.delenv("TRADINGMESH_REDIS_URL", raising=False)
     monkeypatch.setattr(redisproc.shutil, "which", lambda name: None)
-    with caplog.at_level(logging.WARNING, logger="backend.redisproc"):
+    with caplog.at_level(logging.WARNING, logger="backend.redisctl.server"):
         url, handle = ensure_redis(tmp_path)
     try:
         assert isinstance(handle, EmbeddedRedis)

@@ -1,4 +1,4 @@
-"""Market regime labels (backend.regime) and the regime gate (RegimeGated)."""
+"""Market regime labels (backend.marketdata.regime) and the regime gate (RegimeGated)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backend import regime
-from backend.marketdata import Candles, load_dir
+from backend.marketdata import regime
+from backend.marketdata.candles import Candles, load_dir
 from backend.strategies import StrategyRunner, get_strategy
 from backend.strategies.regime_gate import RegimeGated
 

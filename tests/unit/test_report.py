@@ -1,4 +1,4 @@
-"""Unit tests for backend.report with hand-built fills and hand-checked numbers."""
+"""Unit tests for backend.performance.report with hand-built fills and hand-checked numbers."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from rich.console import Console
 
 from backend.messages import ExitReason, OrderFilled, Side
-from backend.report import (
+from backend.performance.report import (
     PERIODS_5M_24_7,
     Report,
     build_report,

@@ -17,7 +17,7 @@ from pathlib import Path
 from agents.risk import RiskAgent
 from backend import channels
 from backend.bus import DATA_FIELD, Bus
-from backend.halt import HaltState, reset
+from backend.mesh.halt import HaltState, reset
 from backend.messages import (
     CancelAllOrders,
     ComplianceDecided,

@@ -17,8 +17,8 @@ import pytest
 
 from agents.risk import RiskAgent
 from backend import channels
-from backend.bar_history import CloseHistory
 from backend.bus import DATA_FIELD, Bus
+from backend.marketdata.history import CloseHistory
 from backend.messages import (
     ComplianceDecided,
     PortfolioMarked,
@@ -31,9 +31,9 @@ from backend.messages import (
     stable_id,
 )
 from backend.persistence import Store
-from backend.portfolio_var import position_var
-from backend.rules import var_limit
-from backend.rules.risk import RiskState
+from backend.risk import var_limit
+from backend.risk.portfolio_var import position_var
+from backend.risk.rules import RiskState
 from backend.settings import RiskConfig
 from tests.unit.agent_fixtures import drain, eth_candles, publish_bars, settings_for, wire
 

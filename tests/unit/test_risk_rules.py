@@ -1,11 +1,11 @@
-"""Risk rules (backend.rules.risk): circuit breaker and order sizing."""
+"""Risk rules (backend.risk.rules): circuit breaker and order sizing."""
 
 from __future__ import annotations
 
 import pytest
 
 from backend.messages import Side, SignalGenerated
-from backend.rules.risk import (
+from backend.risk.rules import (
     PortfolioView,
     PositionView,
     RiskState,

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from backend.api_models import RiskFigures
 from backend.messages import PortfolioMarked, PositionSnapshot
-from backend.riskmetrics import (
+from backend.rest.models import RiskFigures
+from backend.risk.metrics import (
     bar_returns,
     historical_var_cvar,
     parametric_var_cvar,

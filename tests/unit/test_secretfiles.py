@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.secretfiles import (
+from backend.runtime.secretfiles import (
     SecretFileError,
     check_config_secrets,
     read_secrets_file,

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from backend.backtest import run_backtest
-from backend.marketdata import Candles, load_dir
+from backend.marketdata.candles import Candles, load_dir
 from backend.optimizer import OptimizeConfig, optimize
 from backend.strategies import STRATEGIES, StrategyRunner, get_strategy
 from backend.strategies import smc_concepts as sc

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from backend import indicators as ind
-from backend.marketdata import Candles, load_dir
+from backend.marketdata.candles import Candles, load_dir
 from backend.strategies import (
     STRATEGIES,
     BollingerReversion,

@@ -12,7 +12,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from agents.strategy import StrategyAgent
 from backend import channels
 from backend.bus import DATA_FIELD, Bus
-from backend.hotreload import parse_state
+from backend.mesh.hotreload import parse_state
 from backend.messages import StrategyParamsUpdated, UpdateStrategyParams, decode
 from backend.strategies import StrategyRunner, get_strategy
 from tests.unit.agent_fixtures import drain, eth_candles, publish_bars, settings_for, wire

@@ -12,7 +12,7 @@ import fakeredis
 
 from backend import channels
 from backend.bus import DATA_FIELD, Bus
-from backend.halt import HALT_STATE, HaltState, read_halt
+from backend.mesh.halt import HALT_STATE, HaltState, read_halt
 from backend.messages import CancelAllOrders, RiskAlertRaised, decode
 from orchestrator.supervisor import Supervisor
 from tests.unit.agent_fixtures import settings_for

@@ -1,4 +1,4 @@
-"""The portfolio VaR limit rule and the alert levels (backend.rules.var_limit)."""
+"""The portfolio VaR limit rule and the alert levels (backend.risk.var_limit)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from backend.marketdata import load_dir
+from backend.marketdata.candles import load_dir
+from backend.mesh.simulate import simulate
 from backend.messages import Side, SignalGenerated
-from backend.portfolio_var import position_var
-from backend.rules.risk import PortfolioView, PositionView, RiskDecision, RiskState, decide
-from backend.rules.var_limit import alert_level, check_var_limit, notionals_after
+from backend.risk.portfolio_var import position_var
+from backend.risk.rules import PortfolioView, PositionView, RiskDecision, RiskState, decide
+from backend.risk.var_limit import alert_level, check_var_limit, notionals_after
 from backend.settings import RiskConfig, Settings
-from backend.simulate import simulate
 
 STEP = 300_000_000_000
 RNG = np.random.default_rng(11)

@@ -3,7 +3,7 @@
 Parametric against ``scipy.stats.norm`` (quantile and the tail expectation by numerical
 integration), historical against the order statistics of a small series by hand, Monte
 Carlo against the parametric figure for normal returns (within its sampling error plus
-the log-normal's convexity), and the portfolio versions (``backend.portfolio_var``)
+the log-normal's convexity), and the portfolio versions (``backend.risk.portfolio_var``)
 against the same computations on hand-built P&L scenarios.
 """
 
@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from backend.portfolio_var import aligned_returns, horizon_returns, position_var
-from backend.riskmetrics import (
+from backend.risk.metrics import (
     historical_var_cvar,
     monte_carlo_var_cvar,
     normal_var_cvar,
     parametric_var_cvar,
 )
+from backend.risk.portfolio_var import aligned_returns, horizon_returns, position_var
 
 #: 11 returns; sorted: -.05 -.03 -.02 -.015 -.01 0 .005 .01 .02 .03 .04
 SMALL = [-0.05, 0.02, -0.01, 0.03, -0.02, 0.01, 0.0, -0.03, 0.04, 0.005, -0.015]

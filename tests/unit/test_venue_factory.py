@@ -15,7 +15,7 @@ from backend.settings import Settings
 from backend.venues import factory
 from backend.venues.factory import TEST_BROKER_ENV, VenueConfigError, make_venue
 from backend.venues.live import LiveVenue
-from backend.venues.paper import PaperVenue
+from backend.venues.paper.adapter import PaperVenue
 
 
 def _settings(symbols: tuple[str, ...] = ("ETH/BTC",), **venue: object) -> Settings:

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 
 from backend import indicators as ind
-from backend.marketdata import Candles, load_dir
+from backend.marketdata.candles import Candles, load_dir
+from backend.mesh.simulate import simulate
 from backend.messages import Side
 from backend.settings import Settings, StrategyConfig
-from backend.simulate import simulate
 from backend.strategies import StrategyRunner, VwapMomentum
 from backend.strategies.vwap_momentum import NS_PER_DAY, NS_PER_HOUR, NS_PER_MINUTE, session_clock
 
