@@ -47,7 +47,6 @@ from backend.messages import (
     ModelRetrainStatus,
     stable_id,
 )
-from backend.ml.attach import attach_model, find_ml
 from backend.ml.features import FEATURE_WARMUP, feature_matrix
 from backend.ml.live import (
     ActiveModel,
@@ -63,6 +62,7 @@ from backend.ml.store import ModelStore, ModelStoreError, model_root
 from backend.persistence import Store
 from backend.settings import Settings
 from backend.strategies import StrategyRunner
+from backend.strategies.ml_attach import attach_model, find_ml
 
 __all__ = ["ModelManager", "StrategyPort"]
 

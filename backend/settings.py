@@ -19,7 +19,6 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import (
     AliasChoices,
     BaseModel,
-    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
@@ -34,139 +33,14 @@ from pydantic_settings import (
 )
 
 from backend.channels import compact_symbol
+from backend.common import ConfigError
+from backend.compliance.config import ComplianceConfig
+from backend.risk.config import RiskConfig
 from backend.runtime.secretfiles import check_config_secrets
-from backend.venues.config import VenueConfig
+from backend.strategies.config import StrategyConfig
+from backend.venues.config import PaperConfig, VenueConfig
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-class ConfigError(ValueError):
-    """The configuration is invalid; the message names the field and the problem."""
-
-
-class ComponentConfig(BaseModel):
-    """One member of a ``combined`` strategy (``backend.strategies.combiner``)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str  # a registered strategy
-    weight: float = Field(default=1.0, gt=0, allow_inf_nan=False)  # vote weight
-    params: dict[str, float | int | str | bool] = Field(default_factory=dict)
-    #: Prefix of its parameters in the combined strategy ("" = ``name``); unique.
-    label: str = Field(default="", pattern=r"^[^.]*$")
-
-
-class StrategyConfig(BaseModel):
-    """Which strategy a symbol's strategy agent runs, and its parameters.
-
-    ``regimes``: market regimes the strategy may open positions in (``backend.marketdata.regime``:
-    ``"ranging"``, ``"high_vol"``, ``"trending_up/low_vol"``...; empty = all).
-    ``components`` and ``threshold``: only for ``name = "combined"``, the strategies it
-    fuses and the vote threshold (docs/strategies.md).
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = "sma_cross"
-    params: dict[str, float | int | str | bool] = Field(default_factory=dict)
-    regimes: list[str] = Field(default_factory=list)
-    components: list[ComponentConfig] = Field(default_factory=list)
-    threshold: float = Field(default=0.5, gt=0, le=1)
-
-    @field_validator("regimes")
-    @classmethod
-    def _regimes(cls, v: list[str]) -> list[str]:
-        from backend.marketdata.regime import validate_regimes  # numpy only; imported on use
-
-        return validate_regimes(v)
-
-    @model_validator(mode="after")
-    def _combined(self) -> StrategyConfig:
-        if self.name != "combined":
-            if self.components:
-                raise ValueError(f"'components' are only for name = \"combined\" "
-                                 f"(name is {self.name!r})")
-            return self
-        if not self.components:
-            raise ValueError("name = \"combined\" needs at least one entry in 'components'")
-        labels = [c.label or c.name for c in self.components]
-        dup = sorted({x for x in labels if labels.count(x) > 1})
-        if dup:
-            raise ValueError(f"components {dup} appear twice: give each a distinct 'label'")
-        from backend.strategies.build import build_strategy  # imported on use (no cycle)
-
-        build_strategy(self)  # unknown component, bad component parameter: clear errors
-        return self
-
-
-class ComplianceConfig(BaseModel):
-    """Compliance rules (pure functions in ``backend.compliance.rules``)."""
-
-    max_trades_per_day: int = Field(default=40, ge=0)
-    max_notional_per_day: float = Field(default=50.0, ge=0)  # quote currency
-    trading_hours_utc: tuple[int, int] = (0, 24)  # [start, end) hours; (0, 24) = 24/7
-    restricted_symbols: list[str] = Field(default_factory=list)
-    duplicate_window_s: float = Field(default=300.0, ge=0)
-
-
-class RiskConfig(BaseModel):
-    """Risk limits (pure functions in ``backend.risk.rules``)."""
-
-    risk_per_trade: float = Field(default=0.01, gt=0, le=1)  # fraction of equity
-    max_position_pct: float = Field(default=0.25, gt=0, le=10)  # notional / equity
-    max_symbol_exposure_pct: float = Field(default=0.25, gt=0, le=10)
-    max_total_exposure_pct: float = Field(default=1.0, gt=0, le=10)
-    min_confidence: float = Field(default=0.85, ge=0, le=1)
-    daily_drawdown_limit: float = Field(default=0.02, gt=0, le=1)
-    allow_short: bool = False
-    #: An entry signal whose bar is older than this behind the latest mark (s of bar
-    #: time) is refused (``stale_signal``); 0 = no limit.  Closes always pass.
-    max_signal_age_s: float = Field(default=900.0, ge=0)
-    #: An order not sent within this many seconds of the decision is refused by
-    #: execution (``expires_at``); 0 = never expires.
-    order_ttl_s: float = Field(default=300.0, ge=0)
-    #: How long risk/compliance wait for the portfolio state of a signal's bar
-    #: (seconds).  ``0`` waits forever (deterministic replay).
-    portfolio_wait_s: float = Field(default=0.0, ge=0)
-    # -- portfolio VaR limit and alerts (backend.risk.var_limit); 0 = off
-    #: Largest portfolio VaR after an order, fraction of equity (0 = no limit, no alerts).
-    var_limit: float = Field(default=0.0, ge=0, le=1)
-    var_level: float = Field(default=0.99, ge=0.5, lt=1)  # confidence level
-    var_method: Literal["historical", "parametric", "monte_carlo"] = "historical"
-    var_horizon: int = Field(default=1, ge=1, le=10_000)  # bars
-    var_min_obs: int = Field(default=30, ge=2)  # fewest joint bar returns (else fail closed)
-    var_window: int = Field(default=288, ge=2, le=100_000)  # bar returns used (288 = 1 day)
-    var_mc_paths: int = Field(default=10_000, ge=100, le=1_000_000)
-    var_seed: int = Field(default=0, ge=0)
-    #: Alert on ``risk_alerts`` when VaR / limit reaches this (warning) or 1 (breach);
-    #: a level is left when the ratio falls ``alert_hysteresis`` below its threshold.
-    alert_ratio: float = Field(default=0.8, gt=0, lt=1)
-    alert_hysteresis: float = Field(default=0.05, ge=0, lt=1)
-    #: Symbol the API's beta is measured against ("" = the first configured symbol).
-    benchmark_symbol: str = ""
-    # -- position sizing (backend.risk.kelly)
-    sizing: Literal["fixed_fractional", "kelly"] = "fixed_fractional"
-    kelly_fraction: float = Field(default=0.5, gt=0, le=1)  # multiple of full Kelly
-    kelly_cap: float = Field(default=0.02, gt=0, le=1)  # max fraction of equity at risk
-    #: Win probability for Kelly (0 = the signal's confidence).
-    kelly_win_rate: float = Field(default=0.0, ge=0, lt=1)
-
-    @field_validator("var_window")
-    @classmethod
-    def _var_window(cls, v: int, info) -> int:  # noqa: ANN001 - pydantic ValidationInfo
-        need = info.data.get("var_min_obs")
-        if need is not None and v < need:
-            raise ValueError(f"var_window {v} must be >= var_min_obs {need}")
-        return v
-
-
-class PaperConfig(BaseModel):
-    """Paper venue: one account in one quote currency."""
-
-    initial_cash: float = Field(default=1.0, gt=0)
-    quote_currency: str = "BTC"
-    fee_rate: float = Field(default=0.001, ge=0, lt=0.1)  # fraction of notional, per side
-    slippage_bps: float = Field(default=2.0, ge=0, lt=1000)
 
 
 class OrchestratorConfig(BaseModel):

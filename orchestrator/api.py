@@ -28,8 +28,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from backend.mesh.model_views import models_view
 from backend.messages import OrderStatus
-from backend.ml.views import models_view
 from backend.rest.halts import SymbolHaltView, SymbolResolveRequest, SymbolResolveResult
 from backend.rest.models import (
     AgentAction,

@@ -4,7 +4,7 @@ Hooked into the main CLI by ``register(app)`` (``orchestrator/cli.py``).  Reads 
 signals, equity marks and optimizer runs from the database (``--db`` or the configured
 one; no Redis needed), prints a summary, and writes the report as Markdown (with SVG
 charts beside it) and/or one self-contained HTML page; ``--json`` prints the report as
-JSON instead of the summary.  Definitions: :mod:`backend.performance.evaluation`.
+JSON instead of the summary.  Definitions: :mod:`backend.evaluation.build`.
 
 Bad input (a date that does not parse, an unreachable database) prints one line
 ``error: ...`` on stderr and exits with code 2.
@@ -60,8 +60,8 @@ def report(
     best/worst symbols and strategies, regime breakdown, suggested parameter changes."""
     import sqlalchemy as sa
 
-    from backend.performance.evaluation import evaluate
-    from backend.performance.evaluation_render import write_report
+    from backend.evaluation.build import evaluate
+    from backend.evaluation.render import write_report
     from backend.persistence import Store
     from backend.settings import ConfigError, load_settings
 

@@ -21,11 +21,11 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from backend import channels
+from backend.evaluation.build import evaluate
 from backend.marketdata.history import load_history
 from backend.mesh.halt import read_halt
 from backend.mesh.topology import strategy_id
 from backend.messages import AgentHeartbeat, OrderStatus, PortfolioMarked, now_ns
-from backend.performance.evaluation import evaluate
 from backend.persistence import Store
 from backend.rest.halts import SymbolHaltView, SymbolResolveRequest, SymbolResolveResult
 from backend.rest.models import (

@@ -12,7 +12,7 @@ import numpy as np
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from backend.performance.report import json_safe
+from backend.common import json_safe
 
 __all__ = ["BacktestResult", "BacktestStats", "BacktestTrade", "Curve", "Sizing"]
 

@@ -25,8 +25,8 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from backend.channels import compact_symbol
+from backend.compliance.config import ComplianceConfig
 from backend.messages import NS_PER_DAY, SignalGenerated
-from backend.settings import ComplianceConfig
 
 #: Nanoseconds per UTC day / hour.
 NS_PER_HOUR = 3_600_000_000_000

@@ -1,12 +1,24 @@
 """Market data: OHLCV candles from CSV files and from ccxt, recent-close histories, and the
 market regime of a bar.
 
-* :mod:`backend.marketdata.candles`
-* :mod:`backend.marketdata.history`
-* :mod:`backend.marketdata.live_feed`
-* :mod:`backend.marketdata.regime`
+* :mod:`backend.marketdata.candles` -- OHLCV candles from CSV files: loading, validation and
+  the global replay order;
+* :mod:`backend.marketdata.history` -- Recent bar closes per symbol: a bounded in-memory
+  history and readers of ``market_data``;
+* :mod:`backend.marketdata.live_feed` -- Live candles through ccxt: REST polling of closed
+  OHLCV bars, as ``BarClosed`` messages;
+* :mod:`backend.marketdata.ohlcv` -- The OHLCV bar-array protocol every strategy, feature
+  and backtest reads;
+* :mod:`backend.marketdata.regime` -- Market regime of a bar, from closing prices only:
+  trend direction and volatility level.
 
 Nothing is imported here: import the submodules.
 """
 
-__all__ = ["candles", "history", "live_feed", "regime"]
+__all__ = [
+    "candles",
+    "history",
+    "live_feed",
+    "ohlcv",
+    "regime",
+]

@@ -6,7 +6,6 @@
 * :mod:`backend.ml.train` -- deterministic pipeline, time-series cross-validation;
 * :mod:`backend.ml.store` -- versioned model files with SHA-256 checks;
 * :mod:`backend.ml.live` -- the live hit-rate monitor, retrain rule and agent state;
-* :mod:`backend.ml.views` -- the models and their live metrics, for the CLI and the API.
 
 Nothing is imported here: :mod:`backend.strategies` imports these modules.
 """

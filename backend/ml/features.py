@@ -26,14 +26,10 @@ Warm-up: NaN until every column is defined (the first :data:`FEATURE_WARMUP` - 1
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from backend import indicators as ind
-
-if TYPE_CHECKING:  # backend.strategies imports this package
-    from backend.strategies.base import OHLCV
+from backend.marketdata.ohlcv import OHLCV
 
 __all__ = ["FEATURE_NAMES", "FEATURE_SET", "FEATURE_WARMUP", "feature_matrix", "rolling_std"]
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import time
 import warnings
-from typing import TYPE_CHECKING
 
 import numpy as np
 import sklearn
@@ -33,12 +32,10 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
+from backend.marketdata.ohlcv import OHLCV
 from backend.ml.features import FEATURE_NAMES, FEATURE_SET, feature_matrix
 from backend.ml.labels import forward_sign, trainable
 from backend.ml.model import ModelMeta, TrainedModel
-
-if TYPE_CHECKING:  # backend.strategies imports this package
-    from backend.strategies.base import OHLCV
 
 __all__ = ["CV_SPLITS", "MIN_ROWS", "cv_folds", "make_pipeline", "train_model"]
 

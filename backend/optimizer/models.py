@@ -14,7 +14,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from backend.performance.report import json_safe
+from backend.common import json_safe
 
 __all__ = [
     "FoldResult",

@@ -1,12 +1,11 @@
-"""Performance of a run: round-trip trades and statistics, portfolio metrics (Sharpe, Sortino,
-drawdown) and the self-evaluation report.
+"""Performance of a run: round-trip trades and their statistics (Sharpe, Sortino, drawdown).
 
-* :mod:`backend.performance.evaluation`
-* :mod:`backend.performance.evaluation_render`
-* :mod:`backend.performance.portfolio_metrics`
-* :mod:`backend.performance.report`
+* :mod:`backend.performance.report` -- The performance report of a run: round-trip trades,
+  per-symbol and total statistics.
 
 Nothing is imported here: import the submodules.
 """
 
-__all__ = ["evaluation", "evaluation_render", "portfolio_metrics", "report"]
+__all__ = [
+    "report",
+]

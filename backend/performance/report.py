@@ -34,7 +34,6 @@ Definitions (money in quote currency, times in ns since the Unix epoch, fraction
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
@@ -47,32 +46,11 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from backend.common import finite_or_none
+from backend.common import PERIODS_5M_24_7, finite_or_none, json_safe
 from backend.messages import OrderFilled, Side
+from backend.rest.trades import Trade
 
-#: 5-minute bars on a market open 24/7.
-PERIODS_5M_24_7 = 365 * 24 * 12
 _EPS = 1e-9  # relative quantity tolerance for "the position is back to 0"
-
-
-class Trade(BaseModel):
-    """One round trip (or an open trade: ``exit_*`` are ``None``)."""
-
-    symbol: str
-    side: Literal["long", "short"]
-    entry_time: int
-    exit_time: int | None = None
-    entry_bar_seq: int = 0
-    exit_bar_seq: int | None = None
-    entry_price: float
-    exit_price: float | None = None
-    quantity: float
-    gross_pnl: float
-    fees: float
-    net_pnl: float
-    return_on_notional: float | None
-    exit_reason: str | None = None
-    fills: int
 
 
 class Stats(BaseModel):
@@ -232,18 +210,6 @@ def _trades(fills: list[dict[str, Any]]) -> tuple[list[Trade], list[Trade]]:
 
 
 # ---------------------------------------------------------------- curves and stats
-
-def json_safe(obj: Any) -> Any:
-    """``obj`` with every non-finite float replaced by ``None``, recursively (JSON has no
-    NaN or infinity); dicts, lists and tuples are rebuilt, anything else is returned."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [json_safe(v) for v in obj]
-    return obj
-
 
 def curve_stats(curve: Sequence[float] | np.ndarray, periods_per_year: float) -> dict[str, Any]:
     """Sharpe, Sortino and max drawdown (positive fraction) of a value curve.

@@ -13,13 +13,12 @@ from typing import Literal
 
 from pydantic import Field
 
-from backend.ml.schemas import (  # noqa: F401 - GET /api/models, re-exported
+from backend.rest.base import ApiModel, RequestModel
+from backend.rest.ml import (  # noqa: F401 - GET /api/models, re-exported
     ModelLiveView,
     ModelsView,
     ModelVersionView,
 )
-from backend.performance.report import Trade
-from backend.rest.base import ApiModel, RequestModel
 from backend.rest.optimizer import (  # noqa: F401 - the optimizer's bodies, re-exported
     ApplyRequest,
     ApplyResult,
@@ -44,6 +43,7 @@ from backend.rest.report import (  # noqa: F401 - the report's bodies, re-export
     ReportPoint,
 )
 from backend.rest.risk import EquityBandView, PortfolioMetricsView, RiskLimitsView
+from backend.rest.trades import Trade
 
 
 class FieldError(ApiModel):

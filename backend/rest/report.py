@@ -1,5 +1,5 @@
 """REST body of the self-evaluation report (``GET /api/report``, ``tradingmesh report``),
-re-exported by :mod:`backend.rest.models`.  Definitions: :mod:`backend.performance.evaluation`.
+re-exported by :mod:`backend.rest.models`.  Definitions: :mod:`backend.evaluation.build`.
 
 Money in quote currency, fractions as plain fractions, times in ns UTC, durations in
 seconds.
@@ -81,7 +81,7 @@ class ReportPoint(ApiModel):
 
 
 class EvaluationReport(ApiModel):
-    """How the mesh did over ``[since, until]`` (see :mod:`backend.performance.evaluation`).
+    """How the mesh did over ``[since, until]`` (see :mod:`backend.evaluation.build`).
 
     Trades are the round trips whose entry fill is at or after ``since``; the curve
     figures (``max_drawdown``, ``sharpe``, ``sortino``, ``equity_return``) use the equity

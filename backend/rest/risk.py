@@ -15,7 +15,7 @@ from backend.rest.base import ApiModel
 
 
 class PortfolioMetricsView(ApiModel):
-    """Performance and exposure of the account (see :mod:`backend.performance.portfolio_metrics`).
+    """Performance and exposure of the account (see :mod:`backend.risk.portfolio_metrics`).
 
     ``sharpe``/``sortino`` annualised with ``periods_per_year`` from the equity curve's
     ``observations`` bar returns; ``max_drawdown`` a positive fraction; ``beta`` of the

@@ -5,7 +5,7 @@
 * position VaR/CVaR, for the portfolio and per symbol:
   :func:`backend.risk.portfolio_var.position_var` over the symbols' recent bar returns
   (``var_horizon`` bars, last ``var_window`` returns) by all three methods;
-* portfolio metrics: :func:`backend.performance.portfolio_metrics.portfolio_metrics`;
+* portfolio metrics: :func:`backend.risk.portfolio_metrics.portfolio_metrics`;
 * the VaR limit and where the portfolio stands against it, and what the risk agent last
   computed (its durable :class:`~backend.risk.rules.RiskState`);
 * a Monte Carlo forecast band of equity (:func:`backend.risk.montecarlo.equity_band`).
@@ -21,15 +21,15 @@ from typing import Any
 import numpy as np
 
 from backend.messages import PortfolioMarked
-from backend.performance.portfolio_metrics import portfolio_metrics
 from backend.rest.models import RiskFigures, VaREstimate
 from backend.rest.risk import EquityBandView, RiskLimitsView
 from backend.risk import var_limit
+from backend.risk.config import RiskConfig
 from backend.risk.metrics import DEFAULT_LEVELS, bar_returns, risk_figures
 from backend.risk.montecarlo import equity_band
+from backend.risk.portfolio_metrics import portfolio_metrics
 from backend.risk.portfolio_var import METHODS, PositionVaR, Series, position_var
 from backend.risk.rules import RiskState
-from backend.settings import RiskConfig
 
 #: Bars ahead of the equity forecast band.
 BAND_STEPS = 100

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 
 from backend.messages import SignalGenerated
-from backend.settings import RiskConfig
+from backend.risk.config import RiskConfig
 
 
 def kelly_fraction(p: float, b: float) -> float:

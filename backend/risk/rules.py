@@ -22,8 +22,8 @@ from pydantic import BaseModel, Field
 
 from backend.channels import compact_symbol
 from backend.messages import Side, SignalGenerated
+from backend.risk.config import RiskConfig
 from backend.risk.kelly import kelly_risk
-from backend.settings import RiskConfig
 
 #: Relative tolerance for "drawdown at exactly the limit" (float round-off).
 _LIMIT_RTOL = 1e-12

@@ -32,9 +32,9 @@ from collections.abc import Mapping
 from typing import Literal
 
 from backend.messages import SignalGenerated
+from backend.risk.config import RiskConfig
 from backend.risk.portfolio_var import PositionVaR, Series, position_var
 from backend.risk.rules import PortfolioView, RiskDecision
-from backend.settings import RiskConfig
 
 Level = Literal["ok", "warning", "breach"]
 _RANK = {"ok": 0, "warning": 1, "breach": 2}

@@ -16,10 +16,11 @@ import types
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
+from backend.marketdata.ohlcv import OHLCV
 from backend.strategies.frame import SignalFrame, SignalPoint, labeller
 
 __all__ = [
@@ -34,21 +35,6 @@ __all__ = [
     "finish_brackets",
     "logistic",
 ]
-
-
-class OHLCV(Protocol):
-    """Anything with parallel bar arrays of shape ``(n,)`` (e.g. ``marketdata.Candles``).
-
-    ``time`` int64 ns UTC (bar open time); ``open, high, low, close`` float64
-    quote/base; ``volume`` float64 base units.
-    """
-
-    time: np.ndarray
-    open: np.ndarray
-    high: np.ndarray
-    low: np.ndarray
-    close: np.ndarray
-    volume: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -145,7 +131,7 @@ class Strategy(ABC):
 
     Subclasses set ``name`` and ``params`` (the one declaration of their tunable
     parameters) and implement :meth:`warmup` and :meth:`_generate`.  A strategy
-    assembled at run time (:mod:`backend.strategies.build`) sets them on the instance.
+    assembled at run time (:mod:`backend.strategies.config`) sets them on the instance.
     """
 
     name: ClassVar[str]

@@ -49,14 +49,12 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from dataclasses import replace as dc_replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+from pydantic import BaseModel
 
 from backend.strategies.base import OHLCV, ParamSpec, SignalFrame, Strategy, finish_brackets
-
-if TYPE_CHECKING:
-    from backend.settings import StrategyConfig
 
 __all__ = ["COMBINED", "Combined", "Component"]
 
@@ -96,7 +94,7 @@ class Combined(Strategy):
         Default vote threshold, in (0, 1].
     memory : int
         Default bars a component's signal keeps voting (>= 1).
-    config : StrategyConfig, optional
+    config : backend.strategies.config.StrategyConfig, optional
         The configuration it was built from (set by ``build_strategy``).
 
     Raises
@@ -109,7 +107,7 @@ class Combined(Strategy):
     name = COMBINED
 
     def __init__(self, components: Sequence[Component], threshold: float = 0.5,
-                 memory: int = 6, config: StrategyConfig | None = None) -> None:
+                 memory: int = 6, config: BaseModel | None = None) -> None:
         self.config = config
         if not components:
             raise ValueError("a combined strategy needs at least one component")

@@ -17,15 +17,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+from pydantic import BaseModel
 
 from backend.marketdata import regime
 from backend.strategies.base import OHLCV, SignalFrame, Strategy
-
-if TYPE_CHECKING:
-    from backend.settings import StrategyConfig
 
 __all__ = ["RegimeGated"]
 
@@ -39,7 +37,7 @@ class RegimeGated(Strategy):
         The strategy whose signals are labelled (and filtered).
     allowed : sequence of str
         Allowed regimes: full labels, trends or volatility levels (empty: no gate).
-    config : StrategyConfig, optional
+    config : backend.strategies.config.StrategyConfig, optional
         The configuration this strategy was built from (:func:`build_strategy` sets it;
         the backtester's risk sizing rebuilds the strategy from it).
 
@@ -50,7 +48,7 @@ class RegimeGated(Strategy):
     """
 
     def __init__(self, inner: Strategy, allowed: Sequence[str] = (),
-                 config: StrategyConfig | None = None) -> None:
+                 config: BaseModel | None = None) -> None:
         self.inner = inner
         self.allowed: tuple[str, ...] = tuple(regime.validate_regimes(allowed))
         self.name = inner.name  # type: ignore[misc]

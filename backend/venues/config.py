@@ -11,12 +11,24 @@ Units: times in seconds unless the name says otherwise; MT5 ``deviation`` in poi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["CcxtConfig", "IbkrConfig", "IbContract", "Mt5Config", "VenueConfig"]
+from backend.common import ConfigError
+
+__all__ = [
+    "CcxtConfig",
+    "IbContract",
+    "IbkrConfig",
+    "Mt5Config",
+    "PaperConfig",
+    "VenueConfig",
+    "VenueConfigError",
+    "VenueSettings",
+]
 
 
 class _Strict(BaseModel):
@@ -157,3 +169,33 @@ class VenueConfig(_Strict):
     ccxt: CcxtConfig = Field(default_factory=CcxtConfig)
     mt5: Mt5Config = Field(default_factory=Mt5Config)
     ibkr: IbkrConfig = Field(default_factory=IbkrConfig)
+
+
+class PaperConfig(BaseModel):
+    """Paper venue: one account in one quote currency."""
+
+    initial_cash: float = Field(default=1.0, gt=0)
+    quote_currency: str = "BTC"
+    fee_rate: float = Field(default=0.001, ge=0, lt=0.1)  # fraction of notional, per side
+    slippage_bps: float = Field(default=2.0, ge=0, lt=1000)
+
+
+class VenueConfigError(ConfigError):
+    """The configured venue cannot be built here (module or SDK missing, bad kind)."""
+
+
+class VenueSettings(Protocol):
+    """What the venue factory reads of the mesh's settings (:class:`backend.settings.Settings`).
+
+    ``venue`` selects and configures the venue, ``paper`` the paper account, ``symbols``
+    the traded symbols (``BASE/QUOTE``).
+    """
+
+    @property
+    def venue(self) -> VenueConfig: ...
+
+    @property
+    def paper(self) -> PaperConfig: ...
+
+    @property
+    def symbols(self) -> Sequence[str]: ...

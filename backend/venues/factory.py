@@ -25,9 +25,9 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from backend.settings import ConfigError, Settings
 from backend.venues.base import Venue
 from backend.venues.broker import BrokerClient
+from backend.venues.config import VenueConfigError, VenueSettings
 from backend.venues.ledger import Accounting
 from backend.venues.live import LiveVenue
 from backend.venues.paper.adapter import PaperVenue
@@ -46,11 +46,7 @@ _KINDS: dict[str, tuple[str, str, str, Accounting]] = {
 }
 
 
-class VenueConfigError(ConfigError):
-    """The configured venue cannot be built here (module or SDK missing, bad kind)."""
-
-
-def quote_currency(settings: Settings) -> str:
+def quote_currency(settings: VenueSettings) -> str:
     """The account currency of a live venue: ``venue.quote_currency`` or the quote of
     the first symbol (``ETH/BTC`` -> ``BTC``)."""
     if settings.venue.quote_currency:
@@ -59,7 +55,7 @@ def quote_currency(settings: Settings) -> str:
     return first.split("/")[-1] if "/" in first else settings.paper.quote_currency
 
 
-def _load_callable(spec: str) -> Callable[[Settings], BrokerClient]:
+def _load_callable(spec: str) -> Callable[[VenueSettings], BrokerClient]:
     module, _, name = spec.partition(":")
     if not module or not name:
         raise VenueConfigError(f"{TEST_BROKER_ENV}={spec!r}: expected <module>:<callable>")
@@ -70,7 +66,7 @@ def _load_callable(spec: str) -> Callable[[Settings], BrokerClient]:
     return fn  # type: ignore[no-any-return]
 
 
-def make_client(settings: Settings) -> BrokerClient:
+def make_client(settings: VenueSettings) -> BrokerClient:
     """The broker client of ``settings.venue.kind`` (a live kind), imported lazily.
 
     Raises
@@ -98,7 +94,7 @@ def make_client(settings: Settings) -> BrokerClient:
     return cls(getattr(settings.venue, section), list(settings.symbols))  # type: ignore[no-any-return]
 
 
-def placer_timing(settings: Settings) -> PlacerTiming:
+def placer_timing(settings: VenueSettings) -> PlacerTiming:
     """The UNKNOWN protocol's timings from ``settings.venue``."""
     v = settings.venue
     return PlacerTiming(call_timeout_s=v.submit_timeout_s, backoff_s=v.resolve_backoff_s,
@@ -107,7 +103,7 @@ def placer_timing(settings: Settings) -> PlacerTiming:
                         unreachable_attempts=v.resolve_attempts)
 
 
-def make_venue(settings: Settings, redis: Redis, client: BrokerClient | None = None, *,
+def make_venue(settings: VenueSettings, redis: Redis, client: BrokerClient | None = None, *,
                journal: SendJournal | None = None,
                pause: Callable[[float], Awaitable[bool]] | None = None,
                fence: Callable[[], Awaitable[None]] | None = None) -> Venue:

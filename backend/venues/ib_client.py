@@ -35,6 +35,7 @@ from typing import Any
 
 from backend.messages import OrderStatus, Side
 from backend.venues.broker import VenueFill, VenueOrder, VenueRejected, VenueUnavailable
+from backend.venues.config import VenueConfigError
 from backend.venues.ib_map import (
     DEFAULT_TICKS,
     IB_MISSING,
@@ -348,14 +349,12 @@ def make_client(settings: Any) -> IbClient:
 
     Raises
     ------
-    backend.venues.factory.VenueConfigError
+    backend.venues.config.VenueConfigError
         No IB API package (message: :data:`~backend.venues.ib_map.IB_MISSING`).
     """
     try:
         import_ib()
     except IbNotInstalled:
-        from backend.venues.factory import VenueConfigError  # lazy: the factory imports us
-
         raise VenueConfigError(IB_MISSING) from None
     return IbClient(settings.venue.ibkr, list(settings.symbols))
 

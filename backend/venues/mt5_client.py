@@ -46,6 +46,7 @@ from backend.venues.broker import (
     VenueRejected,
     VenueUnavailable,
 )
+from backend.venues.config import VenueConfigError
 from backend.venues.mt5_map import (
     Outcome,
     deal_request,
@@ -389,15 +390,13 @@ def make_client(settings: Any) -> Mt5Client:
 
     Raises
     ------
-    backend.venues.factory.VenueConfigError
+    backend.venues.config.VenueConfigError
         The package cannot be imported here (message: :data:`MT5_MISSING`).
     """
     client = Mt5Client(settings.venue.mt5, list(settings.symbols))
     try:
         client._module()
     except Mt5NotInstalled:
-        from backend.venues.factory import VenueConfigError  # lazy: the factory imports us
-
         raise VenueConfigError(MT5_MISSING) from None
     return client
 

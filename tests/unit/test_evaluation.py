@@ -1,4 +1,4 @@
-"""The self-evaluation report (backend.performance.evaluation and evaluation_render) and
+"""The self-evaluation report (backend.evaluation.build and evaluation_render) and
 ``tradingmesh report`` on hand-made fills, signals, equity and optimizer runs."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from backend.evaluation.build import build_evaluation, evaluate, periods_per_year, suggestion
+from backend.evaluation.render import to_html, to_markdown, write_report
 from backend.messages import FoldScore, OptimizerFinished, OrderFilled, Side
 from backend.optimizer.proposal import ProposalRecord, proposal_key
-from backend.performance.evaluation import build_evaluation, evaluate, periods_per_year, suggestion
-from backend.performance.evaluation_render import to_html, to_markdown, write_report
 from backend.persistence import Store
 from backend.settings import Settings, StrategyConfig
 from orchestrator.cli import app

@@ -11,7 +11,6 @@ import pytest
 
 from backend.backtest import run_backtest
 from backend.marketdata.candles import Candles, load_dir
-from backend.ml.attach import attach_model, find_ml
 from backend.ml.train import train_model
 from backend.optimizer import OptimizeConfig, optimize
 from backend.settings import Settings, StrategyConfig
@@ -22,6 +21,7 @@ from backend.strategies import (
     get_strategy,
     strategies_json,
 )
+from backend.strategies.ml_attach import attach_model, find_ml
 from backend.strategies.ml_classifier import (
     CONF_SHARPNESS,
     FittedMlClassifier,

@@ -1,4 +1,4 @@
-"""Portfolio metrics (backend.performance.portfolio_metrics) against numpy and by-hand formulas."""
+"""Portfolio metrics (backend.risk.portfolio_metrics) against numpy and by-hand formulas."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from backend.performance.portfolio_metrics import (
+from backend.risk.portfolio_metrics import (
     beta,
     correlation,
     max_drawdown,

@@ -35,9 +35,9 @@ from backend.messages import (
     Side,
     SubmitOrder,
 )
-from backend.settings import PaperConfig
 from backend.venues.base import BookPosition, PositionFix, VenueAlarm, VenueEvent
 from backend.venues.broker import VenueOrder
+from backend.venues.config import PaperConfig
 from backend.venues.paper import engine as paper
 from backend.venues.paper.engine import PaperBook
 

@@ -37,7 +37,7 @@ from backend.messages import (
     stable_id,
 )
 from backend.risk.rules import PortfolioView, PositionView
-from backend.settings import PaperConfig
+from backend.venues.config import PaperConfig
 
 SOURCE = "venue:paper"
 #: Relative tolerance under which a remaining quantity counts as zero.

@@ -1,4 +1,4 @@
-"""Strategies built from configuration (:class:`backend.settings.StrategyConfig`).
+"""Strategy configuration: the models of ``[strategies.*]`` and the strategies they build.
 
 Everything that runs a *configured* strategy -- the strategy agent, the in-process replay
 (:mod:`backend.mesh.simulate`), the backtester's risk sizing, hot reload, the REST views --
@@ -20,22 +20,77 @@ Everything built here pickles (the optimizer ships strategies to worker processe
 
 from __future__ import annotations
 
-from backend.settings import StrategyConfig
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from backend.marketdata.regime import validate_regimes
 from backend.strategies.base import Strategy
 from backend.strategies.combiner import COMBINED, Combined, Component
 from backend.strategies.regime_gate import RegimeGated
+from backend.strategies.registry import STRATEGIES, get_strategy
 
-__all__ = ["COMBINED", "build_named", "build_strategy", "config_of"]
+__all__ = [
+    "COMBINED",
+    "ComponentConfig",
+    "StrategyConfig",
+    "build_named",
+    "build_strategy",
+    "config_of",
+]
 
 
-def _registry():  # noqa: ANN202 - late import: backend.strategies imports this module
-    from backend.strategies import STRATEGIES, get_strategy
+class ComponentConfig(BaseModel):
+    """One member of a ``combined`` strategy (``backend.strategies.combiner``)."""
 
-    return STRATEGIES, get_strategy
+    model_config = ConfigDict(extra="forbid")
+
+    name: str  # a registered strategy
+    weight: float = Field(default=1.0, gt=0, allow_inf_nan=False)  # vote weight
+    params: dict[str, float | int | str | bool] = Field(default_factory=dict)
+    #: Prefix of its parameters in the combined strategy ("" = ``name``); unique.
+    label: str = Field(default="", pattern=r"^[^.]*$")
+
+
+class StrategyConfig(BaseModel):
+    """Which strategy a symbol's strategy agent runs, and its parameters.
+
+    ``regimes``: market regimes the strategy may open positions in (``backend.marketdata.regime``:
+    ``"ranging"``, ``"high_vol"``, ``"trending_up/low_vol"``...; empty = all).
+    ``components`` and ``threshold``: only for ``name = "combined"``, the strategies it
+    fuses and the vote threshold (docs/strategies.md).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = "sma_cross"
+    params: dict[str, float | int | str | bool] = Field(default_factory=dict)
+    regimes: list[str] = Field(default_factory=list)
+    components: list[ComponentConfig] = Field(default_factory=list)
+    threshold: float = Field(default=0.5, gt=0, le=1)
+
+    @field_validator("regimes")
+    @classmethod
+    def _regimes(cls, v: list[str]) -> list[str]:
+        return validate_regimes(v)
+
+    @model_validator(mode="after")
+    def _combined(self) -> StrategyConfig:
+        if self.name != "combined":
+            if self.components:
+                raise ValueError(f"'components' are only for name = \"combined\" "
+                                 f"(name is {self.name!r})")
+            return self
+        if not self.components:
+            raise ValueError("name = \"combined\" needs at least one entry in 'components'")
+        labels = [c.label or c.name for c in self.components]
+        dup = sorted({x for x in labels if labels.count(x) > 1})
+        if dup:
+            raise ValueError(f"components {dup} appear twice: give each a distinct 'label'")
+        build_strategy(self)  # unknown component, bad component parameter: clear errors
+        return self
+
 
 
 def _combined(cfg: StrategyConfig) -> Combined:
-    _, get_strategy = _registry()
     if not cfg.components:
         raise ValueError("strategy 'combined' needs at least one entry in 'components'")
     comps = []
@@ -73,7 +128,6 @@ def build_strategy(cfg: StrategyConfig) -> Strategy:
         if cfg.components:
             raise ValueError(f"strategy {cfg.name!r}: 'components' are only for "
                              f"name = {COMBINED!r}")
-        _, get_strategy = _registry()
         inner = get_strategy(cfg.name)
     strat = RegimeGated(inner, cfg.regimes, config=cfg) if cfg.regimes else inner
     strat.resolve_params(cfg.params)
@@ -104,8 +158,7 @@ def config_of(strategy: Strategy) -> StrategyConfig:
         strategy, RegimeGated | Combined) else None
     if cfg is not None:
         return cfg.model_copy(update={"params": {}})
-    registry, _ = _registry()
-    if type(strategy) is registry.get(strategy.name):
+    if type(strategy) is STRATEGIES.get(strategy.name):
         return StrategyConfig(name=strategy.name)
     raise ValueError(f"strategy {strategy.name!r} ({type(strategy).__name__}) was not built "
                      "from a configuration; the risk pipeline needs one (build_strategy)")

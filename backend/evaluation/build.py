@@ -38,6 +38,7 @@ import pandas as pd
 
 from backend.common import finite_or_none
 from backend.messages import Side, now_ns
+from backend.optimizer.proposal import proposal_key
 from backend.performance.report import PERIODS_5M_24_7, Trade, curve_stats, extract_trades
 from backend.rest.report import (
     BreakdownRow,
@@ -46,6 +47,7 @@ from backend.rest.report import (
     ParamSuggestion,
     ReportPoint,
 )
+from backend.strategies import get_strategy
 
 Row = Mapping[str, Any]
 UNKNOWN = "unknown"
@@ -310,9 +312,6 @@ def build_evaluation(
 def evaluate(store: Any, settings: Any, since: int | None = None) -> EvaluationReport:
     """:func:`build_evaluation` over a :class:`~backend.persistence.Store` and the mesh's
     settings (initial cash, timeframe, configured strategies)."""
-    from backend.optimizer.proposal import proposal_key
-    from backend.strategies import get_strategy
-
     runs = store.optimizer_runs()
     proposals = {}
     for r in latest_runs(runs):

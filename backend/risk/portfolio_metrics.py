@@ -25,8 +25,7 @@ from collections.abc import Mapping, Sequence
 import empyrical
 import numpy as np
 
-from backend.common import finite_or_none
-from backend.performance.report import PERIODS_5M_24_7
+from backend.common import PERIODS_5M_24_7, finite_or_none
 from backend.rest.risk import PortfolioMetricsView
 from backend.risk.portfolio_var import Series, aligned_returns, symbol_returns
 
@@ -142,13 +141,13 @@ def portfolio_metrics(
                 for i, a in enumerate(held)}
     gross = float(sum(abs(x) for x in notionals.values()))
     net = float(sum(notionals.values()))
-    ok = equity_now is not None and equity_now > 0
+    eq = equity_now if equity_now is not None and equity_now > 0 else None
     return PortfolioMetricsView(
         sharpe=sharpe(er, periods_per_year), sortino=sortino(er, periods_per_year),
         max_drawdown=max_drawdown(v), periods_per_year=periods_per_year,
         observations=int(er.size), benchmark=benchmark or None, beta=b,
         beta_observations=n_beta, gross_exposure=gross, net_exposure=net,
-        gross_exposure_pct=finite_or_none(gross / equity_now) if ok else None,
-        net_exposure_pct=finite_or_none(net / equity_now) if ok else None,
+        gross_exposure_pct=finite_or_none(gross / eq) if eq is not None else None,
+        net_exposure_pct=finite_or_none(net / eq) if eq is not None else None,
         correlation=corr, correlation_observations=n_corr,
     )

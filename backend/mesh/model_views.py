@@ -10,8 +10,8 @@ from typing import Any
 
 from backend.mesh.topology import strategy_id
 from backend.ml.live import ml_state_key, parse_ml_state
-from backend.ml.schemas import ModelLiveView, ModelsView, ModelVersionView
 from backend.ml.store import list_models, model_root
+from backend.rest.ml import ModelLiveView, ModelsView, ModelVersionView
 
 __all__ = ["live_view", "models_view"]
 
