@@ -1,0 +1,93 @@
+"""How every query of the :class:`~backend.persistence.Store` talks to the database.
+
+:class:`StoreBase` owns the engine and the three primitives the per-domain query
+mixins build on: a short ``BEGIN IMMEDIATE`` write transaction (refused while the
+``db-errors`` drill's failpoint is on), insert-or-ignore on the primary key (so every
+``record_*`` is idempotent under at-least-once delivery) and a select in the table's
+natural order.  :func:`dialect_insert` is the ``INSERT`` that supports ``ON CONFLICT``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+
+from backend.persistence.engine import make_engine
+from backend.persistence.migrations import create_all
+from backend.runtime import failpoints
+
+#: Natural order of each table's rows (oldest first).
+_ORDER = {
+    "signals": ("ts", "id"), "decisions": ("ts", "id"),
+    "orders": ("created_ts", "client_order_id"), "fills": ("bar_seq", "fill_time", "ts"),
+    "positions": ("symbol",), "equity": ("bar_seq",), "audit": ("ts", "id"),
+}
+
+
+def dialect_insert(conn: Connection, table: sa.Table) -> Any:
+    """Dialect-specific INSERT that supports ``ON CONFLICT``."""
+    name = conn.dialect.name
+    if name == "sqlite":
+        return sqlite.insert(table)
+    if name == "postgresql":
+        return postgresql.insert(table)
+    raise NotImplementedError(f"unsupported database dialect {name!r}")
+
+
+class StoreBase:
+    """The engine and the read/write primitives shared by the query mixins.
+
+    Parameters
+    ----------
+    engine
+        An :class:`~sqlalchemy.engine.Engine` or a URL for :func:`make_engine`.
+    create
+        Run :func:`create_all` first (default ``True``).
+    """
+
+    def __init__(self, engine: Engine | str, *, create: bool = True) -> None:
+        self.engine = make_engine(engine) if isinstance(engine, str) else engine
+        if create:
+            create_all(self.engine)
+
+    def close(self) -> None:
+        """Dispose of the engine's connection pool."""
+        self.engine.dispose()
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        if failpoints.db_writes_refused():  # the db-errors drill
+            raise sa.exc.OperationalError(
+                "BEGIN IMMEDIATE", {}, sqlite3.OperationalError(
+                    "database is locked (drill: writes refused)"))
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(sqlite_immediate=True)
+            with conn.begin():
+                yield conn
+
+    def _insert_ignore(self, table: sa.Table, row: dict[str, Any]) -> bool:
+        with self._write() as conn:
+            stmt = dialect_insert(conn, table).values(**row).on_conflict_do_nothing()
+            return conn.execute(stmt).rowcount == 1
+
+    def _select(
+        self, table: sa.Table, limit: int | None = None, *conds: Any, **eq: Any,
+    ) -> list[dict[str, Any]]:
+        """Rows of ``table`` matching ``conds`` and ``column == value`` for non-None
+        ``eq`` values, in the table's natural order; ``limit`` keeps the last N."""
+        order = [table.c[k] for k in _ORDER[table.name]]
+        stmt = sa.select(table).where(
+            *conds, *[table.c[k] == v for k, v in eq.items() if v is not None])
+        if limit is None:
+            stmt = stmt.order_by(*order)
+        else:
+            stmt = stmt.order_by(*[c.desc() for c in order]).limit(limit)
+        with self.engine.connect() as conn:
+            out = [dict(r._mapping) for r in conn.execute(stmt)]
+        return out if limit is None else out[::-1]
