@@ -21,7 +21,7 @@ import redis
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
-for _p in (str(TESTS), str(ROOT)):  # `import helpers` and `import tests.helpers` both work
+for _p in (str(TESTS), str(ROOT)):  # `import tests.support.helpers`, `import fakes`
     if _p not in sys.path:
         sys.path.insert(0, _p)
 

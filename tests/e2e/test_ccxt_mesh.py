@@ -24,12 +24,12 @@ from typing import Any
 
 import pytest
 from fakes.binance import SAMPLE_SYMBOLS, TEST_KEY, TEST_SECRET, FakeBinance
-from helpers import aeventually
 
 from backend.persistence import Store, make_engine
 from backend.settings import Settings
 from backend.venues.ledger import is_protective
 from orchestrator.mesh import new_run_dir, start_mesh, stop_mesh, wait_replay_done
+from tests.support.helpers import aeventually
 
 pytestmark = pytest.mark.e2e
 LIMIT = 260  # bars per symbol (sma_cross needs ~105 to warm up)

@@ -32,9 +32,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import eventually
 
 from backend.redisctl.server import RedisServer, free_port
+from tests.support.helpers import eventually
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]

@@ -14,7 +14,8 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-from helpers import need_redis_server, run_drill_cli
+
+from tests.support.helpers import need_redis_server, run_drill_cli
 
 pytestmark = pytest.mark.e2e
 Gauntlet = tuple[dict, subprocess.CompletedProcess]

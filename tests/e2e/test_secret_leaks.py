@@ -17,7 +17,7 @@ A. ``tradingmesh up`` with the REST API and the dashboard, on a private redis-se
 B. ``tradingmesh run --api-port 0`` on the Redis the mesh starts itself (with generated
    ACL credentials when the mesh makes them: their passwords become sentinels too), ccxt
    keys and API token from the environment, logging at DEBUG; the API swept while it
-   trades.  (Code in ``tests/secretruns.py`` and ``tests/secretprobe.py``.)
+   trades.  (Code in ``tests/support/secretruns.py`` and ``tests/support/secretprobe.py``.)
 
 Then every sentinel, raw and encoded (URL, base64, JSON), is searched in: every file
 under both var dirs (agent logs, settings.json, report, database, Redis AOF and log,
@@ -38,7 +38,8 @@ from urllib.parse import quote
 
 import fakeredis
 import pytest
-from secretruns import (
+
+from tests.support.secretruns import (
     CLI_EXPECT,
     SECRET_NAMES,
     MeshRun,
@@ -48,7 +49,7 @@ from secretruns import (
     sentinel,
     write_private,
 )
-from secretscan import (
+from tests.support.secretscan import (
     Hit,
     Sentinels,
     private_mode,

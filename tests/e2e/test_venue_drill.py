@@ -12,9 +12,9 @@ killed twice on the way back.  Fees are taken in the base asset throughout.
 from __future__ import annotations
 
 import pytest
-from helpers import need_redis_server, run_drill_cli
 
 from orchestrator.drill_venue_faults import VENUE_GAUNTLET
+from tests.support.helpers import need_redis_server, run_drill_cli
 
 pytestmark = pytest.mark.e2e
 

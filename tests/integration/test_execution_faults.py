@@ -13,20 +13,6 @@ from pathlib import Path
 import orjson
 import pytest
 import redis
-from agentproc import agent_env, bar, make_settings, running, start_agent, stop
-from execharness import (
-    FAST_VENUE,
-    SYM,
-    events,
-    execution,
-    health,
-    order,
-    settings_for,
-    unread,
-    xadd,
-)
-from fakebroker import STATE_ENV, FakeBroker
-from helpers import aeventually, eventually
 from redis.asyncio import Redis as AsyncRedis
 
 from agents.execution import ExecutionAgent
@@ -46,6 +32,20 @@ from backend.venues import ledger as lg
 from backend.venues.factory import TEST_BROKER_ENV
 from backend.venues.live import ledger_keys
 from orchestrator.symbol_halts import resolve_symbol
+from tests.support.agentproc import agent_env, bar, make_settings, running, start_agent, stop
+from tests.support.execharness import (
+    FAST_VENUE,
+    SYM,
+    events,
+    execution,
+    health,
+    order,
+    settings_for,
+    unread,
+    xadd,
+)
+from tests.support.fakebroker import STATE_ENV, FakeBroker
+from tests.support.helpers import aeventually, eventually
 
 pytestmark = pytest.mark.integration
 
@@ -226,7 +226,7 @@ def test_interrupted_reconciliation_restores_the_brackets(
     r = redis.Redis.from_url(redis_url)
     broker = FakeBroker(tmp_path / "broker.json", fill_mode="rest")
     env = agent_env(settings, tmp_path)
-    env[TEST_BROKER_ENV], env[STATE_ENV] = "tests.fakebroker:from_env", str(broker.path)
+    env[TEST_BROKER_ENV], env[STATE_ENV] = "tests.support.fakebroker:from_env", str(broker.path)
     o = order("sig-rc", stop_loss=0.095, take_profit=0.12)
     coid = o.client_order_id
     store = Store(make_engine(settings.db_url()))
@@ -277,7 +277,7 @@ def test_the_failsafe_keeps_the_protective_stops(redis_url: str, tmp_path: Path,
             await aeventually(lambda: [v for v in broker.orders() if v.stop_price], 20,
                               message="protective stop resting")
         ext = broker.add_external_order(SYM, o.side, 1.0)
-        monkeypatch.setenv(TEST_BROKER_ENV, "tests.fakebroker:from_env")
+        monkeypatch.setenv(TEST_BROKER_ENV, "tests.support.fakebroker:from_env")
         monkeypatch.setenv(STATE_ENV, str(broker.path))
         report = await cancel_open_orders(settings, "execution given up (test)")
         assert report.cancelled == [ext.client_order_id]

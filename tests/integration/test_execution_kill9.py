@@ -16,16 +16,16 @@ from pathlib import Path
 
 import pytest
 import redis
-from agentproc import agent_env, bar, make_settings, running, start_agent, stop
-from execharness import FAST_VENUE, events, order, unread, xadd
-from fakebroker import STATE_ENV, FakeBroker
-from helpers import eventually
 
 from backend import channels
 from backend.messages import OrderFilled
 from backend.persistence import Store, make_engine
 from backend.venues.factory import TEST_BROKER_ENV
 from backend.venues.paper.adapter import ORDERS_HASH
+from tests.support.agentproc import agent_env, bar, make_settings, running, start_agent, stop
+from tests.support.execharness import FAST_VENUE, events, order, unread, xadd
+from tests.support.fakebroker import STATE_ENV, FakeBroker
+from tests.support.helpers import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -33,7 +33,7 @@ pytestmark = pytest.mark.integration
 def _env(settings, tmp: Path, point: str, broker: FakeBroker | None) -> dict[str, str]:  # noqa: ANN001
     env = agent_env(settings, tmp, failpoints=f"execution:{point}")
     if broker is not None:
-        env[TEST_BROKER_ENV] = "tests.fakebroker:from_env"
+        env[TEST_BROKER_ENV] = "tests.support.fakebroker:from_env"
         env[STATE_ENV] = str(broker.path)
     else:
         env.pop(TEST_BROKER_ENV, None)

@@ -9,10 +9,6 @@ from pathlib import Path
 
 import pytest
 import redis
-from agentproc import bar
-from execharness import SYM, events, execution, health, order, settings_for, unread, xadd
-from fakebroker import FakeBroker
-from helpers import aeventually
 from redis.asyncio import Redis as AsyncRedis
 
 from backend import channels
@@ -20,6 +16,19 @@ from backend.messages import ExitReason, OrderFilled, OrderRejected, Side
 from backend.persistence import Store, make_engine
 from backend.venues import ledger
 from orchestrator.killswitch import emergency_stop
+from tests.support.agentproc import bar
+from tests.support.execharness import (
+    SYM,
+    events,
+    execution,
+    health,
+    order,
+    settings_for,
+    unread,
+    xadd,
+)
+from tests.support.fakebroker import FakeBroker
+from tests.support.helpers import aeventually
 
 pytestmark = pytest.mark.integration
 

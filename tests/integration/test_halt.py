@@ -15,8 +15,6 @@ from pathlib import Path
 import orjson
 import pytest
 import redis
-from agentproc import FIVE_MIN, T0, agent_env, bar, make_settings, running, start_agent, stop
-from helpers import eventually
 from redis.asyncio import Redis as AsyncRedis
 
 from backend import channels
@@ -33,6 +31,17 @@ from backend.messages import (
 )
 from backend.persistence import Store, make_engine
 from orchestrator.killswitch import emergency_stop, reset_halt
+from tests.support.agentproc import (
+    FIVE_MIN,
+    T0,
+    agent_env,
+    bar,
+    make_settings,
+    running,
+    start_agent,
+    stop,
+)
+from tests.support.helpers import eventually
 
 pytestmark = pytest.mark.integration
 

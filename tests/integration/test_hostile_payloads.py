@@ -15,8 +15,6 @@ from pathlib import Path
 import orjson
 import pytest
 import redis
-from agentproc import T0, agent_env, bar, make_settings, running, start_agent, stop
-from helpers import eventually
 
 from backend import channels
 from backend.bus import DATA_FIELD, Bus, pipeline_caught_up
@@ -38,6 +36,8 @@ from orchestrator.drill_payloads import (
     publish_hostile,
 )
 from orchestrator.drill_payloads_check import HostileResult, check_hostile
+from tests.support.agentproc import T0, agent_env, bar, make_settings, running, start_agent, stop
+from tests.support.helpers import eventually
 
 pytestmark = pytest.mark.integration
 

@@ -13,8 +13,6 @@ from pathlib import Path
 import orjson
 import pytest
 import redis
-from agentproc import agent_env, make_settings, start_agent, stop
-from helpers import aeventually, eventually
 
 from backend import channels
 from backend.bus import Bus
@@ -27,6 +25,8 @@ from backend.rest.models import OptimizerRunRequest
 from backend.settings import OptimizerConfig, Settings
 from backend.strategies import StrategyRunner, get_strategy
 from orchestrator.optimizer_control import OptimizerControl
+from tests.support.agentproc import agent_env, make_settings, start_agent, stop
+from tests.support.helpers import aeventually, eventually
 
 pytestmark = pytest.mark.integration
 AGENT = "strategy:ETHBTC"

@@ -8,12 +8,12 @@ from pathlib import Path
 import orjson
 import pytest
 import redis
-from agentproc import agent_env, make_settings, running, start_agent, stop
 from fakes.binance import FakeBinance
-from helpers import eventually
 
 from backend import channels
 from backend.messages import BarClosed, decode
+from tests.support.agentproc import agent_env, make_settings, running, start_agent, stop
+from tests.support.helpers import eventually
 
 pytestmark = pytest.mark.integration
 SYMBOLS = ["ETH/BTC", "LTC/BTC", "ADA/BTC"]

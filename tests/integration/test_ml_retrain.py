@@ -8,8 +8,6 @@ from pathlib import Path
 
 import pytest
 import redis
-from agentproc import agent_env, make_settings, running, start_agent, stop
-from helpers import eventually
 
 from backend import channels
 from backend.bus import Bus
@@ -22,6 +20,8 @@ from backend.persistence import Store, make_engine
 from backend.settings import MlConfig, StrategyConfig
 from backend.strategies import StrategyRunner
 from backend.strategies.ml_classifier import FittedMlClassifier
+from tests.support.agentproc import agent_env, make_settings, running, start_agent, stop
+from tests.support.helpers import eventually
 
 pytestmark = pytest.mark.integration
 AGENT = "strategy:ETHBTC"

@@ -8,8 +8,6 @@ from pathlib import Path
 import orjson
 import pytest
 import redis
-from agentproc import T0, agent_env, bar, make_settings, running, start_agent, stop
-from helpers import eventually
 
 from backend import channels
 from backend.bus import Bus
@@ -23,6 +21,8 @@ from backend.messages import (
     decode,
 )
 from backend.persistence import Store, make_engine
+from tests.support.agentproc import T0, agent_env, bar, make_settings, running, start_agent, stop
+from tests.support.helpers import eventually
 
 pytestmark = pytest.mark.integration
 

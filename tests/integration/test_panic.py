@@ -19,7 +19,6 @@ from typing import Any
 
 import pytest
 import redis
-from helpers import need_redis_server
 
 from agents.execution_records import BASELINE_STATE, record_event
 from backend import channels
@@ -32,6 +31,7 @@ from backend.persistence import Store, make_engine
 from backend.settings import Settings
 from backend.venues.paper.adapter import PaperVenue
 from orchestrator.panic import panic
+from tests.support.helpers import need_redis_server
 
 ROOT = Path(__file__).resolve().parents[2]
 SYMS = ["ETH/BTC", "LTC/BTC"]

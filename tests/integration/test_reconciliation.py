@@ -15,10 +15,6 @@ import orjson
 import pytest
 import redis
 import sqlalchemy as sa
-from agentproc import bar
-from execharness import SYM, events, execution, health, order, settings_for, unread, xadd
-from fakebroker import FakeBroker
-from helpers import aeventually
 from redis.asyncio import Redis as AsyncRedis
 
 from agents.execution import ExecutionAgent
@@ -28,6 +24,19 @@ from backend.persistence import Store, make_engine
 from backend.venues.paper.adapter import ORDERS_HASH
 from backend.venues.paper.engine import PaperBook, PaperOrder
 from orchestrator.symbol_halts import resolve_symbol
+from tests.support.agentproc import bar
+from tests.support.execharness import (
+    SYM,
+    events,
+    execution,
+    health,
+    order,
+    settings_for,
+    unread,
+    xadd,
+)
+from tests.support.fakebroker import FakeBroker
+from tests.support.helpers import aeventually
 
 pytestmark = pytest.mark.integration
 

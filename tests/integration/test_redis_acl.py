@@ -27,8 +27,6 @@ import psutil
 import pytest
 import redis
 import redis.asyncio
-from agentproc import bar, make_settings
-from helpers import eventually
 from pydantic import SecretStr
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -66,6 +64,8 @@ from backend.redisctl.server import RedisServer, ensure_redis
 from backend.settings import Settings
 from backend.venues.paper.adapter import PaperVenue
 from orchestrator import killswitch
+from tests.support.agentproc import bar, make_settings
+from tests.support.helpers import eventually
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]

@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from backend.redisctl.server import RedisServer, RedisStartError
-from tests.helpers import eventually
+from tests.support.helpers import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -10,12 +10,12 @@ from pathlib import Path
 import orjson
 import pytest
 import redis
-from agentproc import agent_env, make_settings
 
 from backend import channels
 from backend.mesh.topology import AgentSpec
 from backend.settings import OrchestratorConfig
 from orchestrator.supervisor import Supervisor
+from tests.support.agentproc import agent_env, make_settings
 
 pytestmark = pytest.mark.integration
 

@@ -29,7 +29,7 @@ from backend.messages import (
     decode,
 )
 from backend.persistence import Store, make_engine
-from tests.unit.agent_fixtures import settings_for, wire
+from tests.support.agent_fixtures import settings_for, wire
 
 
 class Flaky(Agent):

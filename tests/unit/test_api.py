@@ -1,6 +1,6 @@
 """The REST control plane (orchestrator/api.py) with FastAPI's TestClient.
 
-The app runs around the real ControlPlane over a fake mesh (tests/unit/api_fixtures.py):
+The app runs around the real ControlPlane over a fake mesh (tests/support/api_fixtures.py):
 fakeredis, dummy agent processes with heartbeats and a seeded SQLite store.
 """
 
@@ -42,7 +42,7 @@ from backend.rest.models import (
     SignalView,
     TradeList,
 )
-from tests.unit.api_fixtures import (
+from tests.support.api_fixtures import (
     AGENT_IDS,
     INITIAL_CASH,
     N_MARKS,

@@ -1,5 +1,5 @@
 """Optimizer and strategy endpoints, and the orchestrator's proposal pump, on the fake mesh
-of tests/unit/api_fixtures.py (fakeredis, seeded SQLite store, real ControlPlane)."""
+of tests/support/api_fixtures.py (fakeredis, seeded SQLite store, real ControlPlane)."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ from backend.rest.models import (
 from backend.settings import OptimizerConfig
 from orchestrator.errors import Unavailable
 from orchestrator.optimizer_control import OptimizerControl
-from tests.unit.api_fixtures import AUTH, BEST, RUNNING, Harness, mesh, seed_run
+from tests.support.api_fixtures import AUTH, BEST, RUNNING, Harness, mesh, seed_run
 
 ACTOR = "api@testclient"
 

@@ -1,5 +1,5 @@
 """``GET /api/risk`` (risk analytics) and ``GET /api/report`` (self-evaluation) over the fake
-mesh of tests/unit/api_fixtures.py (seeded store, fakeredis), with sample bars on
+mesh of tests/support/api_fixtures.py (seeded store, fakeredis), with sample bars on
 ``market_data``."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from backend.marketdata.candles import load_dir
 from backend.mesh.pipeline import bar_message
 from backend.rest.models import EvaluationReport, RiskFigures
 from backend.risk.rules import RiskState
-from tests.unit.api_fixtures import AUTH, BEST, N_MARKS, Harness, mesh, seed_run
+from tests.support.api_fixtures import AUTH, BEST, N_MARKS, Harness, mesh, seed_run
 
 ROOT = Path(__file__).resolve().parents[2]
 N_BARS = 120

@@ -2,7 +2,7 @@
 
 Every operation gets generated requests (with the bearer token); the responses must not be
 5xx and must conform to the schema: documented status code, content type and body schema.
-The app runs around the real ControlPlane over the fake mesh of tests/unit/api_fixtures.py.
+The app runs around the real ControlPlane over the fake mesh of tests/support/api_fixtures.py.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from schemathesis import checks as st_checks
 from backend.rest.models import EmergencyStopResult
 from orchestrator.api import create_app
 from orchestrator.control import ControlPlane
-from tests.unit.api_fixtures import AUTH, TOKEN, mesh, seed_run
+from tests.support.api_fixtures import AUTH, TOKEN, mesh, seed_run
 
 
 class QuickStopControl(ControlPlane):

@@ -45,8 +45,8 @@ from backend.venues.live import LiveVenue
 from backend.venues.mt5_client import Mt5Client
 from tests.fakes.ib import KNOWN, FakeIB, FakeTws
 from tests.fakes.mt5 import FakeMt5
-from tests.helpers import aeventually
-from tests.unit.agent_fixtures import drain, settings_for, wire
+from tests.support.agent_fixtures import drain, settings_for, wire
+from tests.support.helpers import aeventually
 
 PW_ENV = "TM_TEST_MT5_PASSWORD"
 

@@ -37,7 +37,7 @@ from backend.strategies.combiner import Combined
 from backend.strategies.regime_gate import RegimeGated
 from orchestrator.cli import app
 from orchestrator.views import signal_views, strategies_view
-from tests.unit.agent_fixtures import drain, publish_bars, settings_for, wire
+from tests.support.agent_fixtures import drain, publish_bars, settings_for, wire
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample"
 NEW = ["vwap_momentum", "rsi_reversion", "bollinger_reversion"]

@@ -10,7 +10,7 @@ from backend import channels
 from backend.bus import DATA_FIELD, Bus
 from backend.messages import ComplianceDecided, PortfolioMarked, Side, SignalGenerated, decode
 from backend.settings import RiskConfig
-from tests.unit.agent_fixtures import drain, settings_for, wire
+from tests.support.agent_fixtures import drain, settings_for, wire
 
 T = 1_515_560_100_000_000_000
 

@@ -10,10 +10,9 @@ import signal
 import sys
 from pathlib import Path
 
-from helpers import aeventually, eventually
-
 from backend.settings import DashboardConfig, Settings
 from orchestrator.dashboard_proc import DashboardProcess, app_path, serve_dashboard
+from tests.support.helpers import aeventually, eventually
 
 TOKEN = "dash-token-0123456789"
 #: Writes its environment to argv[1], then waits for a signal.

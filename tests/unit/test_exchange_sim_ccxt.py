@@ -17,9 +17,9 @@ from typing import Any
 import ccxt.async_support as ccxt
 import httpx
 import pytest
-from helpers import eventually
 
 from backend.exchange_sim import DEFAULT_DATA, Book, ExchangeSim
+from tests.support.helpers import eventually
 
 SYMBOL = "ETH/BTC"
 TICK = Decimal("0.000001")

@@ -14,7 +14,7 @@ from backend.venues.config import IbContract, IbkrConfig
 from backend.venues.ib_client import IbClient
 from backend.venues.ib_map import IbNotInstalled, contract_spec, import_ib, status_of
 from tests.fakes.ib import FakeIB, FakeTws
-from tests.helpers import aeventually
+from tests.support.helpers import aeventually
 
 SYMBOLS = ["AAPL/USD", "EUR/USD", "MSFT/USD"]
 AAPL, EURUSD = 265598, 12087792

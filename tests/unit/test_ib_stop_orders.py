@@ -8,7 +8,7 @@ import pytest
 from backend.messages import OrderStatus, Side
 from backend.venues.broker import VenueRejected, VenueUnavailable
 from backend.venues.ib_client import IbClient
-from tests.helpers import aeventually
+from tests.support.helpers import aeventually
 from tests.unit.test_ib_client import AAPL, EURUSD, coid, connected, run
 
 MSFT = 272093

@@ -4,7 +4,6 @@ poll dedupe, flatten, cancel, position checks, marks."""
 from __future__ import annotations
 
 import pytest
-from fakebroker import FakeBroker
 
 from backend.messages import (
     ExitReason,
@@ -18,7 +17,8 @@ from backend.messages import (
 )
 from backend.venues import ledger as lg
 from backend.venues.broker import VenueFill, VenueUnavailable
-from tests.unit.venue_kit import SYM, T0, bar, commit, live, loaded, order, run, submit
+from tests.support.fakebroker import FakeBroker
+from tests.support.venue_kit import SYM, T0, bar, commit, live, loaded, order, run, submit
 
 
 def test_fill_is_applied_once_and_the_ledger_survives_a_reload(fake_redis) -> None:

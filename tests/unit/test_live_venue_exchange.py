@@ -10,7 +10,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from helpers import eventually
 
 from backend.exchange_sim import TEST_KEY, TEST_SECRET, ExchangeSim
 from backend.messages import OrderAccepted, Side, SubmitOrder
@@ -18,6 +17,7 @@ from backend.venues.ccxt_client import CcxtClient
 from backend.venues.config import CcxtConfig
 from backend.venues.live import LiveVenue
 from backend.venues.placement import PlacerTiming
+from tests.support.helpers import eventually
 
 SYM = "ETH/BTC"
 KEY_ENV, SECRET_ENV = "TEST_SIM_KEY", "TEST_SIM_SECRET"

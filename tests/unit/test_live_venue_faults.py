@@ -8,13 +8,13 @@ Each test is named after the scenario it guards; each failed before the change."
 from __future__ import annotations
 
 import pytest
-from fakebroker import FakeBroker
-from helpers import aeventually
 
 from backend.messages import ExitReason, OrderAccepted, OrderCancelled, OrderFilled, Side
 from backend.venues import ledger as lg
 from backend.venues.broker import OrderUnresolved
-from tests.unit.venue_kit import SYM, bar, commit, live, loaded, order, run, submit
+from tests.support.fakebroker import FakeBroker
+from tests.support.helpers import aeventually
+from tests.support.venue_kit import SYM, bar, commit, live, loaded, order, run, submit
 
 
 # ------------------------------------------------------------------ 1. duplicates

@@ -1,4 +1,4 @@
-"""``GET /api/models`` on the fake mesh of tests/unit/api_fixtures.py: saved versions and
+"""``GET /api/models`` on the fake mesh of tests/support/api_fixtures.py: saved versions and
 each symbol's live model state."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from backend.ml.live import ActiveModel, MlAgentState, PendingModel, ml_state_ke
 from backend.ml.store import ModelStore, model_root
 from backend.ml.train import train_model
 from backend.rest.models import ModelsView
-from tests.unit.api_fixtures import AUTH, Harness, mesh
+from tests.support.api_fixtures import AUTH, Harness, mesh
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from backend.persistence import Store, make_engine
 from backend.settings import MlConfig
 from backend.strategies import StrategyRunner
 from backend.strategies.ml_classifier import FittedMlClassifier
-from tests.unit.agent_fixtures import drain, eth_candles, publish_bars, settings_for, wire
+from tests.support.agent_fixtures import drain, eth_candles, publish_bars, settings_for, wire
 
 AGENT = "strategy:ETHBTC"
 PARAMS = {"horizon": 3, "train_bars": 400, "threshold": 0.55}

@@ -34,7 +34,7 @@ from backend.messages import (
 )
 from backend.persistence import Store, make_engine
 from backend.settings import RiskConfig
-from tests.unit.agent_fixtures import drain, settings_for, wire
+from tests.support.agent_fixtures import drain, settings_for, wire
 
 T0 = 1_700_000_100_000_000_000 - 1_700_000_100_000_000_000 % 86_400_000_000_000 + 3600 * 10**9
 BAR = 300 * 10**9

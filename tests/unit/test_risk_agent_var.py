@@ -35,7 +35,7 @@ from backend.risk import var_limit
 from backend.risk.portfolio_var import position_var
 from backend.risk.rules import RiskState
 from backend.settings import RiskConfig
-from tests.unit.agent_fixtures import drain, eth_candles, publish_bars, settings_for, wire
+from tests.support.agent_fixtures import drain, eth_candles, publish_bars, settings_for, wire
 
 LIMIT = 0.001
 EQUITY = 1.0

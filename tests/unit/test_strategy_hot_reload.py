@@ -15,7 +15,7 @@ from backend.bus import DATA_FIELD, Bus
 from backend.mesh.hotreload import parse_state
 from backend.messages import StrategyParamsUpdated, UpdateStrategyParams, decode
 from backend.strategies import StrategyRunner, get_strategy
-from tests.unit.agent_fixtures import drain, eth_candles, publish_bars, settings_for, wire
+from tests.support.agent_fixtures import drain, eth_candles, publish_bars, settings_for, wire
 
 AGENT = "strategy:ETHBTC"
 SMA = get_strategy("sma_cross")

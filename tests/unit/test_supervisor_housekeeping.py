@@ -15,7 +15,7 @@ from backend.bus import DATA_FIELD, Bus
 from backend.mesh.halt import HALT_STATE, HaltState, read_halt
 from backend.messages import CancelAllOrders, RiskAlertRaised, decode
 from orchestrator.supervisor import Supervisor
-from tests.unit.agent_fixtures import settings_for
+from tests.support.agent_fixtures import settings_for
 
 
 def supervisor(tmp_path: Path, redis, **kw: object) -> Supervisor:  # noqa: ANN001

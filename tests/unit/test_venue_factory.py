@@ -7,8 +7,6 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from agentproc import bar
-from fakebroker import STATE_ENV, FakeBroker
 
 from backend.messages import OrderStatus, Side, SubmitOrder
 from backend.settings import Settings
@@ -16,6 +14,8 @@ from backend.venues import factory
 from backend.venues.factory import TEST_BROKER_ENV, VenueConfigError, make_venue
 from backend.venues.live import LiveVenue
 from backend.venues.paper.adapter import PaperVenue
+from tests.support.agentproc import bar
+from tests.support.fakebroker import STATE_ENV, FakeBroker
 
 
 def _settings(symbols: tuple[str, ...] = ("ETH/BTC",), **venue: object) -> Settings:

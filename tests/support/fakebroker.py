@@ -26,7 +26,7 @@ the agent is down), ``set_position``.
 
 State lives in memory, or in a JSON file (``path``) shared by processes under an
 ``flock``: the kill -9 tests run the execution agent as a process against the same
-file (``TRADINGMESH_TEST_BROKER=tests.fakebroker:from_env`` with
+file (``TRADINGMESH_TEST_BROKER=tests.support.fakebroker:from_env`` with
 ``TRADINGMESH_FAKEBROKER_STATE=<file>``; see :mod:`backend.venues.factory`).
 """
 

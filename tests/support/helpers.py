@@ -1,7 +1,7 @@
 """Test helpers: poll for a condition with a deadline instead of sleeping.
 
-Import as ``from helpers import eventually`` or ``from tests.helpers import eventually``
-(``tests/conftest.py`` puts both ``tests/`` and the repo root on ``sys.path``).
+Import as ``from tests.support.helpers import eventually``
+(``tests/conftest.py`` puts the repo root on ``sys.path``).
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ def run_drill_cli(var: Any, *args: str, timeout: float) -> tuple[dict, Any]:
     out = Path(var) / "drill" / "drill.json"
     proc = subprocess.run(
         [sys.executable, "-m", "orchestrator.cli", "drill", *args, "--out", str(out)],
-        cwd=Path(__file__).resolve().parents[1], env=env, capture_output=True, text=True,
+        cwd=Path(__file__).resolve().parents[2], env=env, capture_output=True, text=True,
         timeout=timeout)
     assert out.exists(), proc.stdout[-4000:] + proc.stderr[-4000:]
     return orjson.loads(out.read_bytes()), proc

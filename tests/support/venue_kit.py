@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import asyncio
 
-from fakebroker import FakeBroker
-
 from backend.messages import BarClosed, Side, SubmitOrder
 from backend.venues.live import LiveVenue
 from backend.venues.placement import MemoryJournal, PlacerTiming
+from tests.support.fakebroker import FakeBroker
 
 SYM = "ETH/BTC"
 T0 = 1_700_000_000_000_000_000

@@ -15,13 +15,13 @@ from typing import Any
 
 import orjson
 import redis
-from agentproc import make_settings
 
 from agents.execution import ExecutionAgent
 from backend import channels
 from backend.messages import Message, Side, SubmitOrder, client_order_id_for, decode
 from backend.settings import Settings
 from backend.venues.broker import BrokerClient
+from tests.support.agentproc import make_settings
 
 SYM = "ETH/BTC"
 

@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PARAM = re.compile(r"\{([^}:]+)(?::[^}]*)?\}")
 UNKNOWN = {"agent_id": "no-such-agent", "symbol": "NOPE/XXX", "run_id": "no-such-run"}
 #: Extra query strings per GET route: filters, bad values (422), unknown symbols (404).

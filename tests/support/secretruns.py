@@ -21,8 +21,11 @@ from pathlib import Path
 from urllib.parse import quote
 
 from fakes.binance import SAMPLE_SYMBOLS, FakeBinance
-from helpers import eventually
-from secretprobe import (
+
+from backend.redisctl.server import RedisServer, free_port
+from backend.runtime.secretfiles import read_secrets_file
+from tests.support.helpers import eventually
+from tests.support.secretprobe import (
     ROOT,
     Api,
     CliRun,
@@ -35,10 +38,7 @@ from secretprobe import (
     run_cli,
     sweep_api,
 )
-from secretscan import Sentinels, redis_items
-
-from backend.redisctl.server import RedisServer, free_port
-from backend.runtime.secretfiles import read_secrets_file
+from tests.support.secretscan import Sentinels, redis_items
 
 LIMIT = 260  # candles per symbol (sma_cross needs ~105 to warm up)
 LIMIT_B = 400  # run B ends with its candles: enough left to sweep the API once it trades

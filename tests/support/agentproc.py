@@ -14,7 +14,7 @@ from backend import channels
 from backend.messages import BarClosed
 from backend.settings import SETTINGS_FILE_ENV, Settings, write_resolved
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 #: Open time of bar 0 of the synthetic test bars (ns UTC) and their spacing.
 T0 = 1_515_560_100_000_000_000
 FIVE_MIN = 300_000_000_000
