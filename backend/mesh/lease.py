@@ -27,6 +27,7 @@ from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
 from backend import channels
+from backend.bus import as_text
 
 __all__ = ["Lease", "LeaseLost"]
 
@@ -79,7 +80,7 @@ class Lease:
             try:
                 await pipe.watch(self.key)
                 cur = await pipe.get(self.key)
-                if cur is None or cur.decode() != self.token:
+                if cur is None or as_text(cur) != self.token:
                     await pipe.unwatch()
                     return False
                 pipe.multi()
@@ -95,7 +96,7 @@ class Lease:
     async def holder(self) -> str | None:
         """The token of whoever holds the lease (``host:pid:start``), or ``None``."""
         raw = await self.redis.get(self.key)
-        return None if raw is None else raw.decode()
+        return None if raw is None else as_text(raw)
 
     async def renew(self) -> bool:
         """Extend the lease; False when another process holds it now.  A lease that

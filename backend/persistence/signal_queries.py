@@ -40,8 +40,8 @@ class SignalQueries(StoreBase):
             "id": msg.id, "signal_id": msg.signal.id,
             "correlation_id": msg.correlation_id or msg.signal.id, "stage": stage,
             "approved": msg.approved, "rule": msg.rule, "reason": msg.reason,
-            "quantity": msg.quantity if is_risk else None,
-            "notional": msg.notional if is_risk else None,
+            "quantity": msg.quantity if isinstance(msg, RiskDecided) else None,
+            "notional": msg.notional if isinstance(msg, RiskDecided) else None,
             "ts": msg.ts, "source": msg.source,
         })
 
