@@ -81,7 +81,7 @@ class DashboardConfig(BaseModel):
     refresh_s: float = Field(default=1.5, ge=0.5, le=30)
 
 
-class OptimizerConfig(BaseModel):
+class OptimizerAgentConfig(BaseModel):
     """The optimizer agent: when it runs the GA, with what, and what happens to a result.
 
     A run optimizes one symbol's strategy on the bars the market_data agent published
@@ -182,7 +182,7 @@ class Settings(BaseSettings):
     orchestrator: OrchestratorConfig = Field(default_factory=OrchestratorConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
     dashboard: DashboardConfig = Field(default_factory=DashboardConfig)
-    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    optimizer: OptimizerAgentConfig = Field(default_factory=OptimizerAgentConfig)
     ml: MlConfig = Field(default_factory=MlConfig)
     #: Bearer token of the REST API (``TRADINGMESH_API_TOKEN``); else ``var/api_token``.
     api_token: SecretStr | None = None

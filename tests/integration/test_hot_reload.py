@@ -22,7 +22,7 @@ from backend.mesh.pipeline import bar_message
 from backend.optimizer.proposal import ProposalRecord, proposal_key
 from backend.persistence import Store, make_engine
 from backend.rest.models import OptimizerRunRequest
-from backend.settings import OptimizerConfig, Settings
+from backend.settings import OptimizerAgentConfig, Settings
 from backend.strategies import StrategyRunner, get_strategy
 from orchestrator.optimizer_control import OptimizerControl
 from tests.support.agentproc import agent_env, make_settings, start_agent, stop
@@ -81,7 +81,7 @@ async def _optimize_and_apply(settings: Settings, store: Store) -> str:
 def test_optimizer_result_is_hot_reloaded_into_the_running_strategy_agent(
     redis_url: str, tmp_path: Path
 ) -> None:
-    opt = OptimizerConfig(population=8, generations=2, walk_forward=2, seed=0, margin=0.0,
+    opt = OptimizerAgentConfig(population=8, generations=2, walk_forward=2, seed=0, margin=0.0,
                           reject_overfit=False, min_bars=200, auto_apply=True)
     settings = make_settings(tmp_path, redis_url, symbols=["ETH/BTC"], optimizer=opt)
     candles = load_dir(settings.data_dir, ["ETH/BTC"])["ETH/BTC"]

@@ -30,7 +30,7 @@ from backend.rest.models import (
     OptimizerRunView,
     StrategiesView,
 )
-from backend.settings import OptimizerConfig
+from backend.settings import OptimizerAgentConfig
 from orchestrator.errors import Unavailable
 from orchestrator.optimizer_control import OptimizerControl
 from tests.support.api_fixtures import AUTH, BEST, RUNNING, Harness, mesh, seed_run
@@ -208,7 +208,7 @@ def test_applied_in_redis_counts_even_before_the_database_says_so(
 # ---------------------------------------------------------------- the proposal pump
 def pump(h: Harness, **opt: object) -> int:
     """One pass of the orchestrator's pump (own async client on the same fake server)."""
-    settings = h.settings.model_copy(update={"optimizer": OptimizerConfig(**opt)})
+    settings = h.settings.model_copy(update={"optimizer": OptimizerAgentConfig(**opt)})
 
     async def go() -> int:
         redis = fakeredis.aioredis.FakeRedis(server=h.server)

@@ -16,7 +16,7 @@ from backend.bus import DATA_FIELD, Bus
 from backend.mesh.hotreload import ActiveParams, StrategyAgentState
 from backend.messages import ParamsProposed, RunOptimizer, decode
 from backend.optimizer.proposal import ProposalRecord, make_request, proposal_key
-from backend.settings import OptimizerConfig
+from backend.settings import OptimizerAgentConfig
 from backend.strategies import get_strategy
 from tests.support.agent_fixtures import drain, eth_candles, publish_bars, settings_for, wire
 
@@ -24,7 +24,7 @@ GA = {"population": 6, "generations": 1, "walk_forward": 2, "seed": 3}
 
 
 async def new_agent(tmp_path: Path, redis, **opt: object) -> OptimizerAgent:  # noqa: ANN001
-    cfg = OptimizerConfig(**{"min_bars": 200, "margin": 0.0, "reject_overfit": False, **opt})
+    cfg = OptimizerAgentConfig(**{"min_bars": 200, "margin": 0.0, "reject_overfit": False, **opt})
     agent = OptimizerAgent(settings_for(tmp_path, optimizer=cfg))
     await wire(agent, redis)
     await agent.setup()

@@ -16,7 +16,7 @@ from backend.optimizer.proposal import (
     make_request,
     proposal_key,
 )
-from backend.settings import OptimizerConfig, Settings
+from backend.settings import OptimizerAgentConfig, Settings
 
 
 @pytest.mark.parametrize(("score", "baseline", "overfit", "reject", "same", "propose", "why"), [
@@ -73,7 +73,7 @@ def test_candles_from_bars_sorts_by_time() -> None:
 
 
 def test_make_request_takes_the_configuration_and_overrides() -> None:
-    s = Settings(optimizer=OptimizerConfig(population=12, walk_forward=4, objective="sortino"))
+    s = Settings(optimizer=OptimizerAgentConfig(population=12, walk_forward=4, objective="sortino"))
     req = make_request(s, "ETH/BTC", "momentum", run_id="r1", until_seq=7,
                        requested_by="api@10.0.0.1", reason="why", population=None,
                        generations=3)
