@@ -39,7 +39,7 @@ from typing import Any
 import orjson
 
 from backend.messages import BarClosed, now_ns, stable_id
-from backend.venues.ccxt_client import CcxtClient
+from backend.venues.ccxt.client import CcxtClient
 from backend.venues.config import CcxtConfig
 
 __all__ = ["CandleFeed", "FeedCursor", "timeframe_ms"]

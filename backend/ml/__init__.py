@@ -9,3 +9,12 @@
 
 Nothing is imported here: :mod:`backend.strategies` imports these modules.
 """
+
+__all__ = [
+    "features",
+    "labels",
+    "live",
+    "model",
+    "store",
+    "train",
+]

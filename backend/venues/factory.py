@@ -3,8 +3,8 @@
 * ``paper`` -> :class:`~backend.venues.paper.adapter.PaperVenue` (the simulated book in Redis);
 * ``ccxt`` / ``mt5`` / ``ibkr`` -> :class:`~backend.venues.live.LiveVenue` over the
   kind's :class:`~backend.venues.broker.BrokerClient`, imported only when selected
-  (``backend.venues.ccxt_client.CcxtClient``, ``backend.venues.mt5_client.Mt5Client``,
-  ``backend.venues.ib_client.IbClient``; each built from its config section and the
+  (``backend.venues.ccxt.client.CcxtClient``, ``backend.venues.mt5.client.Mt5Client``,
+  ``backend.venues.ib.client.IbClient``; each built from its config section and the
   mesh's symbols, or by the module's ``make_client(settings)`` when it has one).  A kind
   whose module or SDK cannot be imported fails with :class:`VenueConfigError` naming
   what is missing.
@@ -40,9 +40,9 @@ TEST_BROKER_ENV = "TRADINGMESH_TEST_BROKER"
 
 #: kind -> (module, client class, config section, accounting of the account).
 _KINDS: dict[str, tuple[str, str, str, Accounting]] = {
-    "ccxt": ("backend.venues.ccxt_client", "CcxtClient", "ccxt", "spot"),
-    "mt5": ("backend.venues.mt5_client", "Mt5Client", "mt5", "margin"),
-    "ibkr": ("backend.venues.ib_client", "IbClient", "ibkr", "spot"),
+    "ccxt": ("backend.venues.ccxt.client", "CcxtClient", "ccxt", "spot"),
+    "mt5": ("backend.venues.mt5.client", "Mt5Client", "mt5", "margin"),
+    "ibkr": ("backend.venues.ib.client", "IbClient", "ibkr", "spot"),
 }
 
 

@@ -39,10 +39,10 @@ from backend.persistence import Store, make_engine
 from backend.venues.broker import BrokerClient, VenueOrder
 from backend.venues.config import IbkrConfig, Mt5Config, VenueConfig
 from backend.venues.factory import VenueConfigError, make_client
-from backend.venues.ib_client import IbClient
+from backend.venues.ib.client import IbClient
 from backend.venues.ledger import Accounting, is_protective
 from backend.venues.live import LiveVenue
-from backend.venues.mt5_client import Mt5Client
+from backend.venues.mt5.client import Mt5Client
 from tests.fakes.ib import KNOWN, FakeIB, FakeTws
 from tests.fakes.mt5 import FakeMt5
 from tests.support.agent_fixtures import drain, settings_for, wire

@@ -20,8 +20,8 @@ from fakes.binance import TEST_KEY, TEST_SECRET, FakeBinance
 
 from backend.messages import OrderStatus, Side, client_order_id_for
 from backend.venues.broker import VenueRejected, VenueUnavailable
-from backend.venues.ccxt_client import CcxtClient
-from backend.venues.ccxt_map import fee_in_quote, make_exchange, to_venue_order
+from backend.venues.ccxt.client import CcxtClient
+from backend.venues.ccxt.mapping import fee_in_quote, make_exchange, to_venue_order
 from backend.venues.config import CcxtConfig
 
 SYMBOLS = ["ETH/BTC", "ADA/BTC"]

@@ -11,8 +11,8 @@ import pytest
 from backend.messages import OrderStatus, Side, client_order_id_for
 from backend.venues.broker import VenueError, VenueRejected, VenueUnavailable
 from backend.venues.config import IbContract, IbkrConfig
-from backend.venues.ib_client import IbClient
-from backend.venues.ib_map import IbNotInstalled, contract_spec, import_ib, status_of
+from backend.venues.ib.client import IbClient
+from backend.venues.ib.mapping import IbNotInstalled, contract_spec, import_ib, status_of
 from tests.fakes.ib import FakeIB, FakeTws
 from tests.support.helpers import aeventually
 

@@ -7,7 +7,7 @@ import pytest
 
 from backend.messages import OrderStatus, Side
 from backend.venues.broker import VenueRejected, VenueUnavailable
-from backend.venues.ib_client import IbClient
+from backend.venues.ib.client import IbClient
 from tests.support.helpers import aeventually
 from tests.unit.test_ib_client import AAPL, EURUSD, coid, connected, run
 

@@ -13,7 +13,7 @@ import pytest
 
 from backend.exchange_sim import TEST_KEY, TEST_SECRET, ExchangeSim
 from backend.messages import OrderAccepted, Side, SubmitOrder
-from backend.venues.ccxt_client import CcxtClient
+from backend.venues.ccxt.client import CcxtClient
 from backend.venues.config import CcxtConfig
 from backend.venues.live import LiveVenue
 from backend.venues.placement import PlacerTiming

@@ -13,7 +13,7 @@ import pytest
 from backend.messages import OrderStatus, Side, client_order_id_for
 from backend.venues.broker import VenueError, VenueRejected, VenueUnavailable
 from backend.venues.config import Mt5Config
-from backend.venues.mt5_client import Mt5Client, Mt5NotInstalled
+from backend.venues.mt5.client import Mt5Client, Mt5NotInstalled
 from tests.fakes.mt5 import FakeMt5
 
 PW_ENV = "TM_TEST_MT5_PASSWORD"

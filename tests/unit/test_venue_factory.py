@@ -37,7 +37,7 @@ def test_an_injected_client_makes_a_live_venue(fake_redis) -> None:
 
 def test_the_test_hook_builds_the_client_only_when_set(fake_redis, monkeypatch,
                                                        tmp_path: Path) -> None:
-    monkeypatch.setenv(TEST_BROKER_ENV, "fakebroker:from_env")
+    monkeypatch.setenv(TEST_BROKER_ENV, "tests.support.fakebroker:from_env")
     monkeypatch.setenv(STATE_ENV, str(tmp_path / "broker.json"))
     venue = make_venue(_settings(), fake_redis)
     assert isinstance(venue, LiveVenue) and (tmp_path / "broker.json").exists()

@@ -1,11 +1,11 @@
 """Interactive Brokers broker client (stocks, FX) over ``ib_async`` / ``ib_insync``.
 
 Connects to TWS or IB Gateway (``host``/``port``/``client_id``), qualifies one contract
-per symbol (:func:`backend.venues.ib_map.contract_spec`), and places market orders and
+per symbol (:func:`backend.venues.ib.mapping.contract_spec`), and places market orders and
 -- the protective stops of :mod:`backend.venues.live_brackets` -- good-till-cancelled
 stop orders (``STP``, price rounded to the contract's ``minTick``), both tagged
 ``orderRef=<client order id>``.  Order states come from
-``Trade.orderStatus.status`` (:func:`~backend.venues.ib_map.status_of`) with the error
+``Trade.orderStatus.status`` (:func:`~backend.venues.ib.mapping.status_of`) with the error
 text of ``errorEvent`` for rejections; fills from ``execDetailsEvent`` /
 ``commissionReportEvent`` and ``reqExecutionsAsync`` (execId = fill id, commission =
 fee).  ``ib_async`` runs on our event loop, so no threads are involved.
@@ -18,7 +18,7 @@ completed orders, executions) by ``orderRef`` and raises again rather than answe
 
 The connection, the events and the reconnect loop (exponential backoff, contracts
 re-qualified and executions re-read on every connect) are
-:class:`~backend.venues.ib_session.IbSession`'s.
+:class:`~backend.venues.ib.session.IbSession`'s.
 
 Units: quantities in shares (stocks: whole shares, rounded down) or base currency
 (FX), prices in quote currency per unit, fees in quote currency, times ns UTC.
@@ -36,7 +36,7 @@ from typing import Any
 from backend.messages import OrderStatus, Side
 from backend.venues.broker import VenueFill, VenueOrder, VenueRejected, VenueUnavailable
 from backend.venues.config import VenueConfigError
-from backend.venues.ib_map import (
+from backend.venues.ib.mapping import (
     DEFAULT_TICKS,
     IB_MISSING,
     UNACKED,
@@ -47,7 +47,7 @@ from backend.venues.ib_map import (
     time_ns_of,
     to_tick,
 )
-from backend.venues.ib_session import OUR_PREFIX, IbSession
+from backend.venues.ib.session import OUR_PREFIX, IbSession
 
 __all__ = ["IbClient", "make_client"]
 
@@ -350,7 +350,7 @@ def make_client(settings: Any) -> IbClient:
     Raises
     ------
     backend.venues.config.VenueConfigError
-        No IB API package (message: :data:`~backend.venues.ib_map.IB_MISSING`).
+        No IB API package (message: :data:`~backend.venues.ib.mapping.IB_MISSING`).
     """
     try:
         import_ib()

@@ -1,4 +1,4 @@
-"""ccxt plumbing of :class:`~backend.venues.ccxt_client.CcxtClient`: building the exchange
+"""ccxt plumbing of :class:`~backend.venues.ccxt.client.CcxtClient`: building the exchange
 object, reading its keys, and mapping ccxt's order and fee structures to ours.
 
 Pure functions (no request is made here), so the mapping is tested without a server.

@@ -1,13 +1,13 @@
 """MetaTrader 5 broker client (FX/CFD) over the ``MetaTrader5`` package.
 
 The terminal session (lazy import, lock, threads, reconnect) is
-:class:`~backend.venues.mt5_terminal.Mt5Terminal`; this module maps our orders to MT5's.
+:class:`~backend.venues.mt5.terminal.Mt5Terminal`; this module maps our orders to MT5's.
 
 Orders are market deals (``TRADE_ACTION_DEAL``) and, for the protective stops of
 :mod:`backend.venues.live_brackets`, pending stop orders (``TRADE_ACTION_PENDING``,
 ``ORDER_TYPE_SELL_STOP``/``BUY_STOP``); both carry ``magic`` and our client order id in
 ``comment`` (ours are at most 30 characters; MT5 keeps 31).  The requests are built by
-:mod:`backend.venues.mt5_map`, which also maps the result codes:
+:mod:`backend.venues.mt5.mapping`, which also maps the result codes:
 
 * ``DONE`` -> FILLED; ``DONE_PARTIAL`` -> PARTIALLY_FILLED (remainder still working,
   ``return`` filling) or CANCELLED with the filled part (``ioc``: remainder cancelled);
@@ -47,7 +47,7 @@ from backend.venues.broker import (
     VenueUnavailable,
 )
 from backend.venues.config import VenueConfigError
-from backend.venues.mt5_map import (
+from backend.venues.mt5.mapping import (
     Outcome,
     deal_request,
     lots_for,
@@ -60,7 +60,7 @@ from backend.venues.mt5_map import (
     terminal_lost,
     to_point,
 )
-from backend.venues.mt5_terminal import MT5_MISSING, Mt5NotInstalled, Mt5Terminal
+from backend.venues.mt5.terminal import MT5_MISSING, Mt5NotInstalled, Mt5Terminal
 
 __all__ = ["MT5_MISSING", "Mt5Client", "Mt5NotInstalled", "make_client"]
 

@@ -1,4 +1,4 @@
-"""The MetaTrader 5 terminal session under :class:`~backend.venues.mt5_client.Mt5Client`.
+"""The MetaTrader 5 terminal session under :class:`~backend.venues.mt5.client.Mt5Client`.
 
 The ``MetaTrader5`` package talks to a running terminal over IPC and exists only on
 Windows, so it is imported lazily in :meth:`Mt5Terminal.connect` (or injected: the tests
@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 from backend.runtime.secretfiles import secret_from
 from backend.venues.broker import VenueError, VenueUnavailable
 from backend.venues.config import Mt5Config
-from backend.venues.mt5_map import terminal_lost, terminal_symbol
+from backend.venues.mt5.mapping import terminal_lost, terminal_symbol
 
 __all__ = ["MT5_MISSING", "Mt5NotInstalled", "Mt5Terminal"]
 

@@ -1,7 +1,7 @@
 """A :class:`~backend.venues.broker.BrokerClient` for any crypto exchange ccxt supports.
 
 Built on ``ccxt.async_support`` (one exchange object per client, created lazily); the
-mapping of ccxt's structures is in :mod:`backend.venues.ccxt_map`, the behaviour in
+mapping of ccxt's structures is in :mod:`backend.venues.ccxt.mapping`, the behaviour in
 ``docs/venues.md`` ("Crypto exchanges through ccxt").  What it adds to ccxt:
 
 * every order carries our client order id (``params['clientOrderId']``; Binance
@@ -38,7 +38,7 @@ from backend.venues.broker import (
     VenueRejected,
     VenueUnavailable,
 )
-from backend.venues.ccxt_map import (
+from backend.venues.ccxt.mapping import (
     EXTERNAL_PREFIX,
     OUR_ID_PREFIX,
     SIGNATURE,
@@ -441,7 +441,7 @@ class CcxtClient:
         return 0.0
 
     def _venue_order(self, o: dict, symbol: str, sent_coid: str | None = None) -> VenueOrder:
-        """:func:`~backend.venues.ccxt_map.to_venue_order`, remembering which client
+        """:func:`~backend.venues.ccxt.mapping.to_venue_order`, remembering which client
         order id the exchange's order id belongs to (trades only carry the latter)."""
         vo = to_venue_order(o, symbol, sent_coid)
         if vo.venue_order_id:

@@ -1,7 +1,7 @@
-"""The TWS / IB Gateway session under :class:`~backend.venues.ib_client.IbClient`.
+"""The TWS / IB Gateway session under :class:`~backend.venues.ib.client.IbClient`.
 
 Connects (``host``/``port``/``client_id``), qualifies one contract per symbol
-(:func:`backend.venues.ib_map.contract_spec`) and reads its minimum price increment
+(:func:`backend.venues.ib.mapping.contract_spec`) and reads its minimum price increment
 (``reqContractDetails``: ``minTick``, for stop prices), re-reads executions on every connect
 (reconciliation: fills that happened while away), and keeps what arrives by events:
 executions (``execDetailsEvent``), commission reports (``commissionReportEvent``) and
@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from backend.venues.broker import VenueError, VenueUnavailable
 from backend.venues.config import IbkrConfig
-from backend.venues.ib_map import (
+from backend.venues.ib.mapping import (
     DEFAULT_TICKS,
     contract_spec,
     import_ib,
