@@ -8,6 +8,8 @@ is imported here.
 
 __all__ = [
     "base",
+    "base_alarms",
+    "base_errors",
     "compliance",
     "execution",
     "execution_alarms",

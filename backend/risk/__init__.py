@@ -4,6 +4,8 @@ orders in flight, Kelly, the VaR limit), with their configuration.
 
 * :mod:`backend.risk.analytics` -- Everything ``GET /api/risk`` shows, assembled from pure
   pieces (no I/O);
+* :mod:`backend.risk.breaker` -- The daily drawdown circuit breaker of the risk rules, as
+  pure functions (no I/O);
 * :mod:`backend.risk.calibration` -- Calibration of the Monte Carlo models
   (:mod:`backend.risk.montecarlo`) from bar returns;
 * :mod:`backend.risk.config` -- Configuration of the risk limits, sizing and VaR limit
@@ -20,6 +22,8 @@ orders in flight, Kelly, the VaR limit), with their configuration.
   beta, exposure, correlation (pure);
 * :mod:`backend.risk.portfolio_var` -- VaR and CVaR of a set of positions from the symbols'
   recent returns (pure, no I/O);
+* :mod:`backend.risk.portfolio_view` -- The portfolio as the risk rules see it: positions
+  and equity marked at a bar (pure);
 * :mod:`backend.risk.rules` -- Risk rules as pure functions (shared by the risk agent and
   the backtester);
 * :mod:`backend.risk.var_limit` -- Portfolio VaR limit and VaR alerts as pure functions
@@ -30,6 +34,7 @@ Nothing is imported here: import the submodules.
 
 __all__ = [
     "analytics",
+    "breaker",
     "calibration",
     "config",
     "in_flight",
@@ -38,6 +43,7 @@ __all__ = [
     "montecarlo",
     "portfolio_metrics",
     "portfolio_var",
+    "portfolio_view",
     "rules",
     "var_limit",
 ]

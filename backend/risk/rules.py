@@ -6,133 +6,35 @@ ns since the Unix epoch (UTC).  No clock reads, no I/O: a replay decides the sam
 
 Two pieces:
 
-* the **circuit breaker** (:func:`update_breaker`): daily drawdown of mark-to-market
-  equity from the equity at the start of the UTC day (the usual prop-desk "daily loss
-  limit"); at or past the limit it latches HALTED until :func:`reset_breaker`;
-* **order decisions** (:func:`decide`): reject, close, reverse or open, sized from the
-  stop distance (risk per trade as a fraction of equity) and capped by the exposure
+* the **circuit breaker** (:func:`update_breaker`, in :mod:`backend.risk.breaker`): daily
+  drawdown of mark-to-market equity from the equity at the start of the UTC day (the
+  usual prop-desk "daily loss limit"); at or past the limit it latches HALTED until
+  :func:`reset_breaker`;
+* **order decisions** (:func:`decide`, here): reject, close, reverse or open, sized from
+  the stop distance (risk per trade as a fraction of equity) and capped by the exposure
   limits and the cash available.
+
+The portfolio they read is :mod:`backend.risk.portfolio_view`; :class:`PositionView`,
+:class:`PortfolioView`, :class:`RiskState` and the breaker's functions are re-exported
+here, so ``from backend.risk.rules import ...`` keeps working.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from pydantic import BaseModel
 
-from pydantic import BaseModel, Field
-
-from backend.channels import compact_symbol
 from backend.messages import Side, SignalGenerated
+from backend.risk.breaker import RiskState as RiskState
+from backend.risk.breaker import daily_drawdown as daily_drawdown
+from backend.risk.breaker import reset_breaker as reset_breaker
+from backend.risk.breaker import update_breaker as update_breaker
 from backend.risk.config import RiskConfig
 from backend.risk.kelly import kelly_risk
+from backend.risk.portfolio_view import PortfolioView as PortfolioView
+from backend.risk.portfolio_view import PositionView as PositionView
 
-#: Relative tolerance for "drawdown at exactly the limit" (float round-off).
-_LIMIT_RTOL = 1e-12
 #: Quantities below this (base units) count as flat.
 QTY_EPS = 1e-12
-
-
-class PositionView(BaseModel):
-    """One position as risk sees it.
-
-    Attributes
-    ----------
-    quantity
-        Signed size in base units (> 0 long, < 0 short).
-    avg_price
-        Average entry price (quote/base).
-    mark
-        Last mark price (quote/base).
-    """
-
-    quantity: float
-    avg_price: float
-    mark: float
-
-
-class PortfolioView(BaseModel):
-    """The execution's portfolio after a bar (quote currency unless noted).
-
-    Attributes
-    ----------
-    bar_seq, bar_time
-        The bar this view was marked at (``bar_time`` ns, UTC).
-    cash
-        Free cash.
-    equity
-        Mark-to-market equity: cash + sum(quantity * mark).
-    positions
-        Symbol as in messages (e.g. ``"ETH/BTC"``) -> position.
-    traded_notional_today
-        Notional traded during UTC day ``day``.
-    day
-        UTC day index (``bar_time // 86_400e9``).
-    day_start_equity
-        Equity at the start of UTC day ``day``.
-    """
-
-    bar_seq: int = 0
-    bar_time: int = 0
-    cash: float
-    equity: float
-    positions: dict[str, PositionView] = Field(default_factory=dict)
-    traded_notional_today: float = 0.0
-    day: int = 0
-    day_start_equity: float = 0.0
-
-    def position(self, symbol: str) -> PositionView | None:
-        """The position of ``symbol`` (exact key first, then compact-symbol match)."""
-        pos = self.positions.get(symbol)
-        if pos is not None:
-            return pos
-        key = compact_symbol(symbol)
-        for sym, p in self.positions.items():
-            if compact_symbol(sym) == key:
-                return p
-        return None
-
-    def quantity(self, symbol: str) -> float:
-        """Signed position of ``symbol`` in base units (0.0 if none)."""
-        pos = self.position(symbol)
-        return pos.quantity if pos is not None else 0.0
-
-    def exposure(self, symbol: str) -> float:
-        """Absolute notional of ``symbol``'s position at its mark: ``|qty * mark|``."""
-        pos = self.position(symbol)
-        return abs(pos.quantity * pos.mark) if pos is not None else 0.0
-
-    def traded_notional_on(self, day: int) -> float:
-        """Notional traded on UTC ``day`` (0 if this view is of another day)."""
-        return self.traded_notional_today if self.day == day else 0.0
-
-    def total_exposure(self) -> float:
-        """Sum of the absolute notionals of all positions (quote currency)."""
-        return sum(abs(p.quantity * p.mark) for p in self.positions.values())
-
-
-class RiskState(BaseModel):
-    """Durable state of the circuit breaker (persisted as JSON by the risk agent).
-
-    ``day`` is the UTC day index ``day_start_equity`` (quote currency) belongs to;
-    ``-1`` = none yet.  ``halted`` is latched until :func:`reset_breaker`.
-    ``var_alert`` is the portfolio-VaR alert level (:func:`backend.risk.var_limit.
-    alert_level`, with hysteresis); ``var``/``var_ratio``/``var_bar_seq`` the last
-    portfolio VaR (fraction of equity), its ratio to the limit and the mark it was
-    computed at (``None`` when unknown or the limit is off).
-    """
-
-    halted: bool = False
-    halt_reason: str = ""
-    #: When the breaker latched (ns, wall clock; 0 = unknown): only a reset after it ends it.
-    halted_ts: int = 0
-    #: Time (ns) of the newest halt latch risk has seen: a latch missing from Redis with no
-    #: reset after it counts as halted (Redis lost its data; not a reset).
-    latch_seen_ts: int = 0
-    day: int = -1
-    day_start_equity: float = 0.0
-    var_alert: Literal["ok", "warning", "breach"] = "ok"
-    var: float | None = None
-    var_ratio: float | None = None
-    var_bar_seq: int | None = None
 
 
 class RiskDecision(BaseModel):
@@ -167,75 +69,6 @@ class RiskDecision(BaseModel):
     stop_loss: float | None = None
     take_profit: float | None = None
     equity: float = 0.0
-
-
-# ----------------------------------------------------------------- circuit breaker
-def daily_drawdown(equity: float, day_start_equity: float) -> float:
-    """Drawdown of equity from the start-of-day equity, as a fraction (>= 0).
-
-    ``max(0, (day_start_equity - equity) / day_start_equity)``: the fall of
-    mark-to-market equity since the start of the UTC day.  Gains give 0.  A
-    non-positive ``day_start_equity`` (undefined) gives 0.
-    """
-    if day_start_equity <= 0:
-        return 0.0
-    return max(0.0, (day_start_equity - equity) / day_start_equity)
-
-
-def update_breaker(
-    state: RiskState, portfolio: PortfolioView, cfg: RiskConfig
-) -> tuple[RiskState, bool]:
-    """Roll the day and trip the breaker when the daily drawdown reaches the limit.
-
-    Parameters
-    ----------
-    state
-        Breaker state before this portfolio update (not mutated).
-    portfolio
-        Latest marked portfolio; on a new UTC day ``portfolio.day_start_equity`` becomes
-        the reference equity.
-    cfg
-        ``cfg.daily_drawdown_limit`` is the fraction that trips (at exactly the limit
-        it trips).
-
-    Returns
-    -------
-    tuple[RiskState, bool]
-        The new state and whether the breaker tripped on *this* call.  Once halted the
-        state stays halted (latched) until :func:`reset_breaker`.
-    """
-    new = state.model_copy()
-    if portfolio.day != state.day or state.day_start_equity <= 0:
-        new = new.model_copy(
-            update={"day": portfolio.day, "day_start_equity": portfolio.day_start_equity}
-        )
-    if new.halted:
-        return new, False
-    dd = daily_drawdown(portfolio.equity, new.day_start_equity)
-    limit = cfg.daily_drawdown_limit
-    if dd >= limit * (1 - _LIMIT_RTOL):
-        reason = (
-            f"daily drawdown {dd:.4%} >= limit {limit:.4%} "
-            f"(equity {portfolio.equity:.8g} vs day start {new.day_start_equity:.8g})"
-        )
-        return new.model_copy(update={"halted": True, "halt_reason": reason}), True
-    return new, False
-
-
-def reset_breaker(
-    state: RiskState, reason: str, rebase_equity: float | None = None
-) -> RiskState:
-    """Manual reset: a new, un-halted state.
-
-    ``reason`` (who/why) is recorded in ``halt_reason`` as ``"reset: <reason>"``.  With
-    ``rebase_equity`` (quote currency; the equity when the reset is adopted) the rest of
-    the day's drawdown is measured from there, so a reset on a day already past the limit
-    does not trip again on the next bar; without it the day's reference is kept.
-    """
-    update: dict[str, object] = {"halted": False, "halt_reason": f"reset: {reason}"}
-    if rebase_equity is not None and rebase_equity > 0:
-        update["day_start_equity"] = rebase_equity
-    return state.model_copy(update=update)
 
 
 # ----------------------------------------------------------------- order decisions
