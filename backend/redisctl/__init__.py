@@ -5,6 +5,8 @@ external Redis must pass.
   role, generated passwords;
 * :mod:`backend.redisctl.checks` -- Checks of an external Redis before the mesh trusts it
   with its streams and latches;
+* :mod:`backend.redisctl.process` -- A private ``redis-server`` process: its command line,
+  start, stop, kill and restart;
 * :mod:`backend.redisctl.server` -- Start and stop a private Redis for the mesh, its tests
   and its launch scripts.
 
@@ -14,5 +16,6 @@ Nothing is imported here: import the submodules.
 __all__ = [
     "acl",
     "checks",
+    "process",
     "server",
 ]

@@ -8,8 +8,9 @@ The client speaks the venue's API; this class adds everything venue-independent:
 * a **ledger** (:mod:`backend.venues.ledger`) of positions, average prices, realized
   P&L, fees and cash built from the venue's fills, each applied once (fees taken in the
   base asset netted out);
-* **fills by polling** (every ``venue.poll_s`` while orders are working, and on every
-  bar) with order updates (cancellations, expiries, rejections);
+* **fills by polling** (:mod:`backend.venues.live_fills`: every ``venue.poll_s`` while
+  orders are working, and on every bar) with order updates (cancellations, expiries,
+  rejections);
 * **brackets** (:mod:`backend.venues.live_brackets`): a protective stop resting at the
   venue where it supports them, exits retried until flat, the kill switch's closes;
 * **marks** from the venue's balances (cash in ``quote_currency``) and the ledger;
@@ -49,16 +50,13 @@ from backend.venues.broker import BrokerClient, VenueOrder, VenueRejected
 from backend.venues.ledger import Accounting, Ledger
 from backend.venues.live_brackets import Brackets
 from backend.venues.live_checks import mesh_positions, position_alarms
+from backend.venues.live_fills import FILL_OVERLAP_NS, FillPoller
 from backend.venues.live_state import LedgerState, ledger_keys
 from backend.venues.placement import MemoryJournal, OrderIntent, Placer, PlacerTiming, SendJournal
 
 __all__ = ["FILL_OVERLAP_NS", "FlattenScope", "LiveVenue", "ledger_keys"]
 
 log = logging.getLogger("venue.live")
-
-#: Polls ask for fills from this long before the latest fill applied (a venue may report
-#: an execution late); the overlap is deduplicated by fill id.
-FILL_OVERLAP_NS = 60 * 1_000_000_000
 
 FlattenScope = Literal["mesh", "account"]
 
@@ -98,6 +96,8 @@ class LiveVenue:
         self.symbols, self.quote = list(symbols), quote_currency
         self.state = LedgerState(redis, self.name, accounting)
         self.placer = Placer(client, journal or MemoryJournal(), timing, pause, fence)
+        self.poller = FillPoller(self.name, client, self.placer, self.state, self.symbols,
+                                 self.fetch_order)
         self.brackets = Brackets(self.name, client, self.placer, self._held,
                                  lambda w: self._poll(w, None, now_ns(), protect=False),
                                  self.step)
@@ -339,7 +339,7 @@ class LiveVenue:
         w = self._w()
         events = await self._poll(w, None, now_ns)
         venue = await self.placer.call("fetch_positions", self.client.fetch_positions)
-        again = await self._fetch_fills(w)
+        again = await self.poller.fetch_fills(w)
         if any(lg.fill_key(self.name, f.fill_id) not in w.fills for f in again):
             return events, []
         busy = {o.symbol for o in w.orders.values()
@@ -371,39 +371,9 @@ class LiveVenue:
             return []
         return await self._poll(self._w(), since_ns, now_ns)
 
-    async def _fetch_fills(self, w: Ledger, since_ns: int | None = None) -> list:
-        start = w.fill_cursor_ns - FILL_OVERLAP_NS
-        if since_ns is not None:
-            start = min(start, since_ns)
-        symbols = set(self.symbols) | {s for s, p in w.positions.items() if p.quantity}
-        symbols |= {o.symbol for o in w.orders.values() if o.working}
-        return await self.placer.call(
-            "fetch_fills", lambda: self.client.fetch_fills(sorted(symbols), max(start, 0)))
-
     async def _poll(self, w: Ledger, since_ns: int | None, now: int, *, protect: bool = True
                     ) -> list[VenueEvent]:
-        events: list[VenueEvent] = []
-        touched: set[str] = set()
-        fills = await self._fetch_fills(w, since_ns)
-        for vf in sorted(fills, key=lambda f: (f.time_ns, f.fill_id)):
-            evs, _ = lg.apply_fill(w, vf, self.name)
-            for ev in evs:
-                if isinstance(ev, OrderFilled):
-                    self.state.new_fills[ev.fill_id] = ev
-                    touched.add(ev.symbol)
-            events += evs
-        for o in [o for o in w.orders.values() if o.working]:
-            found = await self.fetch_order(o.client_order_id, o.symbol)
-            if found is None:
-                continue
-            if found.status in (OrderStatus.CANCELLED, OrderStatus.REJECTED):
-                o = o.model_copy(update={"status": found.status.value})
-                w.orders[o.client_order_id] = o
-                lg.drop_pending_exit(w, o.client_order_id)
-                events.append(le.status_event(self.name, o, found.reason, now))
-                touched.add(o.symbol)
-            elif found.status.value != o.status:
-                w.orders[o.client_order_id] = o.model_copy(update={"status": found.status.value})
+        events, touched = await self.poller.poll(w, since_ns, now)
         if protect:
             for sym in sorted(touched):
                 events += await self.brackets.protect(w, sym, now)
