@@ -28,19 +28,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
-from sqlalchemy.exc import SQLAlchemyError
 
 from backend import channels
-from backend.bus import Bus, TrimResult, read_heartbeats, trim_consumed
-from backend.mesh.halt import HaltKind, HaltState, latch
+from backend.bus import read_heartbeats
 from backend.mesh.topology import AgentSpec
-from backend.messages import AgentHeartbeat, AgentState, AuditRecorded, RiskAlertRaised, new_id
-from backend.persistence import Store, make_engine
+from backend.messages import AgentHeartbeat, AgentState
 from backend.runtime.process import die_with_parent_preexec
 from backend.settings import Settings
-from orchestrator.killswitch import sync_halt_latch
-from orchestrator.symbol_halts import restore_symbol_halts
+from orchestrator.housekeeping import MeshHousekeeping
 
 log = logging.getLogger("orchestrator")
 
@@ -73,8 +68,11 @@ class Managed:
         return self.proc.pid if self.proc is not None and self.proc.poll() is None else None
 
 
-class Supervisor:
+class Supervisor(MeshHousekeeping):
     """Spawn, watch, restart and stop the agents of one mesh.
+
+    Its housekeeping (halt latch, stream trimming, Redis data loss, halt sync) is
+    :class:`~orchestrator.housekeeping.MeshHousekeeping`.
 
     Parameters
     ----------
@@ -101,21 +99,17 @@ class Supervisor:
         redis: Redis | None = None, external: bool = False,
         agent_env: Callable[[AgentSpec], Mapping[str, str]] | None = None,
     ) -> None:
+        super().__init__(settings, redis if redis is not None else Redis.from_url(
+            settings.redis_url, socket_timeout=10))
         self.external = external
         self.agent_env = agent_env
-        self.settings = settings
         self.cfg = settings.orchestrator
         self.env = env
         self.log_dir = log_dir
         self.agents: dict[str, Managed] = {s.agent_id: Managed(s) for s in specs}
-        self.redis = redis if redis is not None else Redis.from_url(
-            settings.redis_url, socket_timeout=10)
         self._stopping = False
         self._preexec = die_with_parent_preexec() if sys.platform.startswith("linux") else None
         self.failsafe_task: asyncio.Task[None] | None = None
-        self._store: Store | None = None
-        self._backlogged: set[tuple[str, str]] = set()
-        self._instance: bytes | None = None  # the Redis data marker seen last
 
     # ------------------------------------------------------------------ processes
     def spawn(self, m: Managed) -> None:
@@ -229,92 +223,6 @@ class Supervisor:
         m.total_restarts += 1
         m.next_start_mono = now + delay
         log.warning("%s: %s; restart #%d in %.2fs", m.spec.agent_id, why, m.total_restarts, delay)
-
-    @property
-    def store(self) -> Store:
-        """The mesh's database (opened on first use)."""
-        if self._store is None:
-            self._store = Store(make_engine(self.settings.db_url()))
-        return self._store
-
-    async def latch_halt(self, reason: str, kind: HaltKind = "supervisor") -> None:
-        """Latch HALTED -- the database first, then Redis -- and audit it (the Redis part
-        is best effort: the orchestrator's halt sync puts it back once Redis answers)."""
-        halt = HaltState(kind=kind, by="orchestrator", reason=reason)
-        audit = AuditRecorded(source="orchestrator", actor="orchestrator", action="halt",
-                              decision="halted", reason=reason)
-        try:
-            await asyncio.to_thread(self.store.record_audit_event, audit)
-            await latch(self.redis, self.store, halt)
-            await Bus(self.redis, "orchestrator").publish(channels.AUDIT, audit)
-        except Exception as exc:  # noqa: BLE001 - a latch must never kill the supervisor
-            log.error("halt latch partly written (%s): %s", type(exc).__name__, exc)
-        log.critical("HALTED: %s", reason)
-
-    async def trim_streams(self) -> list[TrimResult]:
-        """Trim every stream consumer groups read to about ``stream_maxlen`` entries, never
-        below what every group acknowledged (:func:`backend.bus.trim_consumed`); a group
-        that holds more than twice that is behind: alert (``stream_backlog``, once per
-        group until it catches up).  Best effort."""
-        keep = self.settings.stream_maxlen
-        out = []
-        for stream in (*channels.ORDER_PATH_STREAMS, *channels.CONTROL_STREAMS):
-            try:
-                res = await trim_consumed(self.redis, stream, keep)
-            except (RedisError, OSError) as exc:
-                log.debug("trim of %s skipped: %s", stream, exc)
-                continue
-            out.append(res)
-            key = (stream, res.held_by)
-            if res.held_by and res.after > 2 * keep and key not in self._backlogged:
-                self._backlogged.add(key)
-                why = (f"{stream}: group {res.held_by} is {res.after} entries behind "
-                       f"(cap {keep}); nothing it has not acknowledged is trimmed")
-                log.warning("%s", why)
-                with contextlib.suppress(RedisError, OSError):
-                    await Bus(self.redis, "orchestrator").publish(
-                        channels.RISK_ALERTS, RiskAlertRaised(
-                            source="orchestrator", metric="stream_backlog", level="warning",
-                            value=float(res.after), limit=float(keep),
-                            ratio=res.after / keep, reason=why))
-            elif res.after <= keep:
-                self._backlogged = {k for k in self._backlogged if k[0] != stream}
-        return out
-
-    async def check_redis_data(self) -> bool:
-        """Detect Redis losing its data while the mesh runs: the marker key
-        (``mesh:instance``, set at start) is gone.  Then the streams, the consumer
-        groups' pending entries and the venue books in Redis may be gone too: latch the
-        halt (database first, kind ``data_loss``), audit and alert once, and set a new
-        marker.  Returns True when a loss was found."""
-        token = await self.redis.get(channels.INSTANCE_KEY)
-        if token is not None:
-            self._instance = token
-            return False
-        lost = self._instance is not None
-        self._instance = new_id().encode()
-        await self.redis.set(channels.INSTANCE_KEY, self._instance, nx=True)
-        if lost:
-            why = ("Redis lost its data (the instance marker is gone: restarted without "
-                   "its AOF, flushed or evicted): streams, unacknowledged messages and the "
-                   "venue books kept there may be gone; check the books, then reset")
-            await self.latch_halt(why, kind="data_loss")
-            with contextlib.suppress(RedisError, OSError):
-                await Bus(self.redis, "orchestrator").publish(
-                    channels.RISK_ALERTS, RiskAlertRaised(
-                        source="orchestrator", metric="data_loss", level="breach",
-                        value=1.0, limit=0.0, ratio=1.0, reason=why[:500]))
-        return lost
-
-    async def sync_halts(self) -> None:
-        """Keep Redis' halt latch and symbol halts in step with the database, after
-        checking Redis still has its data (best effort; called every few seconds)."""
-        try:
-            await self.check_redis_data()
-            await sync_halt_latch(self.redis, self.store)
-            await restore_symbol_halts(self.redis, self.store)
-        except (RedisError, OSError, SQLAlchemyError) as exc:
-            log.debug("halt sync skipped: %s", exc)
 
     async def _failsafe_cancel(self, m: Managed, reason: str, timeout: float = 120.0) -> None:
         """Cancel every open order at the venue without the execution agent.

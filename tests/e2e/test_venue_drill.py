@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.drill_venue_faults import VENUE_GAUNTLET
+from orchestrator.drills.venue_faults import VENUE_GAUNTLET
 from tests.support.helpers import need_redis_server, run_drill_cli
 
 pytestmark = pytest.mark.e2e

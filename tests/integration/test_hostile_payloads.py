@@ -28,14 +28,14 @@ from backend.messages import (
     SignalGenerated,
     decode,
 )
-from orchestrator.drill_payloads import (
+from orchestrator.drills.payloads import (
     KINDS,
     HostileBatch,
     MiB,
     hostile_payloads,
     publish_hostile,
 )
-from orchestrator.drill_payloads_check import HostileResult, check_hostile
+from orchestrator.drills.payloads_check import HostileResult, check_hostile
 from tests.support.agentproc import T0, agent_env, bar, make_settings, running, start_agent, stop
 from tests.support.helpers import eventually
 

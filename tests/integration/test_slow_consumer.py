@@ -18,7 +18,7 @@ from backend import channels
 from backend.bus import Bus
 from backend.messages import PortfolioMarked, Side, SignalGenerated
 from backend.redisctl.server import RedisServer
-from orchestrator.drill_slowconsumer import CONFIG_KEY, read_status, slow_consumer_drill
+from orchestrator.drills.slow_consumer import CONFIG_KEY, read_status, slow_consumer_drill
 from tests.support.agentproc import T0, agent_env, make_settings, running, start_agent, stop
 from tests.support.helpers import eventually
 

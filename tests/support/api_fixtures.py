@@ -53,10 +53,10 @@ from backend.messages import (
 from backend.optimizer.proposal import ProposalRecord, proposal_key
 from backend.persistence import Store, make_engine
 from backend.settings import ApiConfig, OrchestratorConfig, PaperConfig, Settings
-from orchestrator.api import create_app
+from orchestrator.api.app import create_app
+from orchestrator.api.server import refresh_metrics
 from orchestrator.control import ControlPlane
 from orchestrator.metrics import MeshMetrics
-from orchestrator.server import refresh_metrics
 from orchestrator.supervisor import Managed, Supervisor
 
 TOKEN = "t0ken-for-tests"

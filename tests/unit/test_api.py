@@ -1,4 +1,4 @@
-"""The REST control plane (orchestrator/api.py) with FastAPI's TestClient.
+"""The REST control plane (orchestrator/api/) with FastAPI's TestClient.
 
 The app runs around the real ControlPlane over a fake mesh (tests/support/api_fixtures.py):
 fakeredis, dummy agent processes with heartbeats and a seeded SQLite store.

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis import checks as st_checks
 
 from backend.rest.models import EmergencyStopResult
-from orchestrator.api import create_app
+from orchestrator.api.app import create_app
 from orchestrator.control import ControlPlane
 from tests.support.api_fixtures import AUTH, TOKEN, mesh, seed_run
 

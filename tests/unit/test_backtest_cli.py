@@ -10,7 +10,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from orchestrator.cli_backtest import parse_params, register
+from orchestrator.cli.backtest import parse_params, register
 
 ROOT = Path(__file__).resolve().parents[2]
 ETH = ROOT / "data" / "sample" / "ETH_BTC-5m.csv"

@@ -194,8 +194,8 @@ def test_url_and_token_from_env_then_var_files(monkeypatch: pytest.MonkeyPatch,
 
 
 def test_every_path_the_client_calls_exists_in_the_control_plane() -> None:
-    """Guards against drift between the dashboard and ``orchestrator/api.py``."""
-    from orchestrator.api import create_app
+    """Guards against drift between the dashboard and ``orchestrator/api/``."""
+    from orchestrator.api.app import create_app
 
     schema = create_app(control=None, token="x").openapi()  # type: ignore[arg-type]
     routes = [(m.upper(), re.compile("^" + re.sub(r"\{[^/]+\}", "[^/]+", p) + "$"))

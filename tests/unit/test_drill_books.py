@@ -22,8 +22,8 @@ from backend.messages import (
 )
 from backend.persistence import Store, make_engine
 from backend.venues.paper.adapter import FILLS_HASH, ORDERS_HASH
-from orchestrator.drill_books import check_books
-from orchestrator.drill_faults import moments
+from orchestrator.drills.books import check_books
+from orchestrator.drills.faults import moments
 
 T0 = 1_700_000_000_000_000_000
 

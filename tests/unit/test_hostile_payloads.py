@@ -32,13 +32,13 @@ from backend.messages import (
     decode,
 )
 from backend.settings import Settings
-from orchestrator.drill_payloads import (
+from orchestrator.drills.payloads import (
     KINDS,
     _template,
     hostile_payloads,
     publish_hostile,
 )
-from orchestrator.drill_payloads_check import check_hostile
+from orchestrator.drills.payloads_check import check_hostile
 
 CONSUMED = sorted(CHANNEL_TYPES)
 FAST = settings(max_examples=150, deadline=None,

@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from backend.marketdata.candles import load_candles, parse_timestamp
 from backend.ml.store import ModelStore
-from orchestrator.cli_backtest import register as register_backtest
-from orchestrator.cli_models import register
+from orchestrator.cli.backtest import register as register_backtest
+from orchestrator.cli.models import register
 
 ROOT = Path(__file__).resolve().parents[2]
 ETH = ROOT / "data" / "sample" / "ETH_BTC-5m.csv"

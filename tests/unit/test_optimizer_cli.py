@@ -11,7 +11,7 @@ import typer
 from typer.testing import CliRunner
 
 from backend.persistence import Store
-from orchestrator.cli_optimize import format_params, register
+from orchestrator.cli.optimize import format_params, register
 
 ROOT = Path(__file__).resolve().parents[2]
 ETH = ROOT / "data" / "sample" / "ETH_BTC-5m.csv"

@@ -1,8 +1,8 @@
 """The faults of the venue-fault drill, injected at the exchange simulator or into the
 execution agent at seeded random moments (``tradingmesh drill --venue exchange-sim``).
 
-Every fault is a :data:`orchestrator.drill_faults.Fault` over a
-:class:`~orchestrator.drill_venue_mesh.VenueDrillMesh`.  An exchange fault is armed for
+Every fault is a :data:`orchestrator.drills.faults.Fault` over a
+:class:`~orchestrator.drills.venue_mesh.VenueDrillMesh`.  An exchange fault is armed for
 the next matching request; the event counts only once the simulator's request log shows
 it acted (so "5 injections" means 5 requests hit), and the recovery is the time until the
 order it hit has an answer in our books (or, for a lookup, until execution is healthy).
@@ -36,9 +36,9 @@ from backend.exchange_sim import BinanceError
 from backend.exchange_sim.model import MIN_NOTIONAL
 from backend.persistence import Store, make_engine
 from backend.runtime import failpoints
-from orchestrator.drill_faults import RECOVERY_TIMEOUT_S, Fault, FaultEvent, Window, moments
-from orchestrator.drill_mesh import DrillError
-from orchestrator.drill_venue_mesh import RECV_WINDOW_MS, TIMEOUT_MS, VenueDrillMesh
+from orchestrator.drills.faults import RECOVERY_TIMEOUT_S, Fault, FaultEvent, Window, moments
+from orchestrator.drills.mesh import DrillError
+from orchestrator.drills.venue_mesh import RECV_WINDOW_MS, TIMEOUT_MS, VenueDrillMesh
 
 __all__ = ["VENUE_GAUNTLET", "VENUE_SCENARIOS", "settle"]
 

@@ -4,7 +4,7 @@
 payloads for every channel of :data:`backend.channels.ALL_CHANNELS` (kinds in
 :data:`KINDS`); :func:`publish_hostile` puts them on the wire as a producer would (``XADD``
 with the Bus's ``data`` field when the channel is a stream, and ``PUBLISH``);
-:func:`orchestrator.drill_payloads_check.check_hostile` waits until every payload on a
+:func:`orchestrator.drills.payloads_check.check_hostile` waits until every payload on a
 *consumed* stream has a ``dead_lettered`` record from every consumer group of that
 stream, and reports what is missing, the reasons by kind, whether anything on the order
 path descends from a hostile payload, and whether an agent restarted.

@@ -1,5 +1,5 @@
 """Checking a hostile-payload drill: :func:`check_hostile` (see
-:mod:`orchestrator.drill_payloads` for the payloads and what "dead-lettered" means per
+:mod:`orchestrator.drills.payloads` for the payloads and what "dead-lettered" means per
 channel)."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 from backend import channels
 from backend.bus import DATA_FIELD
 from backend.messages import DeadLettered, DecodeError, decode
-from orchestrator.drill_payloads import (
+from orchestrator.drills.payloads import (
     OUTPUT_STREAMS,
     HostileBatch,
     PublishedPayload,

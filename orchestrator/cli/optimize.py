@@ -1,6 +1,6 @@
 """``tradingmesh optimize``: tune a strategy's parameters with the GA, walk-forward.
 
-Hooked into the main CLI by ``register(app)`` (``orchestrator/cli.py``).  Prints a
+Hooked into the main CLI by ``register(app)`` (``orchestrator/cli/main.py``).  Prints a
 progress bar per generation, then the folds (best parameters, in-sample and
 out-of-sample scores, overfit flag); writes a JSON report; records the run in the
 database; publishes progress and the result on the bus with ``--redis``.
@@ -32,7 +32,7 @@ from backend.marketdata.candles import DataError
 from backend.optimizer.fitness import GA_OBJECTIVES, SIZINGS
 from backend.optimizer.models import GenerationStats, OptimizeConfig, OptimizeResult
 from backend.settings import ConfigError, load_settings
-from orchestrator.cli_backtest import InputError, _load, parse_params
+from orchestrator.cli.backtest import InputError, _load, parse_params
 
 __all__ = ["format_params", "optimize", "register"]
 

@@ -17,8 +17,8 @@ from collections.abc import AsyncIterator, Generator
 import uvicorn
 
 from backend.persistence import Store, make_engine
-from orchestrator.api import create_app
-from orchestrator.auth import check_bind
+from orchestrator.api.app import create_app
+from orchestrator.api.auth import check_bind
 from orchestrator.control import ControlPlane
 from orchestrator.latency import LatencyTracker
 from orchestrator.mesh import MeshHandle

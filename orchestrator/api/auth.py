@@ -28,6 +28,14 @@ class BindRefused(ValueError):
     """The API would listen beyond loopback without a token."""
 
 
+class AuthError(Exception):
+    """401 with a message that never contains the token."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
 def token_path(settings: Settings) -> Path:
     """``<var_dir>/api_token``."""
     return settings.var_dir / TOKEN_FILE

@@ -1,6 +1,6 @@
 """``tradingmesh tail``: follow the mesh's pub/sub traffic live, one line per message.
 
-Hooked into the main CLI by ``register(app)`` (``orchestrator/cli.py``).  Connects with
+Hooked into the main CLI by ``register(app)`` (``orchestrator/cli/main.py``).  Connects with
 ``REDIS_URL`` (a read-only user such as ``dashboard`` is enough: it only subscribes and
 pings), prints a summary line per message (:func:`backend.mesh.tail.summarize`), and when
 Redis drops it (e.g. it read too slowly and passed ``client-output-buffer-limit pubsub``)

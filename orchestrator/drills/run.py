@@ -1,11 +1,12 @@
-"""Fault drills: run the mesh on the sample data, inject faults, check the books.
+"""The drill runner: the scenarios by name, one fresh mesh per run with its faults, the
+books checked after each, the summaries.
 
 Each *scenario* is one fresh mesh (its own redis-server with AOF, database and agents,
-the orchestrator as a child process — :class:`orchestrator.drill_mesh.DrillMesh`)
+the orchestrator as a child process — :class:`orchestrator.drills.mesh.DrillMesh`)
 replaying ``limit`` bars per symbol at full speed while one kind of fault is injected
-``injections`` times at seeded random moments (:mod:`orchestrator.drill_faults`).  When
+``injections`` times at seeded random moments (:mod:`orchestrator.drills.faults`).  When
 the replay has finished and every consumer caught up, the orchestrator is stopped and
-the books are checked (:mod:`orchestrator.drill_books`).  The same seed gives the same
+the books are checked (:mod:`orchestrator.drills.books`).  The same seed gives the same
 moments and targets.
 """
 
@@ -24,14 +25,14 @@ import redis
 import sqlalchemy as sa
 
 from backend.persistence import Store, make_engine
-from orchestrator import drill_faults as f
-from orchestrator import drill_faults_bus as bus_faults
-from orchestrator import drill_faults_limits as limits
-from orchestrator.drill_books import BooksReport, check_books
-from orchestrator.drill_mesh import DrillError, DrillMesh
-from orchestrator.drill_venue_books import check_venue_books
-from orchestrator.drill_venue_faults import VENUE_GAUNTLET, VENUE_SCENARIOS, settle
-from orchestrator.drill_venue_mesh import VenueDrillMesh
+from orchestrator.drills import faults as f
+from orchestrator.drills import faults_bus as bus_faults
+from orchestrator.drills import faults_limits as limits
+from orchestrator.drills.books import BooksReport, check_books
+from orchestrator.drills.mesh import DrillError, DrillMesh
+from orchestrator.drills.venue_books import check_venue_books
+from orchestrator.drills.venue_faults import VENUE_GAUNTLET, VENUE_SCENARIOS, settle
+from orchestrator.drills.venue_mesh import VenueDrillMesh
 
 #: scenario name -> (fault, what it does)
 SCENARIOS: dict[str, tuple[f.Fault, str]] = {
@@ -61,7 +62,7 @@ SCENARIOS: dict[str, tuple[f.Fault, str]] = {
 
 
 #: Scenarios run on a busy mesh (a signal on every bar, a binding exposure cap:
-#: :data:`orchestrator.drill_mesh.BUSY`): the limits need orders to act on.
+#: :data:`orchestrator.drills.mesh.BUSY`): the limits need orders to act on.
 BUSY_SCENARIOS = frozenset({"breaker-trip", "risk-backlog", "db-errors"})
 
 

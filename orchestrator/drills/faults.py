@@ -3,7 +3,7 @@
 Every fault is an async function ``(mesh, rng, injections) -> list[FaultEvent]`` that
 waits for the replay to reach each chosen bar, injects, and measures the recovery (time
 until the mesh is whole again).  The books are checked afterwards by
-:mod:`orchestrator.drill_books`; a fault adds its own checks to each event (``ok`` and
+:mod:`orchestrator.drills.books`; a fault adds its own checks to each event (``ok`` and
 ``detail``), e.g. that no order reached the venue while risk was down.
 """
 
@@ -25,7 +25,7 @@ from backend import channels
 from backend.bus import DATA_FIELD, entry_key
 from backend.messages import AgentState, SignalGenerated, SubmitOrder, decode
 from backend.runtime import failpoints
-from orchestrator.drill_mesh import DrillError, DrillMesh
+from orchestrator.drills.mesh import DrillError, DrillMesh
 
 #: How long a fault may take to recover before the drill calls it failed (s).
 RECOVERY_TIMEOUT_S = 90.0

@@ -1,4 +1,4 @@
-"""``tradingmesh drill``: fault drills on the sample data (see :mod:`orchestrator.drill`).
+"""``tradingmesh drill``: fault drills on the sample data (see :mod:`orchestrator.drills.run`).
 
 Hooked into the main CLI by ``register(app)``.  Prints one line per scenario run as it
 finishes, then the drill table (faults, restarts, orders, lost, duplicated, recovery
@@ -59,7 +59,7 @@ def drill(
 ) -> None:
     """Run fault drills on the sample data and check the books after each."""
     from backend.settings import load_settings
-    from orchestrator.drill import run_drill, scenarios, summarize
+    from orchestrator.drills.run import run_drill, scenarios, summarize
 
     if venue not in ("paper", "exchange-sim"):
         print(f"error: --venue {venue!r}: expected paper or exchange-sim", file=sys.stderr)

@@ -1,7 +1,7 @@
 """Drill faults on the bus itself: hostile payloads on every channel, a slow subscriber.
 
-Both wrap the drills of :mod:`orchestrator.drill_payloads` and
-:mod:`orchestrator.drill_slowconsumer` as :data:`orchestrator.drill_faults.Fault`\\ s, so
+Both wrap the drills of :mod:`orchestrator.drills.payloads` and
+:mod:`orchestrator.drills.slow_consumer` as :data:`orchestrator.drills.faults.Fault`\\ s, so
 they run inside a replaying mesh like the process faults.
 """
 
@@ -12,11 +12,11 @@ import random
 import time
 
 from backend import channels
-from orchestrator.drill_faults import WINDOW, FaultEvent, Window, moments
-from orchestrator.drill_mesh import DrillMesh
-from orchestrator.drill_payloads import MiB, hostile_payloads, publish_hostile
-from orchestrator.drill_payloads_check import check_hostile
-from orchestrator.drill_slowconsumer import slow_consumer_drill
+from orchestrator.drills.faults import WINDOW, FaultEvent, Window, moments
+from orchestrator.drills.mesh import DrillMesh
+from orchestrator.drills.payloads import MiB, hostile_payloads, publish_hostile
+from orchestrator.drills.payloads_check import check_hostile
+from orchestrator.drills.slow_consumer import slow_consumer_drill
 
 #: Hostile payloads per channel per injection (one of them oversized on some channels).
 PER_CHANNEL = 3

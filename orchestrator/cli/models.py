@@ -6,7 +6,7 @@ under the models directory (``ml.model_dir``, default ``var/models``) and prints
 cross-validation scores and the files written.  ``tradingmesh model list [--symbol S]``
 lists the saved versions with their metadata.
 
-Hooked into the main CLI by ``register(app)`` (``orchestrator/cli.py``).  Bad input prints
+Hooked into the main CLI by ``register(app)`` (``orchestrator/cli/main.py``).  Bad input prints
 one line ``error: ...`` on stderr and exits with code 2.
 """
 

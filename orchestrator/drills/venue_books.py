@@ -3,7 +3,7 @@
 Read after the mesh has stopped, from the database (our records), the order-path streams
 and the exchange simulator's book (what the exchange did), besides the paper drill's
 ``signals_accounted``, ``orders_unique``, ``orders_recorded`` and ``nothing_pending``
-(:mod:`orchestrator.drill_books`):
+(:mod:`orchestrator.drills.books`):
 
 * ``exchange_ids_unique`` — every client order id of ours at most once at the exchange;
 * ``exchange_orders`` — every order of ours at the exchange is in our records with its
@@ -38,7 +38,7 @@ from backend.exchange_sim import ExchangeSim
 from backend.persistence import Store
 from backend.venues.ledger import is_protective
 from backend.venues.live import ledger_keys
-from orchestrator.drill_books import (
+from orchestrator.drills.books import (
     BooksReport,
     Check,
     check_orders,

@@ -1,6 +1,6 @@
 """``tradingmesh backtest``: backtest a strategy over OHLCV CSV files.
 
-Hooked into the main CLI by ``register(app)`` (``orchestrator/cli.py``).  Bad input
+Hooked into the main CLI by ``register(app)`` (``orchestrator/cli/main.py``).  Bad input
 (missing or invalid file, bad ``--params``, unknown strategy or sizing, invalid setting)
 prints one line ``error: ...`` on stderr and exits with code 2.
 
@@ -27,7 +27,7 @@ from rich.table import Table
 from backend.backtest import SIZINGS, BacktestResult, BacktestStats, run_backtest
 from backend.marketdata.candles import Candles, DataError, load_candles, symbol_from_filename
 from backend.settings import ConfigError, Settings, StrategyConfig, load_settings
-from orchestrator.cli_models import backtest_strategy
+from orchestrator.cli.models import backtest_strategy
 
 __all__ = ["CONFIGURED", "backtest", "parse_params", "register", "strategy_config"]
 

@@ -1,6 +1,6 @@
 """A drill mesh that trades through real ccxt against the exchange simulator.
 
-:class:`VenueDrillMesh` is a :class:`~orchestrator.drill_mesh.DrillMesh` (its own Redis
+:class:`VenueDrillMesh` is a :class:`~orchestrator.drills.mesh.DrillMesh` (its own Redis
 with the ACL, ``tradingmesh up`` as a child process) whose venue is
 ``venue.kind = "ccxt"`` pointed at an :class:`~backend.exchange_sim.ExchangeSim` the drill
 runs in a thread of its own, and whose bars are the simulator's live candles
@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 
 from backend.exchange_sim import SAMPLE_SYMBOLS, ExchangeSim
-from orchestrator.drill_mesh import DrillMesh
+from orchestrator.drills.mesh import DrillMesh
 
 __all__ = ["RECV_WINDOW_MS", "TIMEOUT_MS", "VenueDrillMesh"]
 

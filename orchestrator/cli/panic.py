@@ -8,7 +8,7 @@ import asyncio
 import typer
 from rich.console import Console
 
-from orchestrator.cli_state import err, mesh_redis_url, settings
+from orchestrator.cli.state import err, mesh_redis_url, settings
 
 __all__ = ["register"]
 

@@ -14,7 +14,7 @@
   the orchestrator must see the loss, halt trading (database first), and the books must
   still agree with the exchange's records.
 
-Each is a :data:`orchestrator.drill_faults.Fault`; the books are checked afterwards as
+Each is a :data:`orchestrator.drills.faults.Fault`; the books are checked afterwards as
 for every drill.
 """
 
@@ -45,14 +45,14 @@ from backend.messages import (
 from backend.persistence import Store, make_engine
 from backend.runtime import failpoints
 from backend.venues.paper.adapter import ORDERS_HASH
-from orchestrator.drill_faults import (
+from orchestrator.drills.faults import (
     RECOVERY_TIMEOUT_S,
     WINDOW,
     FaultEvent,
     Window,
     moments,
 )
-from orchestrator.drill_mesh import DrillError, DrillMesh
+from orchestrator.drills.mesh import DrillError, DrillMesh
 
 __all__ = ["breaker_trip", "db_errors", "redis_data_loss", "risk_backlog"]
 

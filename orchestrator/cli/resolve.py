@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from orchestrator.cli_state import Unreachable, err, mesh_state, settings
+from orchestrator.cli.state import Unreachable, err, mesh_state, settings
 from orchestrator.symbol_halts import list_symbol_halts, resolve_symbol
 
 __all__ = ["register"]

@@ -1,6 +1,6 @@
 """``tradingmesh report``: the self-evaluation report of the mesh's database.
 
-Hooked into the main CLI by ``register(app)`` (``orchestrator/cli.py``).  Reads fills,
+Hooked into the main CLI by ``register(app)`` (``orchestrator/cli/main.py``).  Reads fills,
 signals, equity marks and optimizer runs from the database (``--db`` or the configured
 one; no Redis needed), prints a summary, and writes the report as Markdown (with SVG
 charts beside it) and/or one self-contained HTML page; ``--json`` prints the report as

@@ -1,0 +1,136 @@
+"""``tradingmesh up`` and ``tradingmesh run``: options to settings, then the orchestrator
+process (:mod:`orchestrator.node`).
+
+Hooked into the main CLI by ``register(app)`` (``orchestrator/cli/main.py``).  Bad
+options, a bad configuration, missing data or an API that would listen beyond loopback
+without a token exit 2 before anything starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import typer
+
+from backend.marketdata.candles import DataError
+from backend.settings import Settings
+from orchestrator import node
+from orchestrator.cli.state import err, settings
+
+__all__ = ["register"]
+
+
+def _speed(value: str) -> str | float:
+    if value == "max":
+        return "max"
+    try:
+        v = float(value)
+    except ValueError:
+        raise typer.BadParameter("must be 'max' or a positive number (x real time)") from None
+    if v <= 0:
+        raise typer.BadParameter("must be 'max' or a positive number (x real time)")
+    return v
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s [%(name)s] %(message)s"
+    )
+
+
+def _check_data(settings: Settings) -> None:
+    from backend.marketdata.candles import load_dir
+
+    try:
+        load_dir(settings.data_dir, settings.symbols, settings.timeframe)
+    except (DataError, FileNotFoundError, ValueError) as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+
+
+def up(
+    speed: str = typer.Option("300", help="Replay speed: 'max' or N x real time."),
+    data: Path | None = typer.Option(None, help="Directory of BASE_QUOTE-5m.csv files."),
+    external_agents: bool = typer.Option(
+        False, help="Agents are started by someone else (docker compose): only watch them."
+    ),
+    api_host: str | None = typer.Option(None, help="Control plane address [127.0.0.1]."),
+    api_port: int | None = typer.Option(None, help="Control plane port [8000]; 0 = any free."),
+    api: bool = typer.Option(True, help="Serve the REST control plane."),
+    dashboard_port: int | None = typer.Option(
+        None, help="Dashboard port [8502]; 0 = any free."),
+    dashboard: bool = typer.Option(True, help="Serve the Streamlit dashboard (needs the API)."),
+) -> None:
+    """Start the orchestrator, every agent, the REST API and the dashboard; run until
+    Ctrl-C / SIGTERM."""
+    overrides: dict[str, object] = {"replay_speed": _speed(speed)}
+    if data is not None:
+        overrides["data_dir"] = data
+    s = _api_overrides(settings(**overrides), api, api_host, api_port)
+    s = s.model_copy(update={"dashboard": s.dashboard.model_copy(update={
+        "enabled": dashboard and s.dashboard.enabled,
+        **({"port": dashboard_port} if dashboard_port is not None else {}),
+    })})
+    _logging(s.log_level)
+    token = _token_or_exit(s)
+    if external_agents:
+        raise typer.Exit(asyncio.run(node.watch_external(s, token)))
+    _check_data(s)
+    code = asyncio.run(node.up(s, token))
+    raise typer.Exit(code)
+
+
+def _api_overrides(s: Settings, enabled: bool, host: str | None, port: int | None) -> Settings:
+    api = s.api.model_copy(update={
+        "enabled": enabled and s.api.enabled,
+        **({"host": host} if host is not None else {}),
+        **({"port": port} if port is not None else {}),
+    })
+    return s.model_copy(update={"api": api})
+
+
+def _token_or_exit(s: Settings) -> str | None:
+    """The API token; exit 2 if the API would listen beyond loopback without one."""
+    from orchestrator.api.auth import BindRefused, check_bind, resolve_token, token_path
+
+    token = resolve_token(s)
+    if s.api.enabled:
+        try:
+            check_bind(s.api.host, token)
+        except BindRefused as exc:
+            err.print(f"[red]error:[/] {exc}")
+            raise typer.Exit(2) from None
+        if token is None:
+            err.print("[yellow]warning:[/] no API token (TRADINGMESH_API_TOKEN or "
+                      f"{token_path(s)}): the API is read-only, on loopback only")
+    return token
+
+
+def run(
+    data: Path | None = typer.Option(None, help="Directory of BASE_QUOTE-5m.csv files."),
+    speed: str = typer.Option("max", help="'max' (as fast as the mesh takes it) or N x real time."),
+    report: Path | None = typer.Option(None, help="Write the report JSON here."),
+    limit: int = typer.Option(0, help="Replay at most this many bars per symbol (0 = all)."),
+    reset: bool = typer.Option(False, help="FLUSHDB an external REDIS_URL before the run."),
+    api_port: int | None = typer.Option(
+        None, help="Also serve the REST API on this port (0 = any free port)."),
+) -> None:
+    """Replay the data through the live multi-process mesh to its end and report."""
+    overrides: dict[str, object] = {"replay_speed": _speed(speed), "replay_limit": limit}
+    if data is not None:
+        overrides["data_dir"] = data
+    s = _api_overrides(settings(**overrides), api_port is not None, None, api_port)
+    _logging(s.log_level)
+    _check_data(s)
+    token = _token_or_exit(s)
+    code = asyncio.run(node.run(s, report, reset, token))
+    raise typer.Exit(code)
+
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``up`` and ``run`` to ``app``."""
+    app.command()(up)
+    app.command()(run)
