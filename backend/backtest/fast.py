@@ -1,7 +1,8 @@
 """Vectorised all-in backtest (numpy): the optimizer's evaluator.
 
 Same rules as the bar loop :func:`backend.backtest.allin.run_allin` (see there), same
-trades and equity up to float round-off (``tests/unit/test_backtest_fast.py``), in a few
+trades and equity up to float round-off
+(``tests/unit/backend/backtest/test_backtest_fast.py``), in a few
 array operations instead of a Python loop over bars:
 
 1. the direction wanted after bar ``i`` is the last non-zero signal at or before ``i``
