@@ -3,7 +3,7 @@ good answer (marked stale), UTC formatting, state colours, the banner and action
 callbacks.
 
 Tests replace the API client by putting one in ``st.session_state[CLIENT_KEY]`` before
-the first run (see ``tests/unit/test_dashboard_pages.py``).
+the first run (see ``tests/unit/dashboard/test_dashboard_pages.py``).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Every module of ``backend``, ``agents``, ``orchestrator`` and ``dashboard`` is listed with
 the first sentence of its docstring, so the architecture document names every module and
-cannot drift from the code (``tests/unit/test_module_index.py`` fails when it does).
+cannot drift from the code (``tests/unit/scripts/test_module_index.py`` fails when it does).
 
     .venv/bin/python scripts/module_index.py          # rewrite the section
     .venv/bin/python scripts/module_index.py --check  # exit 1 when it is out of date

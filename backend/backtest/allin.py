@@ -1,7 +1,7 @@
 """All-in backtest, bar by bar: the reference the fast evaluator is checked against.
 
 Rules (those of backtesting.py's ``Backtest(..., commission=c)`` with its ``SmaCross``
-example, checked in ``tests/unit/test_backtest_allin.py``):
+example, checked in ``tests/unit/backend/backtest/test_backtest_allin.py``):
 
 * A signal at the close of bar ``i`` (+1 long, -1 short) that differs from the position
   held is filled at the **open of bar** ``i+1``; a signal equal to the position held is

@@ -17,7 +17,7 @@ parameter set.  Two kinds:
   indicator functions as the strategy (:func:`backend.indicators.rolling_mean`), so its
   sides equal ``generate``'s bit for bit wherever ``generate`` emits a signal, and it
   signals from the first bar where the rule itself is defined (bar ``slow``), like
-  backtesting.py's ``SmaCross``.  ``tests/unit/test_backtest_signals.py`` pins the
+  backtesting.py's ``SmaCross``.  ``tests/unit/backend/backtest/test_backtest_signals.py`` pins the
   kernel to the strategy.
 
 :func:`signal_source` picks the kernel when there is one.
