@@ -10,7 +10,7 @@ import httpx
 
 from backend.rest.models import RiskFigures, SymbolExposure, VaREstimate
 from backend.rest.risk import PortfolioMetricsView, RiskLimitsView
-from tests.unit.dashboard.test_dashboard_pages import FakeApi, frames, start, texts
+from tests.support.dashboard_kit import FakeApi, frames, start, texts
 
 
 class AnalyticsApi(FakeApi):
