@@ -9,45 +9,45 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import logging
 import sys
 
+from agents.base import Agent
 from backend.mesh.topology import ROLES, strategy_id
-from backend.settings import ConfigError, load_settings
+from backend.settings import ConfigError, Settings, load_settings
+
+#: role -> (module, class) of its agent; a process imports only its own agent's module.
+AGENT_CLASSES: dict[str, tuple[str, str]] = {
+    "market_data": ("agents.market_data", "MarketDataAgent"),
+    "strategy": ("agents.strategy", "StrategyAgent"),
+    "compliance": ("agents.compliance", "ComplianceAgent"),
+    "risk": ("agents.risk", "RiskAgent"),
+    "execution": ("agents.execution", "ExecutionAgent"),
+    "optimizer": ("agents.optimizer", "OptimizerAgent"),
+}
 
 
-def build_agent(role: str, symbol: str | None, settings):  # noqa: ANN001, ANN201
-    """Instantiate the agent for ``role`` (strategy agents need ``symbol``)."""
-    if role == "market_data":
-        from agents.market_data import MarketDataAgent
+def build_agent(role: str, symbol: str | None, settings: Settings) -> Agent:
+    """Instantiate the agent for ``role`` (strategy agents need ``symbol``).
 
-        return MarketDataAgent(settings)
-    if role == "strategy":
-        from agents.strategy import StrategyAgent
-
-        if not symbol:
-            raise ConfigError("the strategy agent needs --symbol (e.g. ETH/BTC)")
-        match = [s for s in settings.symbols if strategy_id(s) == strategy_id(symbol)]
-        if not match:
-            raise ConfigError(f"unknown symbol {symbol!r}; configured: {settings.symbols}")
-        return StrategyAgent(settings, strategy_id(symbol), symbol=match[0])
-    if role == "compliance":
-        from agents.compliance import ComplianceAgent
-
-        return ComplianceAgent(settings)
-    if role == "risk":
-        from agents.risk import RiskAgent
-
-        return RiskAgent(settings)
-    if role == "execution":
-        from agents.execution import ExecutionAgent
-
-        return ExecutionAgent(settings)
-    if role == "optimizer":
-        from agents.optimizer import OptimizerAgent
-
-        return OptimizerAgent(settings)
-    raise ConfigError(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
+    Raises
+    ------
+    ConfigError
+        Unknown role, a strategy agent without ``symbol`` or with an unconfigured one.
+    """
+    if role not in AGENT_CLASSES:
+        raise ConfigError(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
+    module, name = AGENT_CLASSES[role]
+    cls = getattr(importlib.import_module(module), name)
+    if role != "strategy":
+        return cls(settings)
+    if not symbol:
+        raise ConfigError("the strategy agent needs --symbol (e.g. ETH/BTC)")
+    match = [s for s in settings.symbols if strategy_id(s) == strategy_id(symbol)]
+    if not match:
+        raise ConfigError(f"unknown symbol {symbol!r}; configured: {settings.symbols}")
+    return cls(settings, strategy_id(symbol), symbol=match[0])
 
 
 def main(argv: list[str] | None = None) -> int:
