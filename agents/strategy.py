@@ -50,7 +50,8 @@ from backend.messages import (
     stable_id,
 )
 from backend.persistence import Store, make_engine
-from backend.strategies import StrategyRunner, build_named, build_strategy
+from backend.strategies.build import build_named, build_strategy
+from backend.strategies.runner import StrategyRunner
 
 WARMUP_CHUNK = 5000
 

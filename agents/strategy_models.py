@@ -61,8 +61,8 @@ from backend.ml.model import MODEL_NAME, TrainedModel
 from backend.ml.store import ModelStore, ModelStoreError, model_root
 from backend.persistence import Store
 from backend.settings import Settings
-from backend.strategies import StrategyRunner
 from backend.strategies.ml_attach import attach_model, find_ml
+from backend.strategies.runner import StrategyRunner
 
 __all__ = ["ModelManager", "StrategyPort"]
 

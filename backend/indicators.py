@@ -12,7 +12,7 @@ so the last bits of its output depend on where the series starts: the SMA of a
 truncated history differs from the full-history SMA by ~1e-17 at the same bar.
 ``EMA``, ``RSI`` and ``ATR`` are recursive (Wilder/exponential smoothing) and depend
 on the whole history.  A strategy that must give *identical* results on a capped
-live history and on a full backtest (see :class:`backend.strategies.StrategyRunner`)
+live history and on a full backtest (see :class:`backend.strategies.runner.StrategyRunner`)
 therefore uses :func:`rolling_mean` (each window summed on its own, in a fixed
 order) and :func:`atr_sma` (rolling mean of TA-Lib's ``TRANGE``) instead; ``TRANGE``
 and ``ROC`` are point-wise, so they are exact too.

@@ -37,7 +37,7 @@ from backend.common import ConfigError
 from backend.compliance.config import ComplianceConfig
 from backend.risk.config import RiskConfig
 from backend.runtime.secretfiles import check_config_secrets
-from backend.strategies.config import StrategyConfig
+from backend.strategies.config import COMBINED, StrategyConfig
 from backend.venues.config import PaperConfig, VenueConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -220,6 +220,27 @@ class Settings(BaseSettings):
                 f"venue.quote_currency is {acct!r} but the symbols are quoted in {quote!r}: "
                 "equity would add amounts in two currencies; trade symbols quoted in the "
                 "account currency (or leave venue.quote_currency empty to use the symbols')")
+        return self
+
+    @model_validator(mode="after")
+    def _combined_strategies_build(self) -> Settings:
+        """A ``combined`` strategy is built once on load, so an unknown component or a
+        parameter a component does not declare is refused here, naming the field.
+
+        The builder is imported only when some strategy is ``combined``: loading settings
+        stays free of the strategies and their numeric libraries otherwise (start-up
+        time of every command)."""
+        configs = {"default_strategy": self.default_strategy,
+                   **{f"strategies.{k}": v for k, v in self.strategies.items()}}
+        combined = {where: c for where, c in configs.items() if c.name == COMBINED}
+        if combined:
+            from backend.strategies.build import build_strategy
+
+            for where, cfg in combined.items():
+                try:
+                    build_strategy(cfg)
+                except ValueError as exc:
+                    raise ValueError(f"{where}: {exc}") from None
         return self
 
     @classmethod

@@ -57,7 +57,7 @@ from backend.rest.models import (
     StrategiesView,
 )
 from backend.settings import Settings
-from backend.strategies import STRATEGIES
+from backend.strategies.registry import STRATEGIES
 from orchestrator.errors import Conflict, Invalid, NotFound, Unavailable, resolve_symbol
 from orchestrator.views import strategies_view
 

@@ -44,7 +44,8 @@ from backend.rest.models import (
     SymbolPnL,
     TradeList,
 )
-from backend.strategies import STRATEGIES, build_strategy
+from backend.strategies.build import build_strategy
+from backend.strategies.registry import STRATEGIES
 
 Row = Mapping[str, Any]
 

@@ -30,7 +30,9 @@ from backend.backtest.signals import signal_source
 from backend.backtest.stats import compute_stats, infer_periods_per_year
 from backend.marketdata.candles import Candles
 from backend.settings import Settings, StrategyConfig
-from backend.strategies import STRATEGIES, Strategy, build_strategy, config_of, get_strategy
+from backend.strategies.base import Strategy
+from backend.strategies.build import build_strategy, config_of
+from backend.strategies.registry import STRATEGIES, get_strategy
 
 __all__ = ["SIZINGS", "backtest_settings", "run_backtest"]
 
@@ -111,10 +113,10 @@ def run_backtest(
         Keyed by ``BASE/QUOTE`` (``backend.marketdata.candles.load_candles``).
     strategy : str or Strategy or StrategyConfig
         Registry name (``"sma_cross"``, ``"momentum"`` ...), a configuration (built with
-        :func:`backend.strategies.build_strategy`: ``combined``, regime gates), or a
+        :func:`backend.strategies.build.build_strategy`: ``combined``, regime gates), or a
         strategy instance.  ``risk`` sizing replays the mesh's pipeline, which builds its
         strategy from configuration: an instance must come from ``build_strategy`` or be
-        a plain registered strategy (:func:`backend.strategies.config_of`).
+        a plain registered strategy (:func:`backend.strategies.build.config_of`).
     params : mapping, optional
         Parameter overrides (validated against the strategy's declaration).
     sizing : {"risk", "all-in"}

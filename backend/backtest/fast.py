@@ -36,8 +36,7 @@ from backend.backtest.allin import allin_size
 from backend.backtest.models import BacktestTrade
 from backend.backtest.signals import SignalSource, signal_source
 from backend.backtest.stats import infer_periods_per_year
-from backend.strategies import Strategy
-from backend.strategies.base import OHLCV
+from backend.strategies.base import OHLCV, Strategy
 
 __all__ = ["OBJECTIVES", "AllInEvaluator", "FastResult", "allin_vectorised", "score_equity"]
 

@@ -24,7 +24,7 @@ from backend.marketdata.candles import Candles, merge_bars
 from backend.mesh.simulate import SimResult, simulate
 from backend.performance.report import Trade, extract_trades, symbol_curves
 from backend.settings import Settings
-from backend.strategies import Strategy
+from backend.strategies.base import Strategy
 
 __all__ = ["equity_frame", "run_risk", "to_backtest_trade"]
 

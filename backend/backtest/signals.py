@@ -32,8 +32,9 @@ from typing import Any
 import numpy as np
 
 from backend import indicators as ind
-from backend.strategies import STRATEGIES, SmaCross, Strategy, get_strategy
-from backend.strategies.base import OHLCV
+from backend.strategies.base import OHLCV, Strategy
+from backend.strategies.registry import STRATEGIES, get_strategy
+from backend.strategies.sma_cross import SmaCross
 
 __all__ = ["KERNELS", "GenerateSignals", "SignalSource", "SmaCrossSignals", "signal_source"]
 

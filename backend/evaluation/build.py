@@ -47,7 +47,7 @@ from backend.rest.report import (
     ParamSuggestion,
     ReportPoint,
 )
-from backend.strategies import get_strategy
+from backend.strategies.registry import get_strategy
 
 Row = Mapping[str, Any]
 UNKNOWN = "unknown"

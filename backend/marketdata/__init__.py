@@ -10,7 +10,9 @@ market regime of a bar.
 * :mod:`backend.marketdata.ohlcv` -- The OHLCV bar-array protocol every strategy, feature
   and backtest reads;
 * :mod:`backend.marketdata.regime` -- Market regime of a bar, from closing prices only:
-  trend direction and volatility level.
+  trend direction and volatility level;
+* :mod:`backend.marketdata.regime_names` -- The names of the market regimes, and the
+  checks of a configured list of them (no numpy: the configuration models use it).
 
 Nothing is imported here: import the submodules.
 """
@@ -21,4 +23,5 @@ __all__ = [
     "live_feed",
     "ohlcv",
     "regime",
+    "regime_names",
 ]

@@ -32,11 +32,13 @@ only (``"high_vol"``: any trend).  An unknown label (``""``) is never allowed.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import ArrayLike
+
+from backend.marketdata.regime_names import LABELS, TRENDS, VOLS, matches, validate_regimes
 
 __all__ = [
     "ER_MIN",
@@ -65,13 +67,9 @@ VOL_REFERENCE = 72
 #: Closes one label depends on (the window: 96 bars = 8 hours).  Every strategy's
 #: signals carry labels (``Strategy.generate``); they are the same live and in a backtest
 #: when the live runner evaluates at least ``LOOKBACK`` bars, which the default
-#: :class:`backend.strategies.StrategyRunner` always does (>= min(max_history, 256)).
+#: :class:`backend.strategies.runner.StrategyRunner` always does (>= min(max_history, 256)).
 LOOKBACK = max(TREND_WINDOW + 1, VOL_WINDOW + VOL_REFERENCE)
 
-TRENDS: tuple[str, ...] = ("trending_up", "trending_down", "ranging")
-VOLS: tuple[str, ...] = ("high_vol", "low_vol")
-#: Every full label, ``"<trend>/<vol>"``.
-LABELS: tuple[str, ...] = tuple(f"{t}/{v}" for t in TRENDS for v in VOLS)
 
 _TABLE = np.array(LABELS + ("",), dtype=object)  # code 6 = unknown
 
@@ -144,34 +142,6 @@ def label_all(close: ArrayLike) -> np.ndarray:
     """:func:`labels_at` of every bar: object array of str, shape ``(m,)``."""
     c = np.ascontiguousarray(close, dtype=np.float64)
     return labels_at(c, np.arange(c.size))
-
-
-def validate_regimes(allowed: Iterable[str]) -> list[str]:
-    """Check a list of allowed regimes (config ``regimes``); return it as a list.
-
-    Raises
-    ------
-    ValueError
-        An entry that is neither a full label, a trend nor a volatility level; the
-        message lists the accepted ones.
-    """
-    out = list(allowed)
-    known = set(LABELS) | set(TRENDS) | set(VOLS)
-    for a in out:
-        if a not in known:
-            raise ValueError(
-                f"unknown regime {a!r}: use a trend ({', '.join(TRENDS)}), a volatility "
-                f"({', '.join(VOLS)}) or both as '<trend>/<vol>', e.g. 'ranging/low_vol'")
-    return out
-
-
-def matches(label: str, allowed: Sequence[str]) -> bool:
-    """True when ``label`` (``"<trend>/<vol>"``) is allowed by any entry of ``allowed``
-    (full label, trend or volatility); ``""`` never matches."""
-    if not label:
-        return False
-    trend, _, vol = label.partition("/")
-    return any(a in (label, trend, vol) for a in allowed)
 
 
 def allowed_mask(labels: np.ndarray, allowed: Sequence[str]) -> np.ndarray:

@@ -110,7 +110,7 @@ async def running_params(redis, settings, symbol: str) -> tuple[str, ParamValues
     state (agent never started) the configured strategy, defaults filled in (built from
     the configuration: a ``combined`` strategy's parameters are its prefixed ones).
     """
-    from backend.strategies import build_strategy
+    from backend.strategies.build import build_strategy
 
     state = parse_state(await redis.get(channels.state_key(strategy_id(symbol))))
     if state is not None:

@@ -21,7 +21,7 @@ from backend.messages import (
     stable_id,
 )
 from backend.risk.rules import RiskDecision
-from backend.strategies import SignalPoint
+from backend.strategies.base import SignalPoint
 
 
 def bar_message(

@@ -7,7 +7,7 @@ back-pressure guarantees:
 1. execution: :func:`backend.venues.paper.engine.on_bar` (fill resting orders at the open, brackets,
    mark at the close), then the portfolio mark;
 2. risk: :func:`backend.risk.rules.update_breaker` on that mark;
-3. strategy: :class:`backend.strategies.StrategyRunner` for the bar's symbol;
+3. strategy: :class:`backend.strategies.runner.StrategyRunner` for the bar's symbol;
 4. compliance: :func:`backend.compliance.rules.check_signal`;
 5. risk: :func:`backend.risk.rules.decide`, then (when ``risk.var_limit > 0``)
    :func:`backend.risk.var_limit.check_var_limit` on the closes of the bars so far;
@@ -32,7 +32,9 @@ from backend.risk import var_limit
 from backend.risk.in_flight import InFlight, with_in_flight
 from backend.risk.rules import RiskState, decide, update_breaker
 from backend.settings import Settings
-from backend.strategies import Strategy, StrategyRunner, build_strategy
+from backend.strategies.base import Strategy
+from backend.strategies.build import build_strategy
+from backend.strategies.runner import StrategyRunner
 from backend.venues.paper import engine as paper
 from backend.venues.paper.engine import PaperBook
 

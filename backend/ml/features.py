@@ -5,7 +5,7 @@ computed element-wise or with windows summed on their own in a fixed order
 (:func:`backend.indicators.rolling_mean`, :func:`rolling_std` below, TA-Lib ``TRANGE``),
 so ``feature_matrix(bars[k:])[j] == feature_matrix(bars)[k + j]`` bit for bit once
 ``j >= FEATURE_WARMUP - 1`` (the finite-memory rule of
-:class:`backend.strategies.StrategyRunner`).  No Wilder/exponential smoothing.
+:class:`backend.strategies.runner.StrategyRunner`).  No Wilder/exponential smoothing.
 
 Columns (:data:`FEATURE_NAMES`), all dimensionless:
 

@@ -44,7 +44,8 @@ from backend.backtest.fast import OBJECTIVES, allin_vectorised, score_equity
 from backend.backtest.signals import SignalSource, signal_source
 from backend.backtest.stats import infer_periods_per_year
 from backend.marketdata.candles import Candles
-from backend.strategies import Strategy, get_strategy
+from backend.strategies.base import Strategy
+from backend.strategies.registry import get_strategy
 
 __all__ = [
     "GA_OBJECTIVES",
@@ -93,7 +94,7 @@ class FitnessContext:
     ----------
     strategy : str or Strategy
         Registry name, or a strategy instance (e.g. one built from configuration by
-        :func:`backend.strategies.build_strategy`: a ``combined`` portfolio or a regime
+        :func:`backend.strategies.build.build_strategy`: a ``combined`` portfolio or a regime
         gate); instances pickle with the context to worker processes.
     candles : tuple of Candles
         One series per symbol, time ascending.

@@ -44,8 +44,8 @@ from typing import Any
 
 from deap import tools
 
-from backend.strategies import Strategy, get_strategy
-from backend.strategies.base import ParamSpec
+from backend.strategies.base import ParamSpec, Strategy
+from backend.strategies.registry import get_strategy
 
 __all__ = ["INFEASIBLE", "MAX_DRAWS", "Gene", "Genome"]
 

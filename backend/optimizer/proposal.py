@@ -31,7 +31,7 @@ from backend.optimizer.fitness import Scorer
 from backend.optimizer.models import OptimizeResult
 from backend.optimizer.runner import fitness_context
 from backend.optimizer.walkforward import mean_score
-from backend.strategies import Strategy
+from backend.strategies.base import Strategy
 
 __all__ = [
     "ProposalRecord",

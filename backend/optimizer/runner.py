@@ -30,7 +30,7 @@ from backend.optimizer.models import (
 )
 from backend.optimizer.parallel import Executor, make_executor
 from backend.optimizer.walkforward import is_overfit, mean_score, split_folds
-from backend.strategies import Strategy
+from backend.strategies.base import Strategy
 
 __all__ = [
     "Observer",

@@ -1,45 +1,25 @@
 """Trading strategies: pure, vectorised signal generators and their registry.
 
-``STRATEGIES`` maps a strategy name (as used in the configuration) to its class;
-:func:`get_strategy` returns an instance.  See :mod:`backend.strategies.base` for the
-interface, :mod:`backend.strategies.registry` for the registry,
-:mod:`backend.strategies.config` for the configuration models and the strategies they
-build, and :class:`StrategyRunner` for bar-by-bar (live) use.
+* :mod:`backend.strategies.base` -- the interface (``Strategy``, ``ParamSpec``, signals);
+* :mod:`backend.strategies.registry` -- every strategy by its configured name
+  (``STRATEGIES``, ``get_strategy``);
+* :mod:`backend.strategies.config` -- the configuration models (``StrategyConfig``);
+* :mod:`backend.strategies.build` -- the strategy a configuration describes
+  (``build_strategy``);
+* :mod:`backend.strategies.runner` -- ``StrategyRunner``, bar-by-bar (live) use;
+* one module per strategy (``sma_cross``, ``momentum``, ``vwap_momentum``,
+  ``rsi_reversion``, ``bollinger_reversion``, ``smc``, ``ml_classifier``), the
+  ``combiner`` and the ``regime_gate``.
+
+Nothing is imported here: import the submodules.  The package stays light so that the
+configuration models load without the strategies and their numeric libraries (the
+command line starts in a fraction of a second).
 """
 
-from __future__ import annotations
-
-from backend.strategies.base import ParamSpec, SignalFrame, SignalPoint, Strategy
-from backend.strategies.bollinger_reversion import BollingerReversion
-from backend.strategies.config import build_named, build_strategy, config_of
-from backend.strategies.momentum import Momentum
-from backend.strategies.registry import (
-    BENCHMARK_STRATEGIES,
-    STRATEGIES,
-    get_strategy,
-    strategies_json,
-)
-from backend.strategies.rsi_reversion import RsiReversion
-from backend.strategies.runner import StrategyRunner
-from backend.strategies.sma_cross import SmaCross
-from backend.strategies.vwap_momentum import VwapMomentum
-
 __all__ = [
-    "BENCHMARK_STRATEGIES",
-    "STRATEGIES",
-    "BollingerReversion",
-    "Momentum",
-    "ParamSpec",
-    "RsiReversion",
-    "SignalFrame",
-    "SignalPoint",
-    "SmaCross",
-    "Strategy",
-    "StrategyRunner",
-    "VwapMomentum",
-    "build_named",
-    "build_strategy",
-    "config_of",
-    "get_strategy",
-    "strategies_json",
+    "base",
+    "build",
+    "config",
+    "registry",
+    "runner",
 ]

@@ -55,11 +55,9 @@ import numpy as np
 from pydantic import BaseModel
 
 from backend.strategies.base import OHLCV, ParamSpec, SignalFrame, Strategy, finish_brackets
+from backend.strategies.config import COMBINED
 
 __all__ = ["COMBINED", "Combined", "Component"]
-
-#: Name of the combined strategy in configuration and in signals.
-COMBINED = "combined"
 
 
 @dataclass(frozen=True)

@@ -1,41 +1,23 @@
-"""Strategy configuration: the models of ``[strategies.*]`` and the strategies they build.
+"""Strategy configuration: the models of ``[strategies.*]``.
 
-Everything that runs a *configured* strategy -- the strategy agent, the in-process replay
-(:mod:`backend.mesh.simulate`), the backtester's risk sizing, hot reload, the REST views --
-builds it here, so a regime gate or a ``combined`` portfolio is the same object
-everywhere:
-
-* ``name = "combined"``: a :class:`~backend.strategies.combiner.Combined` of the
-  ``components`` (each a registered strategy), with the config's ``threshold``;
-* any other name: the registered strategy (:func:`backend.strategies.get_strategy`),
-  the very class the registry holds (so the backtester's vectorised kernels and the ML
-  model hooks recognise it);
-
-then, when ``regimes`` is not empty, wrapped in the regime gate
-(:class:`~backend.strategies.regime_gate.RegimeGated`), and the config's ``params``
-validated against the result's declared parameters.
-
-Everything built here pickles (the optimizer ships strategies to worker processes).
+Which strategy a symbol's agent runs and its parameters (:class:`StrategyConfig`), and the
+members of a ``combined`` one (:class:`ComponentConfig`).  The structure is checked here;
+what needs the strategies themselves (a known name, parameters the strategy declares) is
+checked when :mod:`backend.strategies.build` builds it, which :class:`backend.settings.Settings`
+does for every ``combined`` configuration on load.  Kept light on purpose (pydantic only):
+loading settings loads no strategy, no numpy.
 """
 
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from backend.marketdata.regime import validate_regimes
-from backend.strategies.base import Strategy
-from backend.strategies.combiner import COMBINED, Combined, Component
-from backend.strategies.regime_gate import RegimeGated
-from backend.strategies.registry import STRATEGIES, get_strategy
+from backend.marketdata.regime_names import validate_regimes
 
-__all__ = [
-    "COMBINED",
-    "ComponentConfig",
-    "StrategyConfig",
-    "build_named",
-    "build_strategy",
-    "config_of",
-]
+__all__ = ["COMBINED", "ComponentConfig", "StrategyConfig"]
+
+#: The configured name of a fusion of several strategies (:mod:`backend.strategies.combiner`).
+COMBINED = "combined"
 
 
 class ComponentConfig(BaseModel):
@@ -85,80 +67,6 @@ class StrategyConfig(BaseModel):
         dup = sorted({x for x in labels if labels.count(x) > 1})
         if dup:
             raise ValueError(f"components {dup} appear twice: give each a distinct 'label'")
-        build_strategy(self)  # unknown component, bad component parameter: clear errors
+        # An unknown component or a bad component parameter is refused when the strategy
+        # is built (backend.strategies.build), which Settings does on load.
         return self
-
-
-
-def _combined(cfg: StrategyConfig) -> Combined:
-    if not cfg.components:
-        raise ValueError("strategy 'combined' needs at least one entry in 'components'")
-    comps = []
-    for c in cfg.components:
-        if c.name == COMBINED:
-            raise ValueError("a 'combined' strategy cannot contain another 'combined'")
-        comps.append(Component(label=c.label or c.name, strategy=get_strategy(c.name),
-                               weight=c.weight, params=dict(c.params)))
-    return Combined(comps, threshold=cfg.threshold, config=cfg)
-
-
-def build_strategy(cfg: StrategyConfig) -> Strategy:
-    """The strategy ``cfg`` describes (see the module docstring).
-
-    Parameters
-    ----------
-    cfg : StrategyConfig
-
-    Returns
-    -------
-    Strategy
-        The registered strategy, a :class:`Combined`, or either inside a
-        :class:`RegimeGated` (named and parametrised like it);
-        ``resolve_params(cfg.params)`` has been checked.
-
-    Raises
-    ------
-    ValueError
-        Unknown strategy or component, components on a strategy other than
-        ``combined``, an unknown regime, or a parameter the strategy rejects.
-    """
-    if cfg.name == COMBINED:
-        inner: Strategy = _combined(cfg)
-    else:
-        if cfg.components:
-            raise ValueError(f"strategy {cfg.name!r}: 'components' are only for "
-                             f"name = {COMBINED!r}")
-        inner = get_strategy(cfg.name)
-    strat = RegimeGated(inner, cfg.regimes, config=cfg) if cfg.regimes else inner
-    strat.resolve_params(cfg.params)
-    return strat
-
-
-def build_named(name: str, cfg: StrategyConfig) -> Strategy:
-    """The strategy called ``name`` for a symbol configured with ``cfg``.
-
-    Used when a command (hot reload) or a saved state names the strategy: ``name ==
-    cfg.name`` keeps the configuration's structure (components, threshold, regimes);
-    another registered name runs that strategy with the configuration's regime gate.
-    """
-    if name == cfg.name:
-        return build_strategy(cfg.model_copy(update={"params": {}}))
-    return build_strategy(StrategyConfig(name=name, regimes=list(cfg.regimes)))
-
-
-def config_of(strategy: Strategy) -> StrategyConfig:
-    """The configuration that builds ``strategy`` again (without parameter overrides).
-
-    Raises
-    ------
-    ValueError
-        A strategy neither built by :func:`build_strategy` nor a plain registered one.
-    """
-    cfg = getattr(strategy, "config", None) if isinstance(
-        strategy, RegimeGated | Combined) else None
-    if cfg is not None:
-        return cfg.model_copy(update={"params": {}})
-    if type(strategy) is STRATEGIES.get(strategy.name):
-        return StrategyConfig(name=strategy.name)
-    raise ValueError(f"strategy {strategy.name!r} ({type(strategy).__name__}) was not built "
-                     "from a configuration; the risk pipeline needs one (build_strategy)")

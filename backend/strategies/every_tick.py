@@ -3,8 +3,8 @@
 For ``benchmarks/mesh.py`` only, never for trading: it makes every tick of the mesh
 travel the whole order path (strategy -> compliance -> risk -> execution -> venue), so
 the tick-to-order latency can be measured on every tick.  It is built by name like any
-strategy (:func:`backend.strategies.get_strategy`) but is not in the user-facing
-registry :data:`backend.strategies.STRATEGIES` (not listed by ``tradingmesh strategies``,
+strategy (:func:`backend.strategies.registry.get_strategy`) but is not in the user-facing
+registry :data:`backend.strategies.registry.STRATEGIES` (not listed by ``tradingmesh strategies``,
 the API or the optimizer).
 
 Signal

@@ -41,7 +41,7 @@ def attach_model(strategy: Strategy,
 
     A copied wrapper's ``config`` (if it has one) is cleared: the configuration does not
     hold the model, so nothing may rebuild the strategy from it
-    (:func:`backend.strategies.config_of` then refuses it).
+    (:func:`backend.strategies.build.config_of` then refuses it).
 
     Raises
     ------

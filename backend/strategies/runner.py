@@ -34,7 +34,7 @@ class StrategyRunner:
     Parameters
     ----------
     strategy : Strategy
-        The strategy instance (see :func:`backend.strategies.get_strategy`).
+        The strategy instance (see :func:`backend.strategies.registry.get_strategy`).
     params : mapping, optional
         Parameter overrides, validated once here.
     symbol : str

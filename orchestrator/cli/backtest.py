@@ -7,7 +7,7 @@ prints one line ``error: ...`` on stderr and exits with code 2.
 ``--strategy`` takes a registered name, or ``configured``: the strategy the
 configuration gives the backtested symbol(s) (``[strategies.<SYM>]`` or
 ``[default_strategy]``: a ``combined`` portfolio, a regime gate ...), built with
-:func:`backend.strategies.build_strategy` as the mesh builds it.  ``--regimes`` gates a
+:func:`backend.strategies.build.build_strategy` as the mesh builds it.  ``--regimes`` gates a
 registered strategy by market regime (``backend.marketdata.regime``).
 """
 

@@ -177,7 +177,7 @@ def token() -> None:
 @app.command()
 def strategies(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """List the registered strategies and their declared, tunable parameters."""
-    from backend.strategies import STRATEGIES, strategies_json
+    from backend.strategies.registry import STRATEGIES, strategies_json
 
     if as_json:
         typer.echo(strategies_json())

@@ -26,7 +26,8 @@ from backend.marketdata.candles import Candles, DataError, load_dir, parse_times
 from backend.ml.model import ModelMeta, TrainedModel
 from backend.ml.store import ModelStore, ModelStoreError, list_models, model_root
 from backend.settings import ConfigError, Settings, StrategyConfig, load_settings
-from backend.strategies import Strategy, build_strategy
+from backend.strategies.base import Strategy
+from backend.strategies.build import build_strategy
 from backend.strategies.ml_attach import attach_model, find_ml
 from backend.strategies.ml_classifier import MlClassifier
 

@@ -296,7 +296,7 @@ def test_client_order_ids_differ_once_the_bar_sequence_restarts(tmp_path: Path) 
     """Redis lost its data: the market_data cursor restarts at seq 1, but a new deployment
     epoch from the database keeps every signal and client order id new."""
     from backend.mesh.pipeline import signal_message
-    from backend.strategies import SignalPoint
+    from backend.strategies.base import SignalPoint
 
     store = Store(make_engine(f"sqlite:///{tmp_path / 'epoch.db'}"))
     e1, e2 = store.next_epoch(), store.next_epoch()

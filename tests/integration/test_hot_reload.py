@@ -23,7 +23,8 @@ from backend.optimizer.proposal import ProposalRecord, proposal_key
 from backend.persistence import Store, make_engine
 from backend.rest.models import OptimizerRunRequest
 from backend.settings import OptimizerAgentConfig, Settings
-from backend.strategies import StrategyRunner, get_strategy
+from backend.strategies.registry import get_strategy
+from backend.strategies.runner import StrategyRunner
 from orchestrator.optimizer_control import OptimizerControl
 from tests.support.agentproc import agent_env, make_settings, start_agent, stop
 from tests.support.helpers import aeventually, eventually

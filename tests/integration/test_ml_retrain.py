@@ -18,8 +18,8 @@ from backend.ml.live import ml_state_key, parse_ml_state
 from backend.ml.store import ModelStore, model_root
 from backend.persistence import Store, make_engine
 from backend.settings import MlConfig, StrategyConfig
-from backend.strategies import StrategyRunner
 from backend.strategies.ml_classifier import FittedMlClassifier
+from backend.strategies.runner import StrategyRunner
 from tests.support.agentproc import agent_env, make_settings, running, start_agent, stop
 from tests.support.helpers import eventually
 

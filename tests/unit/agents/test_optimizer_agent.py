@@ -17,7 +17,7 @@ from backend.mesh.hotreload import ActiveParams, StrategyAgentState
 from backend.messages import ParamsProposed, RunOptimizer, decode
 from backend.optimizer.proposal import ProposalRecord, make_request, proposal_key
 from backend.settings import OptimizerAgentConfig
-from backend.strategies import get_strategy
+from backend.strategies.registry import get_strategy
 from tests.support.agent_fixtures import drain, eth_candles, publish_bars, settings_for, wire
 
 GA = {"population": 6, "generations": 1, "walk_forward": 2, "seed": 3}

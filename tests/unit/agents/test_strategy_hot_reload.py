@@ -14,7 +14,8 @@ from backend import channels
 from backend.bus import DATA_FIELD, Bus
 from backend.mesh.hotreload import parse_state
 from backend.messages import StrategyParamsUpdated, UpdateStrategyParams, decode
-from backend.strategies import StrategyRunner, get_strategy
+from backend.strategies.registry import get_strategy
+from backend.strategies.runner import StrategyRunner
 from tests.support.agent_fixtures import drain, eth_candles, publish_bars, settings_for, wire
 
 AGENT = "strategy:ETHBTC"

@@ -9,7 +9,8 @@ import pytest
 
 from backend.backtest.signals import GenerateSignals, SmaCrossSignals, signal_source
 from backend.marketdata.candles import Candles, load_candles
-from backend.strategies import Momentum, SmaCross
+from backend.strategies.momentum import Momentum
+from backend.strategies.sma_cross import SmaCross
 
 DATA = Path(__file__).resolve().parents[4] / "data" / "sample"
 

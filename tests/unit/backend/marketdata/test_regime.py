@@ -10,8 +10,9 @@ import pytest
 
 from backend.marketdata import regime
 from backend.marketdata.candles import Candles, load_dir
-from backend.strategies import StrategyRunner, get_strategy
 from backend.strategies.regime_gate import RegimeGated
+from backend.strategies.registry import get_strategy
+from backend.strategies.runner import StrategyRunner
 
 SAMPLE = Path(__file__).resolve().parents[4] / "data" / "sample"
 N = 400

@@ -23,8 +23,8 @@ from backend.ml.live import (
 from backend.ml.store import ModelStore, model_root
 from backend.persistence import Store, make_engine
 from backend.settings import MlConfig
-from backend.strategies import StrategyRunner
 from backend.strategies.ml_classifier import FittedMlClassifier
+from backend.strategies.runner import StrategyRunner
 from tests.support.agent_fixtures import drain, eth_candles, publish_bars, settings_for, wire
 
 AGENT = "strategy:ETHBTC"

@@ -14,13 +14,7 @@ from backend.marketdata.candles import Candles, load_dir
 from backend.ml.train import train_model
 from backend.optimizer import OptimizeConfig, optimize
 from backend.settings import Settings, StrategyConfig
-from backend.strategies import (
-    STRATEGIES,
-    StrategyRunner,
-    build_strategy,
-    get_strategy,
-    strategies_json,
-)
+from backend.strategies.build import build_strategy
 from backend.strategies.ml_attach import attach_model, find_ml
 from backend.strategies.ml_classifier import (
     CONF_SHARPNESS,
@@ -28,6 +22,8 @@ from backend.strategies.ml_classifier import (
     MlClassifier,
     confidence_of,
 )
+from backend.strategies.registry import STRATEGIES, get_strategy, strategies_json
+from backend.strategies.runner import StrategyRunner
 
 
 @pytest.fixture(scope="module")

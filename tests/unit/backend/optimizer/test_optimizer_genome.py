@@ -11,8 +11,9 @@ import pytest
 from backend.optimizer import Genome
 from backend.optimizer.ga import Individual
 from backend.optimizer.rng import deap_random
-from backend.strategies import STRATEGIES, SmaCross, strategies_json
 from backend.strategies.base import ParamSpec
+from backend.strategies.registry import STRATEGIES, strategies_json
+from backend.strategies.sma_cross import SmaCross
 
 
 def assert_in_bounds(genome: Genome, genes: list) -> None:

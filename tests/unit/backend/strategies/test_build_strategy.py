@@ -25,16 +25,11 @@ from backend.messages import UpdateStrategyParams
 from backend.optimizer import OptimizeConfig, Scorer, fitness_context, optimize
 from backend.persistence import Store, make_engine
 from backend.settings import ConfigError, Settings, StrategyConfig, load_settings
-from backend.strategies import (
-    STRATEGIES,
-    StrategyRunner,
-    build_named,
-    build_strategy,
-    config_of,
-    get_strategy,
-)
+from backend.strategies.build import build_named, build_strategy, config_of
 from backend.strategies.combiner import Combined
 from backend.strategies.regime_gate import RegimeGated
+from backend.strategies.registry import STRATEGIES, get_strategy
+from backend.strategies.runner import StrategyRunner
 from orchestrator.cli import app
 from orchestrator.views import signal_views, strategies_view
 from tests.support.agent_fixtures import drain, publish_bars, settings_for, wire

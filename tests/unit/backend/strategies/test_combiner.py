@@ -14,9 +14,11 @@ import pytest
 from backend.marketdata.candles import Candles, load_dir
 from backend.optimizer import Genome
 from backend.settings import StrategyConfig
-from backend.strategies import StrategyRunner, build_strategy, get_strategy
 from backend.strategies.base import OHLCV, ParamSpec, SignalFrame, Strategy, finish_brackets
+from backend.strategies.build import build_strategy
 from backend.strategies.combiner import Combined, Component
+from backend.strategies.registry import get_strategy
+from backend.strategies.runner import StrategyRunner
 
 SAMPLE = Path(__file__).resolve().parents[4] / "data" / "sample"
 REAL = StrategyConfig(name="combined", threshold=0.4, components=[

@@ -11,14 +11,14 @@ import pytest
 from backend.marketdata.candles import load_dir
 from backend.mesh.simulate import simulate
 from backend.settings import Settings, StrategyConfig
-from backend.strategies import (
+from backend.strategies.every_tick import EveryTick
+from backend.strategies.registry import (
     BENCHMARK_STRATEGIES,
     STRATEGIES,
-    StrategyRunner,
     get_strategy,
     strategies_json,
 )
-from backend.strategies.every_tick import EveryTick
+from backend.strategies.runner import StrategyRunner
 from benchmarks.mesh_run import RULES
 
 SAMPLE = Path(__file__).resolve().parents[4] / "data" / "sample"

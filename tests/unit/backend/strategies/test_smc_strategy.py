@@ -15,9 +15,10 @@ import pytest
 from backend.backtest import run_backtest
 from backend.marketdata.candles import Candles, load_dir
 from backend.optimizer import OptimizeConfig, optimize
-from backend.strategies import STRATEGIES, StrategyRunner, get_strategy
 from backend.strategies import smc_concepts as sc
 from backend.strategies import smc_zones as sz
+from backend.strategies.registry import STRATEGIES, get_strategy
+from backend.strategies.runner import StrategyRunner
 from backend.strategies.smc import SmartMoney, confidence_of
 
 with contextlib.redirect_stdout(io.StringIO()):

@@ -9,15 +9,11 @@ import pandas as pd
 import pytest
 
 from backend.marketdata.candles import Candles, load_dir
-from backend.strategies import (
-    STRATEGIES,
-    Momentum,
-    ParamSpec,
-    SmaCross,
-    Strategy,
-    StrategyRunner,
-    get_strategy,
-)
+from backend.strategies.base import ParamSpec, Strategy
+from backend.strategies.momentum import Momentum
+from backend.strategies.registry import STRATEGIES, get_strategy
+from backend.strategies.runner import StrategyRunner
+from backend.strategies.sma_cross import SmaCross
 
 SAMPLE = Path(__file__).resolve().parents[4] / "data" / "sample"
 NAMES = ["sma_cross", "momentum"]

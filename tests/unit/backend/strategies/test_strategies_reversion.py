@@ -10,14 +10,11 @@ import pytest
 
 from backend import indicators as ind
 from backend.marketdata.candles import Candles, load_dir
-from backend.strategies import (
-    STRATEGIES,
-    BollingerReversion,
-    RsiReversion,
-    StrategyRunner,
-    get_strategy,
-)
 from backend.strategies.base import armed_exits
+from backend.strategies.bollinger_reversion import BollingerReversion
+from backend.strategies.registry import STRATEGIES, get_strategy
+from backend.strategies.rsi_reversion import RsiReversion
+from backend.strategies.runner import StrategyRunner
 
 SAMPLE = Path(__file__).resolve().parents[4] / "data" / "sample"
 NAMES = ["rsi_reversion", "bollinger_reversion"]

@@ -14,8 +14,14 @@ from backend.marketdata.candles import Candles, load_dir
 from backend.mesh.simulate import simulate
 from backend.messages import Side
 from backend.settings import Settings, StrategyConfig
-from backend.strategies import StrategyRunner, VwapMomentum
-from backend.strategies.vwap_momentum import NS_PER_DAY, NS_PER_HOUR, NS_PER_MINUTE, session_clock
+from backend.strategies.runner import StrategyRunner
+from backend.strategies.vwap_momentum import (
+    NS_PER_DAY,
+    NS_PER_HOUR,
+    NS_PER_MINUTE,
+    VwapMomentum,
+    session_clock,
+)
 
 SAMPLE = Path(__file__).resolve().parents[4] / "data" / "sample"
 BAR = 5 * NS_PER_MINUTE

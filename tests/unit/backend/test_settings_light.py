@@ -1,0 +1,31 @@
+"""Loading settings loads no strategy and no numeric library (issue 17: fast start)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def _modules_after(code: str) -> set[str]:
+    out = subprocess.run(
+        [sys.executable, "-c", code + "\nimport sys\nprint('\\n'.join(sys.modules))"],
+        cwd=ROOT, capture_output=True, text=True, check=True)
+    return set(out.stdout.split())
+
+
+def test_loading_settings_imports_no_strategy_numpy_or_pandas():
+    mods = _modules_after("from backend.settings import Settings\nSettings()")
+    heavy = {m for m in mods if m.split(".")[0] in {"numpy", "pandas", "talib", "scipy",
+                                                    "sklearn", "sqlalchemy"}}
+    strategies = {m for m in mods if m.startswith("backend.strategies.")}
+    assert not heavy, sorted(heavy)[:10]
+    assert strategies == {"backend.strategies.config"}, sorted(strategies)
+
+
+def test_a_combined_strategy_is_still_built_and_checked_on_load():
+    mods = _modules_after(
+        "from backend.settings import Settings\n"
+        "Settings(strategies={'ETHBTC': {'name': 'combined', 'components': "
+        "[{'name': 'momentum'}]}})")
+    assert "backend.strategies.build" in mods
