@@ -70,7 +70,6 @@ VOL_REFERENCE = 72
 #: :class:`backend.strategies.runner.StrategyRunner` always does (>= min(max_history, 256)).
 LOOKBACK = max(TREND_WINDOW + 1, VOL_WINDOW + VOL_REFERENCE)
 
-
 _TABLE = np.array(LABELS + ("",), dtype=object)  # code 6 = unknown
 
 
