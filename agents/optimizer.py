@@ -51,7 +51,7 @@ from backend.messages import (
     now_ns,
     stable_id,
 )
-from backend.optimizer import BusObserver, OptimizeConfig, OptimizeResult, StoreObserver
+from backend.optimizer.models import OptimizeConfig, OptimizeResult
 from backend.optimizer.proposal import (
     ProposalRecord,
     baseline_scores,
@@ -60,7 +60,8 @@ from backend.optimizer.proposal import (
     make_request,
     proposal_key,
 )
-from backend.optimizer.publish import optimize_async
+from backend.optimizer.publish import BusObserver, optimize_async
+from backend.optimizer.runner import StoreObserver
 from backend.optimizer.walkforward import MIN_WINDOW_BARS
 from backend.persistence import Store, make_engine
 

@@ -27,12 +27,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from rich.console import Console
-from rich.table import Table
 
-from backend.messages import AgentHeartbeat, now_ns
 from backend.performance.report import print_report
 from backend.redisctl.acl import ORCHESTRATOR
 from backend.settings import Settings, strip_url_userinfo
+from orchestrator.agents_table import status_table
 from orchestrator.mesh import (
     MeshError,
     collect_report,
@@ -44,8 +43,7 @@ from orchestrator.mesh import (
 )
 from orchestrator.optimizer_control import proposal_pump
 
-__all__ = ["console", "control_plane", "err", "run", "status_table", "supervise", "up",
-           "watch_external"]
+__all__ = ["console", "control_plane", "err", "run", "supervise", "up", "watch_external"]
 
 console = Console(width=None if sys.stdout.isatty() else 120)
 err = Console(stderr=True)
@@ -332,32 +330,3 @@ async def _replay(s: Settings, handle, run_dir: Path, report_path: Path | None, 
         err.print(f"[red]error:[/] {failed}")
         return 1
     return 0
-
-
-def status_table(beats: dict[str, AgentHeartbeat | None], handle=None) -> Table:  # noqa: ANN001
-    """The agents' table: state, pid, restarts, messages, errors, heartbeat age.
-
-    Parameters
-    ----------
-    beats
-        Each agent's last heartbeat (None: none).
-    handle
-        The running mesh, for the restart counts (None: shown as 0).
-    """
-    t = Table(title="agents")
-    for col in ("agent", "state", "pid", "restarts", "in", "out", "errors", "dead letters",
-                "heartbeat age"):
-        t.add_column(col)
-    now = now_ns()
-    for agent_id, hb in beats.items():
-        restarts = handle.supervisor.agents[agent_id].total_restarts if handle else 0
-        if hb is None:
-            t.add_row(agent_id, "[red]no heartbeat[/]", "-", str(restarts), "", "", "", "", "")
-            continue
-        colour = {"running": "green", "degraded": "yellow"}.get(hb.state.value, "red")
-        t.add_row(
-            agent_id, f"[{colour}]{hb.state.value}[/]", str(hb.pid), str(restarts),
-            str(hb.messages_in), str(hb.messages_out), str(hb.errors), str(hb.dead_letters),
-            f"{(now - hb.ts) / 1e9:.1f}s",
-        )
-    return t

@@ -1,81 +1,41 @@
 """Genetic-algorithm optimizer (DEAP) of strategy parameters, with walk-forward validation.
 
-* :class:`Genome` -- genes from a strategy's declared :class:`ParamSpec` s (int and float
-  ranges), bounded crossover/mutation, repair of cross-parameter constraints;
-* :func:`optimize` -- the GA (tournament selection, elitism, hall of fame, seeded) per
-  walk-forward fold, in-sample fit and out-of-sample score, the overfit flag;
-* :class:`FitnessContext` / :class:`Scorer` -- fitness with the fast all-in evaluator
-  (or ``sizing="risk"`` through the backtester);
-* :func:`make_executor` -- in process, a local process pool, or Dask distributed;
-* :class:`StoreObserver` (database) and :func:`optimize_async` / :class:`BusObserver`
-  (``retrain_status`` and ``model_metrics``).
+* :mod:`backend.optimizer.names` -- the objectives and sizings by name (``GA_OBJECTIVES``,
+  ``SIZINGS``);
+* :mod:`backend.optimizer.models` -- the configuration and results (``OptimizeConfig``,
+  ``OptimizeResult``; pydantic, no numeric library);
+* :mod:`backend.optimizer.genome` -- genes from a strategy's declared ``ParamSpec`` s (int
+  and float ranges), bounded crossover/mutation, repair of cross-parameter constraints;
+* :mod:`backend.optimizer.fitness` -- ``FitnessContext`` / ``Scorer``: fitness with the
+  fast all-in evaluator (or ``sizing="risk"`` through the backtester);
+* :mod:`backend.optimizer.ga` -- the GA on one window (tournament selection, elitism, hall
+  of fame, seeded);
+* :mod:`backend.optimizer.walkforward` -- walk-forward folds and the overfit flag;
+* :mod:`backend.optimizer.runner` -- ``optimize``: one run, fold by fold, with observers
+  (``StoreObserver`` writes the database);
+* :mod:`backend.optimizer.parallel` -- ``make_executor``: in process, a local process pool,
+  or Dask distributed;
+* :mod:`backend.optimizer.publish` -- ``optimize_async`` / ``BusObserver``
+  (``retrain_status`` and ``model_metrics``);
+* :mod:`backend.optimizer.proposal` -- what a run in the mesh is worth against the running
+  parameters.
 
 Units: cash in quote currency, commission a fraction of notional per side, times in ns
 UTC, scores in the objective's units (see :mod:`backend.optimizer.models`).
+
+Nothing is imported here: import the submodules.  The package stays light so that the
+command line and the API load the optimizer's models without DEAP, NumPy or the backtester.
 """
 
-from __future__ import annotations
-
-from backend.optimizer.fitness import GA_OBJECTIVES, FitnessContext, Scorer, Window
-from backend.optimizer.ga import GAResult, run_ga
-from backend.optimizer.genome import INFEASIBLE, Gene, Genome
-from backend.optimizer.models import (
-    FoldResult,
-    GenerationStats,
-    HallOfFameEntry,
-    OptimizeConfig,
-    OptimizeResult,
-    WindowInfo,
-)
-from backend.optimizer.parallel import (
-    DaskExecutor,
-    Executor,
-    InProcess,
-    ProcessPool,
-    make_executor,
-)
-from backend.optimizer.publish import BusObserver, optimize_async
-from backend.optimizer.runner import (
-    Observer,
-    StoreObserver,
-    finished_message,
-    fitness_context,
-    optimize,
-    progress_message,
-)
-from backend.optimizer.walkforward import OVERFIT_RATIO, Fold, is_overfit, split_folds
-
 __all__ = [
-    "GA_OBJECTIVES",
-    "INFEASIBLE",
-    "OVERFIT_RATIO",
-    "BusObserver",
-    "DaskExecutor",
-    "Executor",
-    "FitnessContext",
-    "Fold",
-    "FoldResult",
-    "GAResult",
-    "Gene",
-    "GenerationStats",
-    "Genome",
-    "HallOfFameEntry",
-    "InProcess",
-    "Observer",
-    "OptimizeConfig",
-    "OptimizeResult",
-    "ProcessPool",
-    "Scorer",
-    "StoreObserver",
-    "Window",
-    "WindowInfo",
-    "finished_message",
-    "fitness_context",
-    "is_overfit",
-    "make_executor",
-    "optimize",
-    "optimize_async",
-    "progress_message",
-    "run_ga",
-    "split_folds",
+    "fitness",
+    "ga",
+    "genome",
+    "models",
+    "names",
+    "parallel",
+    "proposal",
+    "publish",
+    "runner",
+    "walkforward",
 ]

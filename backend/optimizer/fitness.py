@@ -44,6 +44,7 @@ from backend.backtest.fast import OBJECTIVES, allin_vectorised, score_equity
 from backend.backtest.signals import SignalSource, signal_source
 from backend.backtest.stats import infer_periods_per_year
 from backend.marketdata.candles import Candles
+from backend.optimizer.names import GA_OBJECTIVES, SIZINGS
 from backend.strategies.base import Strategy
 from backend.strategies.registry import get_strategy
 
@@ -56,11 +57,6 @@ __all__ = [
     "score_batch",
 ]
 
-#: Objectives the optimizer offers (all maximised).
-GA_OBJECTIVES: tuple[str, ...] = ("sharpe", "sortino", "calmar", "return_dd")
-
-#: Position sizings the optimizer can score with.
-SIZINGS: tuple[str, ...] = ("all-in", "risk")
 
 assert set(GA_OBJECTIVES) <= set(OBJECTIVES)
 

@@ -15,8 +15,11 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from backend.common import json_safe
+from backend.optimizer.names import GA_OBJECTIVES, SIZINGS, Objective, Sizing
 
 __all__ = [
+    "GA_OBJECTIVES",
+    "SIZINGS",
     "FoldResult",
     "GenerationStats",
     "HallOfFameEntry",
@@ -24,7 +27,6 @@ __all__ = [
     "OptimizeResult",
     "WindowInfo",
 ]
-
 
 
 
@@ -78,7 +80,7 @@ class OptimizeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     strategy: str
-    objective: Literal["sharpe", "sortino", "calmar", "return_dd"] = "sharpe"
+    objective: Objective = "sharpe"
     population: int = Field(default=50, ge=4, le=100_000)
     generations: int = Field(default=30, ge=0, le=100_000)
     cx_prob: float = Field(default=0.7, ge=0, le=1)
@@ -96,7 +98,7 @@ class OptimizeConfig(BaseModel):
     overfit_ratio: float = Field(default=0.5, ge=0, le=1)
     cash: float = Field(default=1.0, gt=0, allow_inf_nan=False)
     commission: float = Field(default=0.001, ge=0, lt=0.1)
-    sizing: Literal["all-in", "risk"] = "all-in"
+    sizing: Sizing = "all-in"
     whole_units: bool = False
     fixed: dict[str, float | int] = Field(default_factory=dict)
     workers: int = Field(default=1, ge=1, le=1024)

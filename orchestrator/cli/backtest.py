@@ -17,17 +17,18 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from backend.backtest import SIZINGS, BacktestResult, BacktestStats, run_backtest
-from backend.marketdata.candles import Candles, DataError, load_candles, symbol_from_filename
-from backend.settings import ConfigError, Settings, StrategyConfig, load_settings
-from orchestrator.cli.models import backtest_strategy
+if TYPE_CHECKING:  # annotations only: the backtester loads when the command runs
+    from backend.backtest.models import BacktestResult, BacktestStats
+    from backend.marketdata.candles import Candles
+    from backend.settings import Settings
+    from backend.strategies.config import StrategyConfig
 
 __all__ = ["CONFIGURED", "backtest", "parse_params", "register", "strategy_config"]
 
@@ -77,6 +78,8 @@ def strategy_config(settings: Settings, strategy: str, symbols: list[str],
     InputError
         ``configured`` with symbols configured differently, or a bad ``--regimes``.
     """
+    from backend.strategies.config import StrategyConfig
+
     if strategy == CONFIGURED:
         cfgs = {settings.strategy_for(s).model_dump_json(): settings.strategy_for(s)
                 for s in symbols}
@@ -96,6 +99,8 @@ def strategy_config(settings: Settings, strategy: str, symbols: list[str],
 
 
 def _load(data: list[Path], symbol: str | None) -> dict[str, Candles]:
+    from backend.marketdata.candles import DataError, load_candles, symbol_from_filename
+
     if not data:
         raise InputError("no data: pass --data FILE.csv (repeat for several files)")
     if symbol is not None and len(data) > 1:
@@ -237,6 +242,11 @@ def backtest(
     plot: Path | None = typer.Option(None, help="Write an interactive HTML chart here."),
 ) -> None:
     """Backtest a strategy on OHLCV CSV files; print statistics, write a JSON report."""
+    from backend.backtest.engine import SIZINGS, run_backtest
+    from backend.marketdata.candles import DataError
+    from backend.settings import ConfigError, load_settings
+    from orchestrator.cli.models import backtest_strategy
+
     try:
         if sizing not in SIZINGS:
             raise InputError(f"unknown --sizing {sizing!r} (use {' or '.join(SIZINGS)})")

@@ -9,7 +9,6 @@ books balanced and every fault recovered as it must), 1 otherwise, 2 on bad argu
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -58,6 +57,8 @@ def drill(
         "exchange simulator, faults at the exchange, books checked against its records)."),
 ) -> None:
     """Run fault drills on the sample data and check the books after each."""
+    import asyncio
+
     from backend.settings import load_settings
     from orchestrator.drills.run import run_drill, scenarios, summarize
 

@@ -12,17 +12,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
+from typing import TYPE_CHECKING
 
 import typer
-from redis import Redis
-from redis.exceptions import RedisError
-from rich.table import Table
+from rich.console import Console
 
-from backend import channels
-from backend.messages import AgentHeartbeat, decode
-from backend.settings import Settings, strip_url_userinfo
 from orchestrator.cli.backtest import register as register_backtest
 from orchestrator.cli.drill import register as register_drill
 from orchestrator.cli.exchange_sim import register as register_exchange_sim
@@ -34,9 +29,14 @@ from orchestrator.cli.resolve import register as register_resolve
 from orchestrator.cli.state import Unreachable, err, mesh_state, settings
 from orchestrator.cli.tail import register as register_tail
 from orchestrator.cli.up import register as register_up
-from orchestrator.node import console, status_table
+
+if TYPE_CHECKING:  # annotations only: every command imports what it needs when it runs
+    from backend.messages import AgentHeartbeat
+    from backend.settings import Settings
 
 __all__ = ["app", "main"]
+
+console = Console(width=None if sys.stdout.isatty() else 120)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 register_backtest(app)
@@ -54,6 +54,14 @@ register_up(app)
 @app.command()
 def status() -> None:
     """Show every agent's last heartbeat (reads ``agent:health:*`` from Redis)."""
+    from redis import Redis
+    from redis.exceptions import RedisError
+
+    from backend import channels
+    from backend.messages import AgentHeartbeat, decode
+    from backend.settings import strip_url_userinfo
+    from orchestrator.agents_table import status_table
+
     s = settings()
     r = Redis.from_url(s.redis_url)
     try:
@@ -88,6 +96,8 @@ def stop(
     The kill switch talks to Redis and the database directly, so it works even when the
     orchestrator or its API is not answering.
     """
+    import asyncio
+
     s = settings()
     if not emergency:
         import os
@@ -142,6 +152,8 @@ def reset(
     reason: str = typer.Option(..., help="Why trading may resume (audited)."),
 ) -> None:
     """Clear the halt latch (kill switch / circuit breaker) so trading resumes."""
+    import asyncio
+
     s = settings()
     raise typer.Exit(asyncio.run(_reset(s, reason)))
 
@@ -177,6 +189,8 @@ def token() -> None:
 @app.command()
 def strategies(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """List the registered strategies and their declared, tunable parameters."""
+    from rich.table import Table
+
     from backend.strategies.registry import STRATEGIES, strategies_json
 
     if as_json:

@@ -15,21 +15,19 @@ from __future__ import annotations
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
 import typer
 from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from backend.marketdata.candles import Candles, DataError, load_dir, parse_timestamp
-from backend.ml.model import ModelMeta, TrainedModel
-from backend.ml.store import ModelStore, ModelStoreError, list_models, model_root
-from backend.settings import ConfigError, Settings, StrategyConfig, load_settings
-from backend.strategies.base import Strategy
-from backend.strategies.build import build_strategy
-from backend.strategies.ml_attach import attach_model, find_ml
-from backend.strategies.ml_classifier import MlClassifier
+if TYPE_CHECKING:  # annotations only: models, NumPy and scikit-learn load when a command runs
+    from backend.marketdata.candles import Candles
+    from backend.ml.model import ModelMeta, TrainedModel
+    from backend.settings import Settings
+    from backend.strategies.base import Strategy
+    from backend.strategies.config import StrategyConfig
 
 __all__ = ["backtest_strategy", "register"]
 
@@ -63,7 +61,13 @@ def train(
                                                      "[default: the strategy's C]."),
 ) -> None:
     """Train an ml_classifier model on a symbol's bars and save it as the next version."""
+    import numpy as np
+
+    from backend.marketdata.candles import DataError, load_dir, parse_timestamp
+    from backend.ml.store import ModelStore, ModelStoreError, model_root
     from backend.ml.train import train_model  # scikit-learn: imported when needed
+    from backend.settings import ConfigError, load_settings
+    from backend.strategies.ml_classifier import MlClassifier
 
     try:
         settings = load_settings()
@@ -118,6 +122,9 @@ def list_cmd(
     symbol: str | None = typer.Option(None, help="Only this BASE/QUOTE."),
 ) -> None:
     """List the saved ml_classifier model versions."""
+    from backend.ml.store import list_models, model_root
+    from backend.settings import ConfigError, load_settings
+
     try:
         root = model_root(load_settings())
     except ConfigError as exc:
@@ -165,6 +172,10 @@ def backtest_strategy(
         ``--model-version`` for another strategy, a missing or unreadable version, some
         symbols with stored models and others without.
     """
+    from backend.ml.store import ModelStore, ModelStoreError, model_root
+    from backend.strategies.build import build_strategy
+    from backend.strategies.ml_attach import attach_model, find_ml
+
     strat = build_strategy(cfg)
     if find_ml(strat) is None:
         if version is not None:

@@ -12,27 +12,26 @@ too few bars for the folds, unreachable database or scheduler ...) prints one li
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from pydantic import ValidationError
-from redis.exceptions import RedisError
 from rich import box
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from backend.marketdata.candles import DataError
-from backend.optimizer.fitness import GA_OBJECTIVES, SIZINGS
-from backend.optimizer.models import GenerationStats, OptimizeConfig, OptimizeResult
-from backend.settings import ConfigError, load_settings
+from backend.optimizer.names import GA_OBJECTIVES, SIZINGS
 from orchestrator.cli.backtest import InputError, _load, parse_params
+
+if TYPE_CHECKING:  # annotations only: the optimizer loads when the command runs
+    from pydantic import ValidationError
+    from rich.progress import Progress
+
+    from backend.optimizer.models import GenerationStats, OptimizeConfig, OptimizeResult
 
 __all__ = ["format_params", "optimize", "register"]
 
@@ -193,11 +192,25 @@ def optimize(
                                           "on model_metrics through this Redis URL."),
 ) -> None:
     """Optimize a strategy's parameters with a genetic algorithm (DEAP), walk-forward."""
-    import sqlalchemy as sa
+    import asyncio
 
+    import sqlalchemy as sa
+    from pydantic import ValidationError
+    from redis.exceptions import RedisError
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from backend.marketdata.candles import DataError
+    from backend.optimizer.models import OptimizeConfig
     from backend.optimizer.runner import StoreObserver
     from backend.optimizer.runner import optimize as run_optimize
     from backend.persistence import Store
+    from backend.settings import ConfigError, load_settings
 
     try:
         if objective not in GA_OBJECTIVES:

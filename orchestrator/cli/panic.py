@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import typer
 from rich.console import Console
 
@@ -30,6 +28,8 @@ def panic(
 
     Exit code 0 flat, 3 something is left (see the report), 2 bad arguments.
     """
+    import asyncio
+
     from orchestrator.panic import panic as run_panic
 
     if len(reason.strip()) < 3:

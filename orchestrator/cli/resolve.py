@@ -8,14 +8,11 @@ by the execution agent, which owns the venue's books.
 
 from __future__ import annotations
 
-import asyncio
-
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from orchestrator.cli.state import Unreachable, err, mesh_state, settings
-from orchestrator.symbol_halts import list_symbol_halts, resolve_symbol
 
 __all__ = ["register"]
 
@@ -24,6 +21,10 @@ console = Console()
 
 def halts() -> None:
     """List the symbols halted until a person resolves them."""
+    import asyncio
+
+    from orchestrator.symbol_halts import list_symbol_halts
+
     s = settings()
 
     async def go() -> int:
@@ -61,6 +62,10 @@ def resolve(
     Exit code 0 resumed, 3 still halted or not confirmed (the command stays queued), 1
     Redis unreachable, 2 bad arguments.
     """
+    import asyncio
+
+    from orchestrator.symbol_halts import resolve_symbol
+
     s = settings()
     if len(reason.strip()) < 3:
         err.print("[red]error:[/] --reason must say what you checked (at least 3 characters)")

@@ -7,12 +7,14 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 
-from backend.persistence import Store
-from backend.settings import ConfigError, Settings, load_settings
+if TYPE_CHECKING:  # annotations only: the command line starts without them (issue 17)
+    from backend.persistence import Store
+    from backend.settings import Settings
 
 __all__ = ["Unreachable", "err", "mesh_redis_url", "mesh_state", "settings"]
 
@@ -21,6 +23,8 @@ err = Console(stderr=True)
 
 def settings(**overrides: object) -> Settings:
     """The mesh settings; a bad configuration prints the reason and exits 2."""
+    from backend.settings import ConfigError, load_settings
+
     try:
         return load_settings(**overrides)
     except ConfigError as exc:
@@ -49,7 +53,7 @@ async def mesh_state(s: Settings) -> AsyncIterator[tuple[object, Store]]:
     from redis.asyncio import Redis as AsyncRedis
     from redis.exceptions import RedisError
 
-    from backend.persistence import make_engine
+    from backend.persistence import Store, make_engine
 
     url = mesh_redis_url(s)
     r = AsyncRedis.from_url(url, socket_timeout=10, socket_connect_timeout=3)

@@ -10,7 +10,6 @@ the count per channel on stderr.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import signal
 import sys
@@ -36,6 +35,8 @@ def tail(
                                   "read-only 'dashboard' user when the launcher's ACL is on."),
 ) -> None:
     """Print every message published on the mesh's channels, live (read-only)."""
+    import asyncio
+
     from redis.exceptions import ResponseError
 
     from backend import channels

@@ -8,16 +8,16 @@ without a token exit 2 before anything starts.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from backend.marketdata.candles import DataError
-from backend.settings import Settings
-from orchestrator import node
 from orchestrator.cli.state import err, settings
+
+if TYPE_CHECKING:  # annotations only: the mesh's modules load when a command runs
+    from backend.settings import Settings
 
 __all__ = ["register"]
 
@@ -41,7 +41,7 @@ def _logging(level: str) -> None:
 
 
 def _check_data(settings: Settings) -> None:
-    from backend.marketdata.candles import load_dir
+    from backend.marketdata.candles import DataError, load_dir
 
     try:
         load_dir(settings.data_dir, settings.symbols, settings.timeframe)
@@ -65,6 +65,10 @@ def up(
 ) -> None:
     """Start the orchestrator, every agent, the REST API and the dashboard; run until
     Ctrl-C / SIGTERM."""
+    import asyncio
+
+    from orchestrator import node
+
     overrides: dict[str, object] = {"replay_speed": _speed(speed)}
     if data is not None:
         overrides["data_dir"] = data
@@ -118,6 +122,10 @@ def run(
         None, help="Also serve the REST API on this port (0 = any free port)."),
 ) -> None:
     """Replay the data through the live multi-process mesh to its end and report."""
+    import asyncio
+
+    from orchestrator import node
+
     overrides: dict[str, object] = {"replay_speed": _speed(speed), "replay_limit": limit}
     if data is not None:
         overrides["data_dir"] = data

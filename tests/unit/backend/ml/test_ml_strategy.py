@@ -12,7 +12,8 @@ import pytest
 from backend.backtest import run_backtest
 from backend.marketdata.candles import Candles, load_dir
 from backend.ml.train import train_model
-from backend.optimizer import OptimizeConfig, optimize
+from backend.optimizer.models import OptimizeConfig
+from backend.optimizer.runner import optimize
 from backend.settings import Settings, StrategyConfig
 from backend.strategies.build import build_strategy
 from backend.strategies.ml_attach import attach_model, find_ml

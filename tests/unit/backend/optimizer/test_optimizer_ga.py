@@ -10,15 +10,11 @@ import pytest
 
 from backend.backtest import run_backtest
 from backend.marketdata.candles import Candles, load_candles
-from backend.optimizer import (
-    GA_OBJECTIVES,
-    Genome,
-    InProcess,
-    OptimizeConfig,
-    Scorer,
-    fitness_context,
-    optimize,
-)
+from backend.optimizer.fitness import GA_OBJECTIVES, Scorer
+from backend.optimizer.genome import Genome
+from backend.optimizer.models import OptimizeConfig
+from backend.optimizer.parallel import InProcess
+from backend.optimizer.runner import fitness_context, optimize
 
 ROOT = Path(__file__).resolve().parents[4]
 ETH = ROOT / "data" / "sample" / "ETH_BTC-5m.csv"

@@ -8,8 +8,8 @@ from typing import ClassVar
 
 import pytest
 
-from backend.optimizer import Genome
 from backend.optimizer.ga import Individual
+from backend.optimizer.genome import Genome
 from backend.optimizer.rng import deap_random
 from backend.strategies.base import ParamSpec
 from backend.strategies.registry import STRATEGIES, strategies_json

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from backend.marketdata.candles import Candles, load_candles
-from backend.optimizer import OptimizeConfig, ProcessPool, fitness_context, optimize
-from backend.optimizer.parallel import chunks
+from backend.optimizer.models import OptimizeConfig
+from backend.optimizer.parallel import ProcessPool, chunks
+from backend.optimizer.runner import fitness_context, optimize
 
 ROOT = Path(__file__).resolve().parents[4]
 ETH = ROOT / "data" / "sample" / "ETH_BTC-5m.csv"

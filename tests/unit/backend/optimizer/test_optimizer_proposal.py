@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from backend.marketdata.candles import load_dir
-from backend.optimizer import OptimizeConfig, optimize
+from backend.optimizer.models import OptimizeConfig
 from backend.optimizer.proposal import (
     baseline_scores,
     candles_from_bars,
@@ -16,6 +16,7 @@ from backend.optimizer.proposal import (
     make_request,
     proposal_key,
 )
+from backend.optimizer.runner import optimize
 from backend.settings import OptimizerAgentConfig, Settings
 
 

@@ -11,15 +11,10 @@ import pytest
 from backend import channels
 from backend.marketdata.candles import Candles, load_candles
 from backend.messages import OptimizerFinished, OptimizerProgressed, decode
-from backend.optimizer import (
-    OptimizeConfig,
-    StoreObserver,
-    finished_message,
-    fitness_context,
-    optimize,
-    optimize_async,
-)
+from backend.optimizer.models import OptimizeConfig
 from backend.optimizer.parallel import InProcess
+from backend.optimizer.publish import optimize_async
+from backend.optimizer.runner import StoreObserver, finished_message, fitness_context, optimize
 from backend.persistence import Store
 
 ROOT = Path(__file__).resolve().parents[4]

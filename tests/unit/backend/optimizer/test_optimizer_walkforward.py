@@ -9,15 +9,10 @@ import numpy as np
 import pytest
 
 from backend.marketdata.candles import Candles, load_candles
-from backend.optimizer import (
-    OptimizeConfig,
-    Scorer,
-    fitness_context,
-    is_overfit,
-    optimize,
-    split_folds,
-)
-from backend.optimizer.walkforward import mean_score
+from backend.optimizer.fitness import Scorer
+from backend.optimizer.models import OptimizeConfig
+from backend.optimizer.runner import fitness_context, optimize
+from backend.optimizer.walkforward import is_overfit, mean_score, split_folds
 
 ROOT = Path(__file__).resolve().parents[4]
 DATA = ROOT / "data" / "sample"

@@ -22,7 +22,9 @@ from backend.mesh.hotreload import running_params
 from backend.mesh.pipeline import bar_message, signal_message
 from backend.mesh.simulate import simulate
 from backend.messages import UpdateStrategyParams
-from backend.optimizer import OptimizeConfig, Scorer, fitness_context, optimize
+from backend.optimizer.fitness import Scorer
+from backend.optimizer.models import OptimizeConfig
+from backend.optimizer.runner import fitness_context, optimize
 from backend.persistence import Store, make_engine
 from backend.settings import ConfigError, Settings, StrategyConfig, load_settings
 from backend.strategies.build import build_named, build_strategy, config_of

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from backend.marketdata.candles import Candles, load_dir
-from backend.optimizer import Genome
+from backend.optimizer.genome import Genome
 from backend.settings import StrategyConfig
 from backend.strategies.base import OHLCV, ParamSpec, SignalFrame, Strategy, finish_brackets
 from backend.strategies.build import build_strategy

@@ -14,7 +14,8 @@ import pytest
 
 from backend.backtest import run_backtest
 from backend.marketdata.candles import Candles, load_dir
-from backend.optimizer import OptimizeConfig, optimize
+from backend.optimizer.models import OptimizeConfig
+from backend.optimizer.runner import optimize
 from backend.strategies import smc_concepts as sc
 from backend.strategies import smc_zones as sz
 from backend.strategies.registry import STRATEGIES, get_strategy
