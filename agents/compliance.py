@@ -85,6 +85,7 @@ class ComplianceAgent(PortfolioFollower):
         self.stage_rule_state(pipe, new_rules)
 
     def _persist(self, sig: SignalGenerated, out: ComplianceDecided, audit: AuditRecorded) -> None:
-        self.store.record_signal(sig)
-        self.store.record_decision(out, "compliance")
-        self.store.record_audit_event(audit)
+        with self.store.unit_of_work():  # one write transaction for the three rows
+            self.store.record_signal(sig)
+            self.store.record_decision(out, "compliance")
+            self.store.record_audit_event(audit)

@@ -29,10 +29,7 @@ from backend.venues.placement import OrderIntent
 async def record_event(store: Store, venue: Venue, ev: object) -> None:
     """Persist one venue event (runs the database calls in a worker thread)."""
     if isinstance(ev, OrderAccepted):
-        await asyncio.to_thread(ensure_order, store, ev.client_order_id, ev.symbol, ev.side,
-                                ev.quantity, ev.correlation_id, ev.ts, ev.source)
-        await asyncio.to_thread(store.update_order_status, ev.client_order_id,
-                                OrderStatus.ACCEPTED, ev.venue_order_id)
+        await asyncio.to_thread(_record_accepted, store, ev)
     elif isinstance(ev, OrderRejected):
         await asyncio.to_thread(store.update_order_status, ev.client_order_id,
                                 OrderStatus.REJECTED, None, ev.reason)
@@ -45,6 +42,13 @@ async def record_event(store: Store, venue: Venue, ev: object) -> None:
         await asyncio.to_thread(record_fill, store, ev, status)
     elif isinstance(ev, PositionChanged):
         await asyncio.to_thread(store.upsert_position, ev)
+
+
+def _record_accepted(store: Store, ev: OrderAccepted) -> None:
+    with store.unit_of_work():  # the order's row (if missing) and its status together
+        ensure_order(store, ev.client_order_id, ev.symbol, ev.side, ev.quantity,
+                     ev.correlation_id, ev.ts, ev.source)
+        store.update_order_status(ev.client_order_id, OrderStatus.ACCEPTED, ev.venue_order_id)
 
 
 def ensure_order(store: Store, coid: str, symbol: str, side: Side, qty: float, corr: str,
@@ -68,11 +72,13 @@ def ensure_order(store: Store, coid: str, symbol: str, side: Side, qty: float, c
 
 def record_fill(store: Store, fill: OrderFilled, status: OrderStatus) -> None:
     """Insert a fill (its order row first, if missing) and move its order to ``status``
-    (``FILLED`` or ``PARTIALLY_FILLED``, as the venue adapter saw it)."""
-    ensure_order(store, fill.client_order_id, fill.symbol, fill.side, fill.quantity,
-                 fill.correlation_id, fill.ts, fill.source, fill.bar_seq)
-    store.record_fill(fill)
-    store.update_order_status(fill.client_order_id, status)
+    (``FILLED`` or ``PARTIALLY_FILLED``, as the venue adapter saw it), in one write
+    transaction."""
+    with store.unit_of_work():
+        ensure_order(store, fill.client_order_id, fill.symbol, fill.side, fill.quantity,
+                     fill.correlation_id, fill.ts, fill.source, fill.bar_seq)
+        store.record_fill(fill)
+        store.update_order_status(fill.client_order_id, status)
 
 
 class StoreJournal:
@@ -92,10 +98,11 @@ class StoreJournal:
         ts = now_ns()
 
         def work() -> None:
-            ensure_order(self.store, intent.client_order_id, intent.symbol, intent.side,
-                         intent.quantity, intent.correlation_id, ts, self.source,
-                         intent.bar_seq, stop_price=intent.stop_price)
-            self.store.mark_order_sent(intent.client_order_id, ts)
+            with self.store.unit_of_work():  # the row (if missing) and the send mark
+                ensure_order(self.store, intent.client_order_id, intent.symbol, intent.side,
+                             intent.quantity, intent.correlation_id, ts, self.source,
+                             intent.bar_seq, stop_price=intent.stop_price)
+                self.store.mark_order_sent(intent.client_order_id, ts)
 
         await asyncio.to_thread(work)
         return ts

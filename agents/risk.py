@@ -260,9 +260,11 @@ class RiskAgent(PortfolioFollower):
         self.stage_handled(pipe, approval.id)
 
     def _persist_trip(self, audit: AuditRecorded, halt: HaltState) -> None:
-        self.store.record_audit_event(audit)
-        self.store.put_state_if_absent(HALT_STATE, halt.model_dump(mode="json"))
+        with self.store.unit_of_work():  # the trip's audit row and its latch together
+            self.store.record_audit_event(audit)
+            self.store.put_state_if_absent(HALT_STATE, halt.model_dump(mode="json"))
 
     def _persist(self, out: RiskDecided, audit: AuditRecorded) -> None:
-        self.store.record_decision(out, "risk")
-        self.store.record_audit_event(audit)
+        with self.store.unit_of_work():  # one write transaction for both rows
+            self.store.record_decision(out, "risk")
+            self.store.record_audit_event(audit)

@@ -10,6 +10,7 @@ natural order.  :func:`dialect_insert` is the ``INSERT`` that supports ``ON CONF
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -53,6 +54,7 @@ class StoreBase:
 
     def __init__(self, engine: Engine | str, *, create: bool = True) -> None:
         self.engine = make_engine(engine) if isinstance(engine, str) else engine
+        self._unit = threading.local()  # .conn: the open unit of work's connection
         if create:
             create_all(self.engine)
 
@@ -61,7 +63,54 @@ class StoreBase:
         self.engine.dispose()
 
     @contextmanager
+    def unit_of_work(self) -> Iterator[None]:
+        """One write transaction for every write made inside the block (this thread).
+
+        An agent that records several rows for one message (compliance: the signal, its
+        decision and the audit record) takes the database's write lock once instead of
+        once per row, and the rows land together or not at all.  Reads inside the block
+        (same thread) use its connection and see its rows.  Nested blocks join the outer
+        one.
+
+        Raises
+        ------
+        sqlalchemy.exc.SQLAlchemyError
+            Beginning or committing failed (nothing of the block is kept); an exception
+            raised inside the block rolls everything back and propagates.
+        """
+        if getattr(self._unit, "conn", None) is not None:
+            yield
+            return
+        with self._transaction() as conn:
+            self._unit.conn = conn
+            try:
+                yield
+            finally:
+                self._unit.conn = None
+
+    @contextmanager
     def _write(self) -> Iterator[Connection]:
+        conn = getattr(self._unit, "conn", None)
+        if conn is not None:  # inside unit_of_work: its transaction
+            yield conn
+            return
+        with self._transaction() as conn:
+            yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        """A connection for reading: inside :meth:`unit_of_work` its own (so the block
+        reads its own rows, and an in-memory database's single connection is never
+        handed back to the pool mid-transaction), else a pooled one."""
+        conn = getattr(self._unit, "conn", None)
+        if conn is not None:
+            yield conn
+            return
+        with self.engine.connect() as conn:
+            yield conn
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Connection]:
         if failpoints.db_writes_refused():  # the db-errors drill
             raise sa.exc.OperationalError(
                 "BEGIN IMMEDIATE", {}, sqlite3.OperationalError(
@@ -88,6 +137,6 @@ class StoreBase:
             stmt = stmt.order_by(*order)
         else:
             stmt = stmt.order_by(*[c.desc() for c in order]).limit(limit)
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             out = [dict(r._mapping) for r in conn.execute(stmt)]
         return out if limit is None else out[::-1]

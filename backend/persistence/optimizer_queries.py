@@ -80,14 +80,14 @@ class OptimizerQueries(StoreBase):
             stmt = stmt.order_by(*order)
         else:
             stmt = stmt.order_by(*[c.desc() for c in order]).limit(limit)
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             out = [dict(r._mapping) for r in conn.execute(stmt)]
         return out if limit is None else out[::-1]
 
     def optimizer_run(self, run_id: str) -> dict[str, Any] | None:
         """One run with its ``generations`` (by fold, generation), or ``None``."""
         t, g = optimizer_runs, optimizer_generations
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             row = conn.execute(sa.select(t).where(t.c.id == run_id)).first()
             if row is None:
                 return None

@@ -60,7 +60,7 @@ class OrderQueries(StoreBase):
     def order_sent_ts(self, client_order_id: str) -> int | None:
         """When the order was last sent (ns), ``None`` if never (or no such order)."""
         stmt = sa.select(orders.c.sent_ts).where(orders.c.client_order_id == client_order_id)
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             v = conn.execute(stmt).scalar()
         return None if v is None else int(v)
 
@@ -156,7 +156,7 @@ class OrderQueries(StoreBase):
     def orders_by_status(self) -> dict[str, int]:
         """Number of orders per status."""
         stmt = sa.select(orders.c.status, sa.func.count()).group_by(orders.c.status)
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             return {s: int(n) for s, n in conn.execute(stmt)}
 
     def orders_for(self, signal_ids: Sequence[str]) -> list[dict[str, Any]]:

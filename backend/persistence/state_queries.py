@@ -70,12 +70,12 @@ class StateQueries(StoreBase):
         """Every durable value whose key starts with ``prefix`` (key -> value)."""
         stmt = sa.select(mesh_state.c.key, mesh_state.c.value).where(
             mesh_state.c.key.startswith(prefix, autoescape=True))
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             return {k: dict(v) for k, v in conn.execute(stmt)}
 
     def get_state(self, key: str) -> dict[str, Any] | None:
         """The durable value of ``key`` or ``None``."""
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             row = conn.execute(
                 sa.select(mesh_state.c.value).where(mesh_state.c.key == key)).first()
         return None if row is None else dict(row[0])
