@@ -44,9 +44,11 @@ class PortfolioQueries(StoreBase):
         n = 0
         for i in range(0, len(rows), chunk):
             with self._write() as conn:
-                stmt = dialect_insert(conn, equity).values(rows[i:i + chunk])
-                stmt = stmt.on_conflict_do_nothing()
-                n += max(conn.execute(stmt).rowcount, 0)
+                # executemany of one cached statement: a multi-row VALUES built per call
+                # was compiled anew every time (12% of the execution agent's CPU)
+                stmt = dialect_insert(conn, equity).on_conflict_do_nothing()
+                res = conn.execute(stmt, rows[i:i + chunk])
+                n += max(res.rowcount, 0)
         return n
 
     def positions(self) -> list[dict[str, Any]]:

@@ -199,7 +199,8 @@ def policies() -> dict[str, RolePolicy]:
     """Every user's policy (``USERS`` order), derived from ``channels`` and ``topology``."""
     c = channels
     g = _group_streams()
-    xinfo = ("+xinfo|stream", "+xinfo|groups")
+    # back-pressure: bus.pipeline_caught_up, a read-only script over XINFO and SMEMBERS
+    xinfo = ("+xinfo|stream", "+xinfo|groups", "+evalsha", "+eval")
     out = [
         RolePolicy(ADMIN, ("+@all",), keys=("*",), channels=("*",),
                    description="launcher, drills: everything"),

@@ -84,6 +84,26 @@ def test_pipeline_caught_up_tracks_pending_and_unread(fake_redis) -> None:  # no
     run(go())
 
 
+def test_pipeline_caught_up_spans_streams_and_skips_parked_agents(fake_redis) -> None:  # noqa: ANN001
+    async def go() -> None:
+        bus = Bus(fake_redis, "c")
+        groups = {channels.MARKET_DATA: ["g1"], channels.SIGNALS: ["compliance"]}
+        for stream, names in groups.items():
+            for g in names:
+                await bus.ensure_group(stream, g)
+        assert await pipeline_caught_up(fake_redis, groups)
+        await bus.publish(channels.SIGNALS, ReplayFinished(source="t", bars=1, last_seq=1))
+        assert not await pipeline_caught_up(fake_redis, groups)  # the second stream lags
+        await fake_redis.sadd(channels.PARKED_AGENTS_KEY, "compliance")
+        assert await pipeline_caught_up(fake_redis, groups)  # a parked agent holds nothing
+        await fake_redis.script_flush()  # the server lost its script cache: loaded again
+        assert await pipeline_caught_up(fake_redis, groups)
+        await fake_redis.srem(channels.PARKED_AGENTS_KEY, "compliance")
+        assert not await pipeline_caught_up(fake_redis, groups)
+
+    run(go())
+
+
 def test_dead_letter_keeps_payload_and_reason(fake_redis) -> None:  # noqa: ANN001
     async def go() -> None:
         bus = Bus(fake_redis, "risk")
