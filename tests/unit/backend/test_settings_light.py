@@ -1,21 +1,10 @@
 """Loading settings loads no strategy and no numeric library (issue 17: fast start)."""
 
-import subprocess
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[3]
-
-
-def _modules_after(code: str) -> set[str]:
-    out = subprocess.run(
-        [sys.executable, "-c", code + "\nimport sys\nprint('\\n'.join(sys.modules))"],
-        cwd=ROOT, capture_output=True, text=True, check=True)
-    return set(out.stdout.split())
+from tests.support.imports import modules_after
 
 
 def test_loading_settings_imports_no_strategy_numpy_or_pandas():
-    mods = _modules_after("from backend.settings import Settings\nSettings()")
+    mods = modules_after("from backend.settings import Settings\nSettings()")
     heavy = {m for m in mods if m.split(".")[0] in {"numpy", "pandas", "talib", "scipy",
                                                     "sklearn", "sqlalchemy"}}
     strategies = {m for m in mods if m.startswith("backend.strategies.")}
@@ -24,7 +13,7 @@ def test_loading_settings_imports_no_strategy_numpy_or_pandas():
 
 
 def test_a_combined_strategy_is_still_built_and_checked_on_load():
-    mods = _modules_after(
+    mods = modules_after(
         "from backend.settings import Settings\n"
         "Settings(strategies={'ETHBTC': {'name': 'combined', 'components': "
         "[{'name': 'momentum'}]}})")

@@ -4,9 +4,8 @@ none of the mesh's modules; each command imports what it needs when it runs."""
 
 import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[3]
+from tests.support.imports import ROOT, modules_after
 
 #: Top-level packages a command imports only when it runs.
 HEAVY = {"numpy", "pandas", "scipy", "sklearn", "talib", "empyrical", "sqlalchemy", "ccxt",
@@ -14,15 +13,8 @@ HEAVY = {"numpy", "pandas", "scipy", "sklearn", "talib", "empyrical", "sqlalchem
          "pydantic_settings"}
 
 
-def _modules_after(code: str) -> set[str]:
-    out = subprocess.run(
-        [sys.executable, "-c", code + "\nimport sys\nprint('\\n'.join(sys.modules))"],
-        cwd=ROOT, capture_output=True, text=True, check=True)
-    return set(out.stdout.split())
-
-
 def test_loading_the_command_line_imports_nothing_heavy():
-    mods = _modules_after("from orchestrator.cli import app")
+    mods = modules_after("from orchestrator.cli import app")
     heavy = sorted(m for m in mods if m.split(".")[0] in HEAVY)
     ours = sorted(m for m in mods if m.split(".")[0] in {"backend", "agents"}
                   and m not in {"backend", "backend.optimizer", "backend.optimizer.names"})
@@ -36,7 +28,7 @@ def test_help_imports_nothing_heavy_and_lists_every_command():
             "with contextlib.redirect_stdout(buf), contextlib.suppress(SystemExit):\n"
             "    app(['--help'], prog_name='tradingmesh')\n"
             "assert 'backtest' in buf.getvalue() and 'status' in buf.getvalue(), buf.getvalue()")
-    mods = _modules_after(code)
+    mods = modules_after(code)
     heavy = sorted(m for m in mods if m.split(".")[0] in HEAVY)
     assert not heavy, heavy[:10]
 
