@@ -22,7 +22,6 @@ from agents.base import REDIS_ERRORS, Agent
 from backend import channels
 from backend.bus import pipeline_caught_up
 from backend.marketdata.candles import limit_per_symbol, load_dir, merge_bars
-from backend.marketdata.live_feed import CandleFeed, FeedCursor
 from backend.mesh import topology
 from backend.mesh.pipeline import bar_message
 from backend.messages import AgentState, BarClosed, ReplayFinished
@@ -111,6 +110,9 @@ class MarketDataAgent(Agent):
         end like a finished replay.  An unreachable exchange degrades the agent and is
         retried with backoff (up to 30 s).
         """
+        # here, not at the top: a replay does not load ccxt (70 MiB of the agent's RSS)
+        from backend.marketdata.live_feed import CandleFeed, FeedCursor
+
         assert self.redis is not None and self.bus is not None
         s = self.settings
         cfg = s.venue.ccxt

@@ -52,18 +52,11 @@ from backend.messages import (
     stable_id,
 )
 from backend.optimizer.models import OptimizeConfig, OptimizeResult
-from backend.optimizer.proposal import (
-    ProposalRecord,
-    baseline_scores,
-    candles_from_bars,
-    judge,
-    make_request,
-    proposal_key,
-)
-from backend.optimizer.publish import BusObserver, optimize_async
-from backend.optimizer.runner import StoreObserver
-from backend.optimizer.walkforward import MIN_WINDOW_BARS
 from backend.persistence import Store, make_engine
+
+# The GA, the backtester and the strategies (DEAP, NumPy, SciPy, TA-Lib: about 70 MiB)
+# are imported by the methods that run or judge a run, not here: the agent idles in
+# about 140 MiB until it has a run to do (issue 17).
 
 READ_CHUNK = 2000
 
@@ -141,6 +134,11 @@ class OptimizerAgent(Agent):
 
     async def run_request(self, req: RunOptimizer) -> ParamsProposed | None:
         """Optimize, persist and publish; return the proposal the run earned, if any."""
+        from backend.optimizer.proposal import candles_from_bars
+        from backend.optimizer.publish import BusObserver, optimize_async
+        from backend.optimizer.runner import StoreObserver
+        from backend.optimizer.walkforward import MIN_WINDOW_BARS
+
         symbol = self._symbol(req.symbol)
         cfg = self._config(req)
         if symbol is None:
@@ -184,6 +182,13 @@ class OptimizerAgent(Agent):
 
     async def _verdict(self, req: RunOptimizer, run: OptimizeResult, candles: dict,
                        symbol: str, current: tuple[str, dict]) -> ParamsProposed | None:
+        from backend.optimizer.proposal import (
+            ProposalRecord,
+            baseline_scores,
+            judge,
+            proposal_key,
+        )
+
         opt = self.settings.optimizer
         cur_strategy, cur_params = current
         baseline, per_fold = await asyncio.to_thread(
@@ -281,6 +286,8 @@ class OptimizerAgent(Agent):
     async def enqueue_scheduled(self, due: int, period: int) -> list[RunOptimizer]:
         """Queue the requests of the slot ``due`` (ns) and move the schedule on; none while
         an earlier request is still queued or running."""
+        from backend.optimizer.proposal import make_request
+
         assert self.redis is not None and self.bus is not None
         opt = self.settings.optimizer
         nxt = max(due + period, now_ns())

@@ -29,12 +29,14 @@ candles: :class:`backend.marketdata.history.CloseHistory`), so both decide the s
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from backend.messages import SignalGenerated
 from backend.risk.config import RiskConfig
-from backend.risk.portfolio_var import PositionVaR, Series, position_var
 from backend.risk.rules import PortfolioView, RiskDecision
+
+if TYPE_CHECKING:  # the VaR machinery (NumPy, SciPy, empyrical) loads when the limit is on
+    from backend.risk.portfolio_var import PositionVaR, Series
 
 Level = Literal["ok", "warning", "breach"]
 _RANK = {"ok": 0, "warning": 1, "breach": 2}
@@ -80,6 +82,8 @@ def portfolio_var(
     cfg: RiskConfig,
 ) -> PositionVaR:
     """VaR of positions with signed ``positions`` notionals by the configured method."""
+    from backend.risk.portfolio_var import position_var
+
     return position_var(
         history, positions, equity, cfg.var_level, cfg.var_method, horizon=cfg.var_horizon,
         window=cfg.var_window, min_obs=cfg.var_min_obs, paths=cfg.var_mc_paths,
