@@ -24,8 +24,8 @@ import os
 import re
 import tempfile
 from pathlib import Path
+from types import ModuleType
 
-import joblib
 from pydantic import ValidationError
 
 from backend.channels import compact_symbol
@@ -35,6 +35,13 @@ from backend.ml.model import MODEL_NAME, ModelMeta, TrainedModel
 __all__ = ["ModelStore", "ModelStoreError", "list_models", "model_root"]
 
 _VERSION_RE = re.compile(r"^v(\d{4,})\.json$")
+
+
+def _joblib() -> ModuleType:
+    """joblib, imported when a model is read or written (agents start without it)."""
+    import joblib
+
+    return joblib
 
 
 class ModelStoreError(Exception):
@@ -147,7 +154,7 @@ class ModelStore:
             raise ModelStoreError(f"{path}: trained on feature set {meta.feature_set!r}, "
                                   f"this code computes {FEATURE_SET!r}: retrain the model")
         try:
-            pipeline = joblib.load(path)
+            pipeline = _joblib().load(path)
             return TrainedModel(pipeline, meta)
         except Exception as exc:  # noqa: BLE001 - any unpickling problem is a bad file
             raise ModelStoreError(f"{path}: not a usable model: "
@@ -189,7 +196,7 @@ class ModelStore:
             os.close(fd)
             tmp_path = Path(tmp)
             try:
-                joblib.dump(model.pipeline, tmp_path)
+                _joblib().dump(model.pipeline, tmp_path)
                 digest = _sha256(tmp_path)
                 version = self._reserve(tmp_path)
             finally:
