@@ -11,14 +11,16 @@ A bad value raises :class:`ConfigError` naming the field.
 
 from __future__ import annotations
 
+import difflib
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import (
     AliasChoices,
     BaseModel,
+    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
@@ -46,6 +48,8 @@ ROOT = Path(__file__).resolve().parent.parent
 class OrchestratorConfig(BaseModel):
     """Supervision parameters."""
 
+    model_config = ConfigDict(extra="forbid")  # a typo in the section is an error
+
     heartbeat_interval_s: float = Field(default=1.0, gt=0)
     heartbeat_ttl_s: float = Field(default=5.0, gt=0)
     restart_backoff_base_s: float = Field(default=0.5, gt=0)
@@ -62,6 +66,8 @@ class OrchestratorConfig(BaseModel):
 class ApiConfig(BaseModel):
     """The orchestrator's REST control plane (FastAPI under uvicorn)."""
 
+    model_config = ConfigDict(extra="forbid")  # a typo in the section is an error
+
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)  # 0 = pick a free port
@@ -71,6 +77,8 @@ class ApiConfig(BaseModel):
 
 class DashboardConfig(BaseModel):
     """The Streamlit dashboard that ``tradingmesh up`` serves (it reads the REST API)."""
+
+    model_config = ConfigDict(extra="forbid")  # a typo in the section is an error
 
     enabled: bool = True
     #: The dashboard has no login of its own and holds the API token: keep it on loopback
@@ -91,6 +99,8 @@ class OptimizerAgentConfig(BaseModel):
     strategy agent at once (``auto_apply``) or when a person approves it
     (``POST /api/optimizer/runs/{id}/apply``).
     """
+
+    model_config = ConfigDict(extra="forbid")  # a typo in the section is an error
 
     #: Seconds between scheduled runs of every symbol in ``symbols`` (0 = no schedule:
     #: runs only when ``POST /api/optimizer/runs`` asks).
@@ -125,6 +135,8 @@ class MlConfig(BaseModel):
     below ``hit_rate_threshold`` with at least ``min_predictions`` resolved, or every
     ``retrain_every_bars`` bars; the new version is used from the next bar.
     """
+
+    model_config = ConfigDict(extra="forbid")  # a typo in the section is an error
 
     #: Directory of the versioned models ("" = ``<var_dir>/models``).
     model_dir: str = ""
@@ -315,6 +327,19 @@ def config_path() -> Path | None:
 SETTINGS_FILE_ENV = "TRADINGMESH_SETTINGS_FILE"
 
 
+def _did_you_mean(loc: tuple[int | str, ...]) -> str:
+    """`` (did you mean 'min_confidence'?)`` for an unknown key at ``loc``, or ``""``."""
+    model: Any = Settings
+    for part in loc[:-1]:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return ""
+        model = field.annotation
+    known = list(getattr(model, "model_fields", {}))
+    close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.7)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def load_settings(**overrides: object) -> Settings:
     """Build :class:`Settings`; raise :class:`ConfigError` with a readable message.
 
@@ -337,7 +362,9 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         lines = [
-            f"  {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+            f"  {'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+            + (_did_you_mean(e["loc"]) if e["type"] == "extra_forbidden" else "")
+            for e in exc.errors()
         ]
         raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from None
     except (OSError, ValueError) as exc:  # TOML syntax errors, unreadable file

@@ -5,13 +5,15 @@ Quantities: trades per UTC day, notional in quote currency, hours in UTC, second
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = ["ComplianceConfig"]
 
 
 class ComplianceConfig(BaseModel):
     """Compliance rules (pure functions in ``backend.compliance.rules``)."""
+
+    model_config = ConfigDict(extra="forbid")  # a typo in the section is an error
 
     max_trades_per_day: int = Field(default=40, ge=0)
     max_notional_per_day: float = Field(default=50.0, ge=0)  # quote currency

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = ["RiskConfig"]
 
 
 class RiskConfig(BaseModel):
     """Risk limits (pure functions in ``backend.risk.rules``)."""
+
+    model_config = ConfigDict(extra="forbid")  # a typo in the section is an error
 
     risk_per_trade: float = Field(default=0.01, gt=0, le=1)  # fraction of equity
     max_position_pct: float = Field(default=0.25, gt=0, le=10)  # notional / equity

@@ -174,6 +174,8 @@ class VenueConfig(_Strict):
 class PaperConfig(BaseModel):
     """Paper venue: one account in one quote currency."""
 
+    model_config = ConfigDict(extra="forbid")  # a typo in the section is an error
+
     initial_cash: float = Field(default=1.0, gt=0)
     quote_currency: str = "BTC"
     fee_rate: float = Field(default=0.001, ge=0, lt=0.1)  # fraction of notional, per side

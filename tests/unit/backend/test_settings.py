@@ -52,6 +52,16 @@ def test_example_toml_loads(monkeypatch: pytest.MonkeyPatch) -> None:
         ("unknown_key = 1\n", "unknown_key"),
         ("[paper]\nfee_rate = 'cheap'\n", "paper.fee_rate"),
         ("this is = = not toml\n", "invalid configuration"),
+        # a typo inside a section is refused, not ignored (issue 20, item 4)
+        ("[risk]\nmin_confidense = 0.8\n",
+         "risk.min_confidense: Extra inputs are not permitted (did you mean 'min_confidence'?)"),
+        ("[compliance]\nmax_trades_per_dya = 3\n", "did you mean 'max_trades_per_day'?"),
+        ("[paper]\nfee = 0.001\n", "paper.fee"),
+        ("[orchestrator]\nstuck_alert = 5\n", "orchestrator.stuck_alert"),
+        ("[api]\nprot = 8001\n", "did you mean 'port'?"),
+        ("[dashboard]\nenable = false\n", "did you mean 'enabled'?"),
+        ("[optimizer]\nintervall_s = 60\n", "did you mean 'interval_s'?"),
+        ("[ml]\nmodel_dri = 'x'\n", "did you mean 'model_dir'?"),
     ],
 )
 def test_bad_config_names_the_field(
