@@ -98,17 +98,43 @@ def strategy_config(settings: Settings, strategy: str, symbols: list[str],
     return cfg
 
 
+def _expand_dirs(data: list[Path]) -> list[Path]:
+    """``--data`` paths with each directory replaced by its ``BASE_QUOTE-<tf>.csv`` files
+    (sorted; other CSV files in it are not candles of a known symbol and are skipped)."""
+    from backend.marketdata.candles import DataError, symbol_from_filename
+
+    out: list[Path] = []
+    for path in data:
+        if not path.is_dir():
+            out.append(path)
+            continue
+        found = []
+        for f in sorted(path.glob("*.csv")):
+            try:
+                symbol_from_filename(f)
+            except DataError:
+                continue
+            found.append(f)
+        if not found:
+            raise InputError(f"{path}: a directory without BASE_QUOTE-<timeframe>.csv files "
+                             "(e.g. ETH_BTC-5m.csv)")
+        out += found
+    return out
+
+
 def _load(data: list[Path], symbol: str | None) -> dict[str, Candles]:
     from backend.marketdata.candles import DataError, load_candles, symbol_from_filename
 
     if not data:
-        raise InputError("no data: pass --data FILE.csv (repeat for several files)")
+        raise InputError("no data: pass --data FILE.csv (repeat for several files) or "
+                         "--data DIR (every BASE_QUOTE-<timeframe>.csv in it)")
+    data = _expand_dirs(data)
     if symbol is not None and len(data) > 1:
         raise InputError("--symbol works with a single --data file")
     out: dict[str, Candles] = {}
     for path in data:
         if not path.is_file():
-            raise InputError(f"{path}: no such file")
+            raise InputError(f"{path}: no such file or directory")
         sym = symbol
         if sym is None:
             try:
@@ -212,8 +238,8 @@ def _fail(msg: str, code: int = 2) -> typer.Exit:
 
 def backtest(
     data: list[Path] | None = typer.Option(
-        None, "--data", help="OHLCV CSV file (timestamp,open,high,low,close,volume); repeat "
-                             "for several symbols."),
+        None, "--data", help="OHLCV CSV file (timestamp,open,high,low,close,volume), or a "
+                             "directory of BASE_QUOTE-<tf>.csv files; repeat for several."),
     strategy: str = typer.Option("sma_cross", help="Strategy name (tradingmesh strategies), "
                                                    "or 'configured': the config file's."),
     params: str = typer.Option("", help="Strategy parameters, e.g. fast=10,slow=30."),

@@ -154,8 +154,9 @@ async def _run_with_redis(url: str, candles: Any, cfg: OptimizeConfig, observers
 
 def optimize(
     data: list[Path] | None = typer.Option(
-        None, "--data", help="OHLCV CSV file (timestamp,open,high,low,close,volume); repeat "
-                             "for several symbols (fitness = mean of their scores)."),
+        None, "--data", help="OHLCV CSV file (timestamp,open,high,low,close,volume) or a "
+                             "directory of BASE_QUOTE-<tf>.csv files; repeat for several "
+                             "symbols (fitness = mean of their scores)."),
     strategy: str = typer.Option("sma_cross", help="Strategy name (tradingmesh strategies)."),
     population: int = typer.Option(50, help="Individuals per generation (>= 4)."),
     generations: int = typer.Option(30, help="Generations after the initial population."),

@@ -69,6 +69,19 @@ def test_risk_run_with_two_files(tmp_path: Path) -> None:
     assert rep["stats"]["trades"] > 0
 
 
+def test_a_data_directory_backtests_every_symbol_file_in_it(tmp_path: Path) -> None:
+    """``--data DIR`` (issue 20, item 8): every BASE_QUOTE-<tf>.csv, other CSVs skipped."""
+    rows = ETH.read_text().splitlines()[:400]
+    (tmp_path / "ETH_BTC-5m.csv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "LTC_BTC-5m.csv").write_text(
+        "\n".join(ETH.with_name("LTC_BTC-5m.csv").read_text().splitlines()[:400]) + "\n")
+    (tmp_path / "notes.csv").write_text("a,b\n1,2\n")
+    report = tmp_path / "r.json"
+    res = invoke("--data", tmp_path, "--report", report)
+    assert res.exit_code == 0, res.output
+    assert orjson.loads(report.read_bytes())["symbols"] == ["ETH/BTC", "LTC/BTC"]
+
+
 def write_csv(path: Path, header: str, rows: list[str]) -> Path:
     path.write_text(header + "\n" + "\n".join(rows) + "\n")
     return path
@@ -124,6 +137,7 @@ def test_unparsable_cell_names_file_line_and_column(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("args", "fragments"), [
     (["--data", "missing/ETH_BTC-5m.csv"], ["missing/ETH_BTC-5m.csv", "no such file"]),
+    (["--data", str(ROOT / "docs")], ["docs: a directory without BASE_QUOTE-<timeframe>.csv"]),
     ([], ["--data"]),
     (["--data", ETH, "--params", "fast"], ["--params", "'fast'"]),
     (["--data", ETH, "--params", "fast=10,fast=12"], ["twice"]),
