@@ -42,6 +42,7 @@ from orchestrator.mesh import (
     wait_replay_done,
 )
 from orchestrator.optimizer_control import proposal_pump
+from orchestrator.replay_progress import PRINT_EVERY_S, progress_line
 
 __all__ = ["console", "control_plane", "err", "run", "supervise", "up", "watch_external"]
 
@@ -256,7 +257,8 @@ def _write_pid(s: Settings) -> None:
     (s.var_dir / "orchestrator.pid").write_text(f"{os.getpid()}\n")
 
 
-async def run(s: Settings, report_path: Path | None, reset: bool, token: str | None) -> int:
+async def run(s: Settings, report_path: Path | None, reset: bool, token: str | None,
+              total_bars: int | None = None) -> int:
     """Replay the data through a fresh mesh to its end and report (``tradingmesh run``).
 
     Parameters
@@ -269,6 +271,9 @@ async def run(s: Settings, report_path: Path | None, reset: bool, token: str | N
         FLUSHDB an external Redis before the run.
     token
         The API token, when the API is served during the run.
+    total_bars
+        Bars the replay will publish, for the progress lines' share and ETA (None:
+        unknown).
 
     Returns
     -------
@@ -286,7 +291,7 @@ async def run(s: Settings, report_path: Path | None, reset: bool, token: str | N
         return 1
     try:
         async with proposal_pump(handle.settings), control_plane(handle, token):
-            return await _replay(s, handle, run_dir, report_path, t0)
+            return await _replay(s, handle, run_dir, report_path, t0, total_bars)
     except ApiError as exc:
         err.print(f"[red]error:[/] {exc}")
         await stop_mesh(handle)
@@ -294,13 +299,20 @@ async def run(s: Settings, report_path: Path | None, reset: bool, token: str | N
 
 
 async def _replay(s: Settings, handle, run_dir: Path, report_path: Path | None,  # noqa: ANN001
-                  t0: float) -> int:
+                  t0: float, total_bars: int | None) -> int:
     console.print(f"mesh up in {time.monotonic() - t0:.1f}s; replaying {s.data_dir} "
                   f"at speed {s.replay_speed} (run dir {run_dir})")
     t_replay = time.monotonic()
 
+    last_print = t_replay
+
     async def progress(cursor: int) -> None:
-        console.print(f"  bars published: {cursor}  ({time.monotonic() - t_replay:.0f}s)")
+        nonlocal last_print
+        if time.monotonic() - last_print < PRINT_EVERY_S:
+            return
+        last_print = time.monotonic()
+        console.print(progress_line(cursor, total_bars, last_print - t_replay),
+                      highlight=False)
 
     stop = asyncio.Event()
     install_stop_signals(stop)

@@ -51,6 +51,13 @@ def _score(x: float | None) -> str:
     return "undefined" if x != x or abs(x) == float("inf") else f"{x:.3f}"
 
 
+def _rate(per_s: float) -> str:
+    """Evaluations per second, readable from 0.05 to 50,000 (never a bare ``0``)."""
+    if per_s != per_s:
+        return "-"
+    return f"{per_s:,.0f}" if per_s >= 100 else f"{per_s:.3g}"
+
+
 def _flag(x: bool | None) -> str:
     return "-" if x is None else ("OVERFIT" if x else "ok")
 
@@ -285,7 +292,7 @@ def optimize(
         f"in sample {_score(res.in_sample)}, out of sample {_score(res.out_of_sample)}"
         + (f"; fold means {_score(res.mean_in_sample)} / {_score(res.mean_out_of_sample)}, "
            f"{_flag(res.overfit)}" if cfg.walk_forward else "")
-        + f"\n{res.evaluations} evaluations in {res.elapsed_s:.2f} s ({rate:,.0f}/s, "
+        + f"\n{res.evaluations} evaluations in {res.elapsed_s:.2f} s ({_rate(rate)}/s, "
           f"{res.executor}); run {res.run_id}", highlight=False, soft_wrap=True)
     out = report or settings.var_dir / "optimizer" / (
         time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + f"-{cfg.strategy}.json")

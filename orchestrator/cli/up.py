@@ -40,14 +40,18 @@ def _logging(level: str) -> None:
     )
 
 
-def _check_data(settings: Settings) -> None:
+def _check_data(settings: Settings) -> int:
+    """Exit 2 with the reason if the data cannot be replayed; else the bars it holds
+    (per symbol at most ``replay_limit``), for the progress lines."""
     from backend.marketdata.candles import DataError, load_dir
 
     try:
-        load_dir(settings.data_dir, settings.symbols, settings.timeframe)
+        candles = load_dir(settings.data_dir, settings.symbols, settings.timeframe)
     except (DataError, FileNotFoundError, ValueError) as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
+    limit = settings.replay_limit
+    return sum(min(len(c), limit) if limit else len(c) for c in candles.values())
 
 
 def up(
@@ -131,9 +135,9 @@ def run(
         overrides["data_dir"] = data
     s = _api_overrides(settings(**overrides), api_port is not None, None, api_port)
     _logging(s.log_level)
-    _check_data(s)
+    total = _check_data(s)
     token = _token_or_exit(s)
-    code = asyncio.run(node.run(s, report, reset, token))
+    code = asyncio.run(node.run(s, report, reset, token, total))
     raise typer.Exit(code)
 
 

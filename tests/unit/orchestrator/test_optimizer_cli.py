@@ -11,7 +11,7 @@ import typer
 from typer.testing import CliRunner
 
 from backend.persistence import Store
-from orchestrator.cli.optimize import format_params, register
+from orchestrator.cli.optimize import _rate, format_params, register
 
 ROOT = Path(__file__).resolve().parents[3]
 ETH = ROOT / "data" / "sample" / "ETH_BTC-5m.csv"
@@ -129,3 +129,11 @@ def test_a_csv_with_a_date_only_timestamp_loads(tmp_path: Path) -> None:
                  "--db", f"sqlite:///{tmp_path / 'x.db'}")
     assert res.exit_code == 0, res.output
     assert "AAA/USD" in res.stdout
+
+
+def test_a_slow_run_shows_its_rate_not_zero():
+    """Issue 20, item 6: a risk-sizing run ended with ``(0/s)``."""
+    assert _rate(0.0152) == "0.0152"
+    assert _rate(2.8) == "2.8"
+    assert _rate(1234.5) == "1,234"
+    assert _rate(float("nan")) == "-"
