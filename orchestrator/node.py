@@ -239,10 +239,13 @@ async def up(s: Settings, token: str | None) -> int:
             control_plane(handle, token, dashboard=True) as control,
         ):
             await supervise(stop, handle, control, restart_agents=True)
-    except ApiError as exc:
+    except (ApiError, OSError) as exc:  # e.g. a port taken since the command checked it
         err.print(f"[red]error:[/] {exc}")
         await stop_mesh(handle)
         return 1
+    except Exception:
+        await stop_mesh(handle)  # never leave Redis or an agent behind on a failed start
+        raise
     finally:
         (s.var_dir / "orchestrator.pid").unlink(missing_ok=True)
     console.print("stopping agents ...")

@@ -151,12 +151,26 @@ if [[ -n "${REDIS_URL:-}" ]]; then
     say "order history:     $cli XRANGE orders - +"
 fi
 if [[ "$cmd" == up ]]; then
+    bearer='$(cat var/api_token)'
     if [[ -n "${TRADINGMESH_API_TOKEN:-}" ]]; then
         say "API token: from TRADINGMESH_API_TOKEN"
+        bearer='$TRADINGMESH_API_TOKEN'
     else
         # First run: generate a random API token (mode 0600) into var/; `up` reads it.
         "$TM" token | sed 's/^/[launch] API token file /'
-        say "API: curl -H \"Authorization: Bearer \$(cat var/api_token)\" http://127.0.0.1:8000/api/agents"
+    fi
+    # the API's port as `up` will use it: --api-port N / --api-port=N, else the setting
+    api_port="${TRADINGMESH_API__PORT:-8000}"
+    prev=""
+    for arg in "$@"; do
+        if [[ "$prev" == --api-port ]]; then api_port="$arg"; fi
+        if [[ "$arg" == --api-port=* ]]; then api_port="${arg#--api-port=}"; fi
+        prev="$arg"
+    done
+    if [[ "$api_port" == 0 ]]; then
+        say "API: any free port; its URL goes to var/api_url once it listens"
+    else
+        say "API: curl -H \"Authorization: Bearer $bearer\" http://127.0.0.1:$api_port/api/agents"
     fi
 fi
 say "starting: tradingmesh $cmd $*  (Ctrl-C to stop)"

@@ -83,11 +83,50 @@ def up(
     })})
     _logging(s.log_level)
     token = _token_or_exit(s)
+    _check_ports(s, dashboard=True)
     if external_agents:
         raise typer.Exit(asyncio.run(node.watch_external(s, token)))
     _check_data(s)
     code = asyncio.run(node.up(s, token))
     raise typer.Exit(code)
+
+
+def _port_in_use(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be listened on (in use, no such address), or None."""
+    import errno
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        return f"{host} is not an address of this machine ({exc.strerror or exc})"
+    family, kind, proto, _, addr = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            sock.bind(addr)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return f"port {port} on {host} is in use"
+            return f"cannot listen on {host}:{port} ({exc.strerror or exc})"
+    return None
+
+
+def _check_ports(s: Settings, dashboard: bool) -> None:
+    """Exit 2 before anything starts if the API's or the dashboard's port is taken."""
+    wanted = []
+    if s.api.enabled and s.api.port:
+        wanted.append(("the API", s.api.host, s.api.port, "--api-port"))
+    if dashboard and s.api.enabled and s.dashboard.enabled and s.dashboard.port:
+        wanted.append(("the dashboard", s.dashboard.host, s.dashboard.port, "--dashboard-port"))
+    problems = [f"{what}: {why} (pass {opt} N, or {opt} 0 for any free port)"
+                for what, host, port, opt in wanted
+                if (why := _port_in_use(host, port)) is not None]
+    if problems:
+        for line in problems:
+            err.print(f"[red]error:[/] {line}", highlight=False)
+        err.print("nothing was started")
+        raise typer.Exit(2)
 
 
 def _api_overrides(s: Settings, enabled: bool, host: str | None, port: int | None) -> Settings:
@@ -137,6 +176,7 @@ def run(
     _logging(s.log_level)
     total = _check_data(s)
     token = _token_or_exit(s)
+    _check_ports(s, dashboard=False)
     code = asyncio.run(node.run(s, report, reset, token, total))
     raise typer.Exit(code)
 
