@@ -26,7 +26,14 @@ from orchestrator.cli.optimize import register as register_optimize
 from orchestrator.cli.panic import register as register_panic
 from orchestrator.cli.report import register as register_report
 from orchestrator.cli.resolve import register as register_resolve
-from orchestrator.cli.state import Unreachable, err, mesh_state, settings
+from orchestrator.cli.state import (
+    Unreachable,
+    err,
+    mesh_redis_url,
+    mesh_state,
+    redis_error_line,
+    settings,
+)
 from orchestrator.cli.tail import register as register_tail
 from orchestrator.cli.up import register as register_up
 
@@ -59,11 +66,16 @@ def status() -> None:
 
     from backend import channels
     from backend.messages import AgentHeartbeat, decode
-    from backend.settings import strip_url_userinfo
+    from backend.runtime.secretfiles import SecretFileError
     from orchestrator.agents_table import status_table
 
     s = settings()
-    r = Redis.from_url(s.redis_url)
+    try:
+        url = mesh_redis_url(s)  # the running mesh's Redis, with its ACL credentials
+    except SecretFileError as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    r = Redis.from_url(url, socket_connect_timeout=3, socket_timeout=10)
     try:
         keys = sorted(r.scan_iter(match=channels.HEALTH_KEY_PREFIX + "*"))
         beats: dict[str, AgentHeartbeat | None] = {}
@@ -74,8 +86,7 @@ def status() -> None:
                 if isinstance(msg, AgentHeartbeat):
                     beats[msg.agent_id] = msg
     except (RedisError, OSError) as exc:  # never the password: no URL userinfo, no traceback
-        err.print(f"[red]error:[/] Redis not reachable at {strip_url_userinfo(s.redis_url)} "
-                  f"({type(exc).__name__}: {exc})")
+        err.print(f"[red]error:[/] {redis_error_line(url, exc)}", highlight=False)
         raise typer.Exit(1) from None
     if not beats:
         console.print("no agent heartbeats (is the mesh running? is REDIS_URL right?)")

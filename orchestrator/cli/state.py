@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # annotations only: the command line starts without them (iss
     from backend.persistence import Store
     from backend.settings import Settings
 
-__all__ = ["Unreachable", "err", "mesh_redis_url", "mesh_state", "settings"]
+__all__ = ["Unreachable", "err", "mesh_redis_url", "mesh_state", "redis_error_line", "settings"]
 
 err = Console(stderr=True)
 
@@ -33,14 +33,37 @@ def settings(**overrides: object) -> Settings:
 
 
 def mesh_redis_url(s: Settings) -> str:
-    """REDIS_URL if set, else the URL the running ``up`` recorded in var/, else the default."""
-    from backend.redisctl.acl import ORCHESTRATOR, url_for_role
+    """REDIS_URL if set, else the URL the running ``up`` recorded in var/, else the default.
+
+    With REDIS_URL and the launcher's ACL the URL has no password: the command connects as
+    the orchestrator with the password from ``TRADINGMESH_REDIS_CREDENTIALS``, or from the
+    launcher's ``var/redis/credentials`` when that variable is not set.
+    """
+    from backend.redisctl.acl import CREDENTIALS_ENV, ORCHESTRATOR, url_for_role
 
     if os.environ.get("REDIS_URL") or os.environ.get("TRADINGMESH_REDIS_URL"):
-        # with the launcher's ACL the URL has no password: connect as the orchestrator
-        return url_for_role(ORCHESTRATOR, s.redis_url)
+        creds = os.environ.get(CREDENTIALS_ENV)
+        launcher = s.var_dir / "redis" / "credentials"
+        if not creds and launcher.is_file():
+            creds = str(launcher)
+        return url_for_role(ORCHESTRATOR, s.redis_url, credentials_path=creds)
     f = s.var_dir / "redis_url"
     return f.read_text().strip() if f.is_file() else s.redis_url
+
+
+def redis_error_line(url: str, exc: BaseException) -> str:
+    """One line for a Redis that did not answer or refused us (never the password)."""
+    from redis.exceptions import AuthenticationError
+
+    from backend.settings import strip_url_userinfo
+
+    where = strip_url_userinfo(url)
+    if isinstance(exc, AuthenticationError) or "NOAUTH" in str(exc) or "HELLO" in str(exc):
+        return (f"Redis at {where} wants credentials: it runs the launcher's ACL; set "
+                "TRADINGMESH_REDIS_CREDENTIALS to its credentials file (var/redis/credentials "
+                "for scripts/launch.sh), or run the command in the directory whose var/ the "
+                "mesh uses")
+    return f"Redis not reachable at {where} ({type(exc).__name__}: {exc})"
 
 
 @contextlib.asynccontextmanager
