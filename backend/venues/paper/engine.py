@@ -390,9 +390,16 @@ def flatten(
     """Close ``symbol``'s position (every position if ``None``) at its last mark.
 
     No slippage; the fee is ``cfg.fee_rate`` (0 without ``cfg``).  Exit reason FLATTEN,
-    client order id ``<entry_coid>-flat``, fill time and ts ``now_ns``.  Open orders are
-    left alone (see :func:`cancel_all`).
+    client order id ``<entry_coid>-flat``.  Open orders are left alone (see
+    :func:`cancel_all`).
+
+    The fill is on the paper venue's clock, the market data's: fill time and ts are the
+    open time of the latest bar seen (the time of the mark it closes at), ``now_ns`` only
+    before any bar.  A kill switch in a replay of 2018 data thus fills in 2018, not at
+    today's wall-clock time among the 2018 bar times (which made a report's average
+    trade duration read 19,489 hours).
     """
+    at = book.last_bar_time or now_ns
     new = _clone(book)
     fee_rate = cfg.fee_rate if cfg is not None else 0.0
     events: list[Event] = []
@@ -405,6 +412,6 @@ def flatten(
             new, symbol=sym, side=Side.SELL if pos.quantity > 0 else Side.BUY,
             qty=abs(pos.quantity), price=book.mark(sym), fee_rate=fee_rate,
             coid=f"{entry}-flat", corr=pos.correlation_id,
-            bar_seq=book.last_bar_seq.get(sym, 0), ts=now_ns, exit_reason=ExitReason.FLATTEN,
+            bar_seq=book.last_bar_seq.get(sym, 0), ts=at, exit_reason=ExitReason.FLATTEN,
         )
     return new, events

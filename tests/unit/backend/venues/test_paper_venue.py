@@ -258,9 +258,18 @@ def test_cancel_all_and_flatten():
     assert book == before  # input not mutated
     (f,) = fills(ev)
     assert f.exit_reason is ExitReason.FLATTEN and f.client_order_id == "c1-flat"
-    assert f.price == 0.05 and f.fee == pytest.approx(0.0005) and f.fill_time == 99
+    assert f.price == 0.05 and f.fee == pytest.approx(0.0005)
+    # on the market's clock: the latest bar's time, not the wall clock (issue 20, item 3)
+    assert f.fill_time == f.ts == book.last_bar_time == bar(1, 0.05, 0.05, 0.05, 0.05).open_time
     assert flat.position_qty(SYM) == 0.0
     assert flat.equity() == pytest.approx(flat.cash)
+
+
+def test_flatten_before_any_bar_uses_the_time_given():
+    book = long_book().model_copy(update={"last_bar_time": 0})
+    _, ev = flatten(book, None, 99, CFG)
+    (f,) = fills(ev)
+    assert f.fill_time == 99
 
 
 def test_book_json_round_trip_and_inputs_not_mutated():
