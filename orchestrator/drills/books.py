@@ -160,8 +160,8 @@ def check_signals(r: redis.Redis, store: Store, rep: BooksReport,
 
 
 def check_orders(r: redis.Redis, store: Store, rep: BooksReport) -> dict[str, dict[str, Any]]:
-    """``orders_unique`` and ``orders_recorded``, added to ``rep``; returns our orders by
-    client order id."""
+    """``orders_unique``, ``orders_recorded`` and ``orders_placed`` (at least one order),
+    added to ``rep``; returns our orders by client order id."""
     sent = Counter(m.client_order_id for _, m in _entries(r, channels.ORDERS)
                    if isinstance(m, SubmitOrder))
     twice = {c: n for c, n in sent.items() if n > 1}
@@ -178,6 +178,12 @@ def check_orders(r: redis.Redis, store: Store, rep: BooksReport) -> dict[str, di
         "orders_recorded", not missing,
         f"{len(ours)} order rows" + (f"; sent but not recorded: {sample(missing)}"
                                      if missing else "")))
+    # a run without a single order proved nothing about the order path: it fails
+    rep.checks.append(Check(
+        "orders_placed", bool(ours),
+        f"{len(ours)} orders" if ours else "no order was placed: the run proved nothing "
+        "about losing or duplicating orders (raise --limit: the strategies need bars to "
+        "warm up and to signal)"))
     return ours
 
 

@@ -100,6 +100,16 @@ def test_consistent_books_pass(mesh: Mesh) -> None:
     assert (rep.signals, rep.orders, rep.fills, rep.lost, rep.duplicated) == (2, 1, 1, 0, 0)
 
 
+def test_a_run_without_orders_proved_nothing_and_fails(tmp_path: Path) -> None:
+    """Issue 20, item 8: a drill with a small --limit passed with 0 orders."""
+    r = fakeredis.FakeRedis()
+    store = Store(make_engine(f"sqlite:///{tmp_path / 'empty.sqlite'}"))
+    rep = check_books(r, store)
+    assert not rep.ok and rep.orders == 0
+    (failure,) = rep.failures()
+    assert failure.startswith("orders_placed: no order was placed") and "--limit" in failure
+
+
 def test_order_sent_twice_is_a_duplicate(mesh: Mesh) -> None:
     mesh.xadd(channels.ORDERS, mesh.order.model_copy(update={"id": "o1-again"}))
     mesh.r.xreadgroup("execution", "execution", {channels.ORDERS: ">"})
