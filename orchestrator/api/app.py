@@ -18,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from orchestrator.api.auth import AuthError
+from orchestrator.api.docs import mount_docs
 from orchestrator.api.routes import (
     agents,
     breaker,
@@ -56,6 +57,7 @@ def create_app(control: ControlPlane, token: str | None, metrics_text: Callable[
         Async callable returning ``(body bytes, content type)`` for ``GET /metrics``.
     """
     app = FastAPI(
+        docs_url=None, redoc_url=None,  # /docs with local assets: mount_docs below
         title="tradingmesh control plane",
         version="1",
         description=(
@@ -89,4 +91,5 @@ def create_app(control: ControlPlane, token: str | None, metrics_text: Callable[
 
     for module in ROUTERS:
         app.include_router(module.router)
+    mount_docs(app)
     return app
