@@ -356,6 +356,19 @@ def _validate(path: Path, t: np.ndarray, a: dict[str, np.ndarray], lines: np.nda
     raise DataError(f"{path} line {lines[i]}, column {col!r}: {msg}")
 
 
+def symbol_file(dir: Path | str, symbol: str, timeframe: str = "5m") -> Path:
+    """The file :func:`load_dir` reads for ``symbol``: ``ETH/BTC`` ->
+    ``<dir>/ETH_BTC-<timeframe>.csv`` (whether it exists or not).
+
+    Raises
+    ------
+    DataError
+        ``symbol`` is not ``BASE/QUOTE``.
+    """
+    base, quote = _normalise_symbol(symbol).split("/")
+    return Path(dir) / f"{base}_{quote}-{timeframe}.csv"
+
+
 def load_dir(
     dir: Path | str, symbols: list[str] | None = None, timeframe: str = "5m"
 ) -> dict[str, Candles]:
@@ -391,8 +404,7 @@ def load_dir(
     out = {}
     for s in symbols:
         sym = _normalise_symbol(s)
-        base, quote = sym.split("/")
-        f = d / f"{base}_{quote}-{timeframe}.csv"
+        f = symbol_file(d, sym, timeframe)
         if not f.is_file():
             raise DataError(f"no data for {sym}: expected file {f}")
         out[sym] = load_candles(f, sym)

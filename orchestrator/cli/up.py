@@ -91,6 +91,21 @@ def up(
     raise typer.Exit(code)
 
 
+def _symbols_with_files(s: Settings, overrides: dict[str, object]) -> Settings:
+    """``run --data DIR``: replay the configured symbols that have a file in DIR (say which
+    are left out); all of them missing stays an error (:func:`_check_data` names the
+    file)."""
+    from backend.marketdata.candles import symbol_file
+
+    have = [sym for sym in s.symbols if symbol_file(s.data_dir, sym, s.timeframe).is_file()]
+    if not have or len(have) == len(s.symbols):
+        return s
+    left = [sym for sym in s.symbols if sym not in have]
+    err.print(f"note: replaying {', '.join(have)} only: no {s.timeframe} file for "
+              f"{', '.join(left)} in {s.data_dir}", highlight=False)
+    return settings(**overrides, symbols=have)
+
+
 def _port_in_use(host: str, port: int) -> str | None:
     """Why ``host:port`` cannot be listened on (in use, no such address), or None."""
     import errno
@@ -172,7 +187,10 @@ def run(
     overrides: dict[str, object] = {"replay_speed": _speed(speed), "replay_limit": limit}
     if data is not None:
         overrides["data_dir"] = data
-    s = _api_overrides(settings(**overrides), api_port is not None, None, api_port)
+    s = settings(**overrides)
+    if data is not None:
+        s = _symbols_with_files(s, overrides)
+    s = _api_overrides(s, api_port is not None, None, api_port)
     _logging(s.log_level)
     total = _check_data(s)
     token = _token_or_exit(s)

@@ -40,3 +40,19 @@ def test_strategies_lists_declared_parameters() -> None:
     assert res.exit_code == 0
     for word in ("sma_cross", "momentum", "lookback", "volume_factor", "slow_ma"):
         assert word in res.output
+
+
+def test_run_data_dir_replays_the_symbols_it_has(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    """Issue 20, item 8: ``run --data DIR`` demanded a file for every configured symbol."""
+    import shutil
+
+    from orchestrator.cli.state import settings
+    from orchestrator.cli.up import _symbols_with_files
+
+    root = Path(__file__).resolve().parents[3]
+    shutil.copy(root / "data" / "sample" / "ETH_BTC-5m.csv", tmp_path)
+    overrides: dict[str, object] = {"data_dir": tmp_path}
+    s = _symbols_with_files(settings(**overrides), overrides)
+    assert s.symbols == ["ETH/BTC"]
+    note = " ".join(capsys.readouterr().err.split())
+    assert "replaying ETH/BTC only" in note and "LTC/BTC, ADA/BTC, DASH/BTC" in note
