@@ -34,6 +34,7 @@ from pathlib import Path
 import orjson
 from redis.asyncio import Redis
 from redis.backoff import NoBackoff
+from redis.exceptions import AuthenticationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
@@ -243,6 +244,8 @@ class LiveTail:
                 first, delay = False, self.backoff_s
                 self.write_status(force=True)
                 await self._read(pubsub, stop, count)
+            except AuthenticationError:
+                raise  # wrong or missing credentials: retrying cannot help
             except DROP_ERRORS as exc:
                 was = self.status.connected
                 self.status.connected = False

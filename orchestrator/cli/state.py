@@ -16,7 +16,8 @@ if TYPE_CHECKING:  # annotations only: the command line starts without them (iss
     from backend.persistence import Store
     from backend.settings import Settings
 
-__all__ = ["Unreachable", "err", "mesh_redis_url", "mesh_state", "redis_error_line", "settings"]
+__all__ = ["Unreachable", "credentials_file", "err", "mesh_redis_url", "mesh_state",
+           "redis_error_line", "settings"]
 
 err = Console(stderr=True)
 
@@ -39,16 +40,24 @@ def mesh_redis_url(s: Settings) -> str:
     the orchestrator with the password from ``TRADINGMESH_REDIS_CREDENTIALS``, or from the
     launcher's ``var/redis/credentials`` when that variable is not set.
     """
-    from backend.redisctl.acl import CREDENTIALS_ENV, ORCHESTRATOR, url_for_role
+    from backend.redisctl.acl import ORCHESTRATOR, url_for_role
 
     if os.environ.get("REDIS_URL") or os.environ.get("TRADINGMESH_REDIS_URL"):
-        creds = os.environ.get(CREDENTIALS_ENV)
-        launcher = s.var_dir / "redis" / "credentials"
-        if not creds and launcher.is_file():
-            creds = str(launcher)
-        return url_for_role(ORCHESTRATOR, s.redis_url, credentials_path=creds)
+        return url_for_role(ORCHESTRATOR, s.redis_url, credentials_path=credentials_file(s))
     f = s.var_dir / "redis_url"
     return f.read_text().strip() if f.is_file() else s.redis_url
+
+
+def credentials_file(s: Settings) -> str | None:
+    """The Redis ACL credentials file: ``TRADINGMESH_REDIS_CREDENTIALS``, else the
+    launcher's ``var/redis/credentials`` if it exists, else None (a Redis without ACL)."""
+    from backend.redisctl.acl import CREDENTIALS_ENV
+
+    env = os.environ.get(CREDENTIALS_ENV)
+    if env:
+        return env
+    launcher = s.var_dir / "redis" / "credentials"
+    return str(launcher) if launcher.is_file() else None
 
 
 def redis_error_line(url: str, exc: BaseException) -> str:

@@ -37,11 +37,12 @@ def tail(
     """Print every message published on the mesh's channels, live (read-only)."""
     import asyncio
 
-    from redis.exceptions import ResponseError
+    from redis.exceptions import AuthenticationError, ResponseError
 
     from backend import channels
     from backend.mesh.tail import LiveTail
     from backend.settings import ConfigError, load_settings
+    from orchestrator.cli.state import credentials_file, redis_error_line
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s [tail] %(message)s")
@@ -50,7 +51,8 @@ def tail(
         from backend.runtime.secretfiles import SecretFileError
 
         try:  # with the launcher's ACL: as the read-only dashboard user
-            redis_url = url_for_role(DASHBOARD, load_settings().redis_url)
+            s = load_settings()
+            redis_url = url_for_role(DASHBOARD, s.redis_url, credentials_path=credentials_file(s))
         except (ConfigError, SecretFileError) as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
@@ -71,6 +73,9 @@ def tail(
 
     try:
         asyncio.run(go())
+    except AuthenticationError as exc:  # the launcher's ACL and no (or wrong) credentials
+        typer.echo(f"error: {redis_error_line(redis_url, exc)}", err=True)
+        raise typer.Exit(2) from None
     except ResponseError as exc:  # e.g. NOPERM: the ACL user may not subscribe there
         typer.echo(f"error: redis refused the subscription: {exc}", err=True)
         raise typer.Exit(2) from None

@@ -4,6 +4,9 @@ failed with ``HELLO must be called with the client already authenticated``)."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -65,3 +68,43 @@ def test_without_credentials_one_clear_line(
     assert "wants credentials" in text and "TRADINGMESH_REDIS_CREDENTIALS" in text
     assert "Traceback" not in res.output
     assert server.password is not None and server.password not in res.output
+
+
+def test_tail_without_credentials_says_so_and_exits(
+    acl_redis: tuple[RedisServer, Path], tmp_path: Path,
+) -> None:
+    """``tail`` retried forever without a hint (issue 20, item 1)."""
+    server, _ = acl_redis
+    env = {k: v for k, v in os.environ.items() if k not in (CREDENTIALS_ENV, "REDIS_URL")}
+    env.update(REDIS_URL=server.public_url, TRADINGMESH_VAR_DIR=str(tmp_path / "elsewhere"))
+    proc = subprocess.run([sys.executable, "-m", "orchestrator.cli", "tail", "-n", "1"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "wants credentials" in proc.stderr and "Traceback" not in proc.stderr
+    assert server.password is not None and server.password not in proc.stderr + proc.stdout
+
+
+def test_tail_finds_the_launchers_credentials(acl_redis: tuple[RedisServer, Path]) -> None:
+    server, var = acl_redis
+    env = {k: v for k, v in os.environ.items() if k not in (CREDENTIALS_ENV, "REDIS_URL")}
+    env.update(REDIS_URL=server.public_url, TRADINGMESH_VAR_DIR=str(var))
+    proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "tail", "agent:status",
+                             "-n", "1"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        c = server.client()
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and time.monotonic() < deadline:
+            c.publish(channels.AGENT_STATUS, AgentHeartbeat(
+                source="risk", agent_id="risk", role="risk", state=AgentState.RUNNING,
+                pid=1, started_at=now_ns()).model_dump_json())
+            try:
+                proc.wait(0.2)
+            except subprocess.TimeoutExpired:
+                pass
+        out, errs = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, errs[-2000:]
+    assert "agent_heartbeat" in out
