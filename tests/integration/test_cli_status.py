@@ -3,6 +3,7 @@ failed with ``HELLO must be called with the client already authenticated``)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -98,10 +99,8 @@ def test_tail_finds_the_launchers_credentials(acl_redis: tuple[RedisServer, Path
             c.publish(channels.AGENT_STATUS, AgentHeartbeat(
                 source="risk", agent_id="risk", role="risk", state=AgentState.RUNNING,
                 pid=1, started_at=now_ns()).model_dump_json())
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(0.2)
-            except subprocess.TimeoutExpired:
-                pass
         out, errs = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
