@@ -48,13 +48,28 @@ def bar_chart(df: pd.DataFrame, x: str, y: str, title: str, fmt: str = ".6f",
     return alt.Chart(df).mark_bar().encode(**enc).properties(height=height)
 
 
+#: Green for what passed, red for what was refused, blue for signals, grey for pending.
+GREEN, RED, BLUE, GREY = "#2ca02c", "#d62728", "#1f77b4", "#7f7f7f"
+
+
+def stage_colour(stage: str) -> str:
+    """The colour of a pipeline stage's bar (``risk rejected`` red, ``ordered`` green)."""
+    if "rejected" in stage:
+        return RED
+    if "approved" in stage or stage == "ordered":
+        return GREEN
+    return BLUE if stage == "signals" else GREY
+
+
 def stage_chart(df: pd.DataFrame, height: int = 230) -> alt.Chart:
     """Horizontal bars: signals per pipeline stage (``stage``, ``signals``)."""
+    stages = list(df["stage"])
     return alt.Chart(df).mark_bar().encode(
         y=alt.Y("stage:N", title=None, sort=None,
                 axis=alt.Axis(labelOverlap=False, labelLimit=200)),
         x=alt.X("signals:Q", title="signals", axis=alt.Axis(tickMinStep=1, tickCount=8)),
-        color=alt.Color("stage:N", legend=None, sort=None),
+        color=alt.Color("stage:N", legend=None, sort=None, scale=alt.Scale(
+            domain=stages, range=[stage_colour(s) for s in stages])),
         tooltip=["stage:N", "signals:Q"],
     ).properties(height=height)
 

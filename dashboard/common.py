@@ -185,6 +185,33 @@ def fmt_num(x: float | None, digits: int = 6) -> str:
     return "—" if x is None else f"{x:,.{digits}f}"
 
 
+def fmt_price(x: float | None, significant: int = 8) -> str:
+    """A price, fee or amount of the quote currency with ``significant`` significant
+    digits, never in scientific notation (ADA/BTC 0.00005321 and 0.00005207 stay apart,
+    where 4 decimals showed both as 0.0001); '—' for None."""
+    if x is None:
+        return "—"
+    if x == 0:
+        return "0"
+    text = f"{x:.{significant}g}"
+    if "e" not in text:
+        return text
+    digits = max(significant - 1 - int(text.split("e")[1]), 0)
+    return f"{x:.{digits}f}".rstrip("0").rstrip(".")
+
+
+def quote_currency(symbols: list[str]) -> str:
+    """The quote currency of ``BASE/QUOTE`` symbols (the mesh trades one), '' if none or
+    several."""
+    quotes = {s.split("/")[-1] for s in symbols if "/" in s}
+    return quotes.pop() if len(quotes) == 1 else ""
+
+
+def in_quote(label: str, quote: str) -> str:
+    """``"price (BTC)"`` (``label`` alone without a quote currency)."""
+    return f"{label} ({quote})" if quote else label
+
+
 def fmt_pct(x: float | None, digits: int = 2) -> str:
     """A fraction as a percentage, '—' for None."""
     return "—" if x is None else f"{x * 100:.{digits}f}%"

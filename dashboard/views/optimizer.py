@@ -29,8 +29,17 @@ def _score(x: float | None) -> str:
     return "—" if x is None else f"{x:.4f}"
 
 
+def _value(v: object) -> str:
+    """A parameter value: floats with 4 significant digits (a GA proposes 2.4117930..)."""
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
 def _params(p: dict) -> str:
-    return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in p.items())
+    return ", ".join(f"{k}={_value(v)}" for k, v in p.items())
+
+
+def _flag(x: bool | None) -> str:
+    return "—" if x is None else ("yes" if x else "no")
 
 
 def _label(r: OptimizerRunView) -> str:
@@ -70,7 +79,7 @@ def _run(run: OptimizerRunDetail) -> None:
     c[0].metric("Status", run.status)
     c[1].metric("In-sample score", _score(run.mean_in_sample))
     c[2].metric("Out-of-sample score", _score(run.mean_out_of_sample))
-    c[3].metric("Overfit", "—" if run.overfit is None else ("yes" if run.overfit else "no"))
+    c[3].metric("Overfit", _flag(run.overfit))
     c[4].metric("Generations", len({(g.fold, g.generation) for g in run.generations}))
     st.caption(f"{run.strategy} {run.symbol or ''} · objective {run.objective} · started "
                f"{fmt_ts(run.started_ts)} · finished {fmt_ts(run.finished_ts)} · "
@@ -78,12 +87,13 @@ def _run(run: OptimizerRunDetail) -> None:
     _chart(run)
     if run.folds:
         st.dataframe(pd.DataFrame([{
-            "fold": f.fold, "in-sample": f.in_sample, "out-of-sample": f.out_of_sample,
-            "overfit": f.overfit, "parameters": _params(f.params)} for f in run.folds]),
+            "fold": f.fold, "in-sample": _score(f.in_sample),
+            "out-of-sample": _score(f.out_of_sample), "overfit": _flag(f.overfit),
+            "parameters": _params(f.params)} for f in run.folds]),
             hide_index=True, width="stretch")
     st.subheader("Best parameters")
     if run.best_params:
-        st.dataframe(pd.DataFrame([{"parameter": k, "value": str(v)}
+        st.dataframe(pd.DataFrame([{"parameter": k, "value": _value(v)}
                                    for k, v in run.best_params.items()]),
                      hide_index=True, width="stretch")
     else:
@@ -100,9 +110,10 @@ def _agents(view: StrategiesView | None) -> None:
         return
     st.dataframe(pd.DataFrame([{
         "agent": a.agent_id, "strategy": a.strategy, "parameters": _params(a.params),
-        "source": a.source, "since bar seq": a.since_seq or None, "run": a.run_id or None,
+        "source": a.source, "since bar seq": str(a.since_seq) if a.since_seq else "—",
+        "run": a.run_id or "—",
         "pending": (f"{_params(a.pending.params)} after seq {a.pending.after_seq}"
-                    if a.pending else None)} for a in view.agents]),
+                    if a.pending else "—")} for a in view.agents]),
         hide_index=True, width="stretch")
 
 

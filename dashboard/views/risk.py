@@ -92,7 +92,10 @@ def _analytics(r) -> None:  # noqa: ANN001 - RiskFigures
                     fmt_pct(lim.var, 3))
         c[2].metric("Of the limit", fmt_pct(lim.ratio, 0))
         c[3].metric("Alert level (risk agent)", lim.agent_level or lim.level)
-    if r.position_estimates:
+    if r.position_estimates and not r.position_observations:
+        st.caption("Position VaR: no bar returns of the symbols yet (the mesh has just "
+                   "started or holds nothing), so no estimate.")
+    elif r.position_estimates:
         st.caption(f"Positions x the symbols' last {r.position_observations} bar returns.")
         st.dataframe(pd.DataFrame([{
             "method": e.method, "level": f"{e.level:.0%}", "bars": e.horizon,

@@ -11,8 +11,11 @@ from dashboard.common import (
     Loader,
     fmt_num,
     fmt_pct,
+    fmt_price,
     fmt_ts,
+    in_quote,
     page_header,
+    quote_currency,
     refresh_s,
     show_flash,
     stale_marker,
@@ -69,9 +72,13 @@ def _positions(loader: Loader) -> None:
     st.subheader("Open positions")
     pos = loader.get("positions", lambda c: c.positions())
     if pos.value is not None and pos.value.positions:
+        q = quote_currency([p.symbol for p in pos.value.positions])
         st.dataframe(pd.DataFrame([{
-            "symbol": p.symbol, "quantity": p.quantity, "avg price": p.avg_price,
-            "mark": p.mark, "notional": p.notional, "unrealised P&L": p.unrealized_pnl,
+            "symbol": p.symbol, "quantity": fmt_price(p.quantity),
+            in_quote("avg price", q): fmt_price(p.avg_price),
+            in_quote("mark", q): fmt_price(p.mark),
+            in_quote("notional", q): fmt_price(p.notional),
+            in_quote("unrealised P&L", q): fmt_price(p.unrealized_pnl),
         } for p in pos.value.positions]), hide_index=True, width="stretch")
     elif pos.value is not None:
         st.caption("No open positions.")
@@ -82,10 +89,12 @@ def _orders(loader: Loader) -> None:
     st.subheader("Open orders")
     orders = loader.get("open_orders", lambda c: c.open_orders())
     if orders.value:
+        q = quote_currency([o.symbol for o in orders.value])
         st.dataframe(pd.DataFrame([{
             "created": fmt_ts(o.created_ts), "symbol": o.symbol, "side": o.side,
-            "quantity": o.quantity, "status": o.status, "reduce only": o.reduce_only,
-            "stop": o.stop_loss, "take profit": o.take_profit,
+            "quantity": fmt_price(o.quantity), "status": o.status, "reduce only": o.reduce_only,
+            in_quote("stop", q): fmt_price(o.stop_loss),
+            in_quote("take profit", q): fmt_price(o.take_profit),
             "client order id": o.client_order_id,
         } for o in orders.value]), hide_index=True, width="stretch")
     elif orders.value is not None:
@@ -97,10 +106,12 @@ def _fills(loader: Loader) -> None:
     st.subheader(f"Recent fills (last {N_FILLS})")
     fills = loader.get("fills", lambda c: c.fills(limit=N_FILLS))
     if fills.value:
+        q = quote_currency([f.symbol for f in fills.value])
         st.dataframe(pd.DataFrame([{
             "time (UTC)": fmt_ts(f.fill_time or f.ts), "symbol": f.symbol, "side": f.side,
-            "quantity": f.quantity, "price": f.price, "fee": f.fee,
-            "realised P&L": f.realized_pnl, "exit": f.exit_reason or "",
+            "quantity": fmt_price(f.quantity), in_quote("price", q): fmt_price(f.price),
+            in_quote("fee", q): fmt_price(f.fee),
+            in_quote("realised P&L", q): fmt_price(f.realized_pnl), "exit": f.exit_reason or "",
             "client order id": f.client_order_id or "",
         } for f in reversed(fills.value)]), hide_index=True, width="stretch",
             height="auto" if len(fills.value) <= 10 else 390)
