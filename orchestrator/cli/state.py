@@ -67,11 +67,15 @@ def redis_error_line(url: str, exc: BaseException) -> str:
     from backend.settings import strip_url_userinfo
 
     where = strip_url_userinfo(url)
-    if isinstance(exc, AuthenticationError) or "NOAUTH" in str(exc) or "HELLO" in str(exc):
-        return (f"Redis at {where} wants credentials: it runs the launcher's ACL; set "
-                "TRADINGMESH_REDIS_CREDENTIALS to its credentials file (var/redis/credentials "
-                "for scripts/launch.sh), or run the command in the directory whose var/ the "
-                "mesh uses")
+    text = str(exc)
+    if "WRONGPASS" in text or "invalid username-password" in text:
+        return (f"Redis not reachable at {where}: it refused the credentials (wrong password "
+                "in REDIS_URL or the credentials file?)")
+    if isinstance(exc, AuthenticationError) or "NOAUTH" in text or "HELLO" in text:
+        return (f"Redis not reachable at {where} without credentials: it runs the launcher's "
+                "ACL; set TRADINGMESH_REDIS_CREDENTIALS to its credentials file "
+                "(var/redis/credentials for scripts/launch.sh), or run the command in the "
+                "directory whose var/ the mesh uses")
     return f"Redis not reachable at {where} ({type(exc).__name__}: {exc})"
 
 

@@ -66,7 +66,8 @@ def test_without_credentials_one_clear_line(
                    "TRADINGMESH_VAR_DIR": str(tmp_path / "elsewhere")})
     text = " ".join(res.output.split())
     assert res.exit_code == 1, res.output
-    assert "wants credentials" in text and "TRADINGMESH_REDIS_CREDENTIALS" in text
+    assert "not reachable" in text and "without credentials" in text
+    assert "TRADINGMESH_REDIS_CREDENTIALS" in text
     assert "Traceback" not in res.output
     assert server.password is not None and server.password not in res.output
 
@@ -81,7 +82,7 @@ def test_tail_without_credentials_says_so_and_exits(
     proc = subprocess.run([sys.executable, "-m", "orchestrator.cli", "tail", "-n", "1"],
                           env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr[-2000:]
-    assert "wants credentials" in proc.stderr and "Traceback" not in proc.stderr
+    assert "without credentials" in proc.stderr and "Traceback" not in proc.stderr
     assert server.password is not None and server.password not in proc.stderr + proc.stdout
 
 
@@ -107,3 +108,15 @@ def test_tail_finds_the_launchers_credentials(acl_redis: tuple[RedisServer, Path
             proc.kill()
     assert proc.returncode == 0, errs[-2000:]
     assert "agent_heartbeat" in out
+
+
+def test_a_wrong_password_is_named_as_such(
+    acl_redis: tuple[RedisServer, Path], tmp_path: Path,
+) -> None:
+    server, _ = acl_redis
+    wrong = f"redis://orchestrator:not-the-password@127.0.0.1:{server.port}/0"
+    res = _status({"REDIS_URL": wrong, "TRADINGMESH_VAR_DIR": str(tmp_path / "elsewhere")})
+    text = " ".join(res.output.split())
+    assert res.exit_code == 1, res.output
+    assert "not reachable" in text and "refused the credentials" in text
+    assert "not-the-password" not in res.output
