@@ -21,7 +21,8 @@ import asyncio
 from agents.base import REDIS_ERRORS, Agent
 from backend import channels
 from backend.bus import pipeline_caught_up
-from backend.marketdata.candles import limit_per_symbol, load_dir, merge_bars
+from backend.marketdata.candles import load_dir
+from backend.marketdata.replay_order import limit_per_symbol, merge_bars
 from backend.mesh import topology
 from backend.mesh.pipeline import bar_message
 from backend.messages import AgentState, BarClosed, ReplayFinished

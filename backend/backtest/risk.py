@@ -20,7 +20,8 @@ import pandas as pd
 
 from backend.backtest.models import BacktestResult, BacktestTrade, Curve
 from backend.backtest.stats import compute_stats, infer_periods_per_year
-from backend.marketdata.candles import Candles, merge_bars
+from backend.marketdata.candles import Candles
+from backend.marketdata.replay_order import merge_bars
 from backend.mesh.simulate import SimResult, simulate
 from backend.performance.report import Trade, extract_trades, symbol_curves
 from backend.settings import Settings

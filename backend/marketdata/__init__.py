@@ -1,8 +1,7 @@
 """Market data: OHLCV candles from CSV files and from ccxt, recent-close histories, and the
 market regime of a bar.
 
-* :mod:`backend.marketdata.candles` -- OHLCV candles from CSV files: loading, validation and
-  the global replay order;
+* :mod:`backend.marketdata.candles` -- OHLCV candles from CSV files: loading and validation;
 * :mod:`backend.marketdata.history` -- Recent bar closes per symbol: a bounded in-memory
   history and readers of ``market_data``;
 * :mod:`backend.marketdata.live_feed` -- Live candles through ccxt: REST polling of closed
@@ -11,6 +10,8 @@ market regime of a bar.
   and backtest reads;
 * :mod:`backend.marketdata.regime` -- Market regime of a bar, from closing prices only:
   trend direction and volatility level;
+* :mod:`backend.marketdata.replay_order` -- The global replay order of several symbols'
+  candles: every bar once, by (time, symbol);
 * :mod:`backend.marketdata.regime_names` -- The names of the market regimes, and the
   checks of a configured list of them (no numpy: the configuration models use it).
 
@@ -24,4 +25,5 @@ __all__ = [
     "ohlcv",
     "regime",
     "regime_names",
+    "replay_order",
 ]

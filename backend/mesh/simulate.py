@@ -24,8 +24,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from backend.compliance.rules import ComplianceState, check_signal, utc_day
-from backend.marketdata.candles import Candles, limit_per_symbol, merge_bars
+from backend.marketdata.candles import Candles
 from backend.marketdata.history import CloseHistory
+from backend.marketdata.replay_order import limit_per_symbol, merge_bars
 from backend.mesh.pipeline import bar_message, order_message, signal_message
 from backend.messages import OrderFilled, PortfolioMarked, SignalGenerated, SubmitOrder
 from backend.risk import var_limit

@@ -57,7 +57,6 @@ __all__ = [
     "score_batch",
 ]
 
-
 assert set(GA_OBJECTIVES) <= set(OBJECTIVES)
 
 

@@ -15,11 +15,9 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from backend.common import json_safe
-from backend.optimizer.names import GA_OBJECTIVES, SIZINGS, Objective, Sizing
+from backend.optimizer.names import Objective, Sizing
 
 __all__ = [
-    "GA_OBJECTIVES",
-    "SIZINGS",
     "FoldResult",
     "GenerationStats",
     "HallOfFameEntry",

@@ -90,12 +90,8 @@ class StoreBase:
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
-        conn = getattr(self._unit, "conn", None)
-        if conn is not None:  # inside unit_of_work: its transaction
-            yield conn
-            return
-        with self._transaction() as conn:
-            yield conn
+        with self.unit_of_work():  # the open unit's transaction, else one of its own
+            yield self._unit.conn
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:

@@ -13,10 +13,10 @@ from backend.marketdata.candles import (
     DataError,
     load_candles,
     load_dir,
-    merge_bars,
     parse_timestamp,
     symbol_from_filename,
 )
+from backend.marketdata.replay_order import merge_bars
 
 SAMPLE = Path(__file__).resolve().parents[4] / "data" / "sample"
 HEADER = "timestamp,open,high,low,close,volume\n"

@@ -39,7 +39,7 @@ def test_confidence_threshold_changes_the_trades() -> None:
 
 
 def test_limit_per_symbol_keeps_the_first_bars_of_each_symbol() -> None:
-    from backend.marketdata.candles import limit_per_symbol
+    from backend.marketdata.replay_order import limit_per_symbol
 
     order = [(1, "A", 0), (1, "B", 0), (2, "A", 1), (2, "B", 1), (3, "A", 2)]
     assert limit_per_symbol(order, 1) == [(1, "A", 0), (1, "B", 0)]
