@@ -1,7 +1,9 @@
 """``--sizing risk``: the mesh's own pipeline over historical candles.
 
 Runs :func:`backend.mesh.simulate.simulate` -- strategy -> compliance -> risk -> paper venue,
-the same pure functions the agents call, in the order the mesh guarantees -- so a
+the same pure functions the agents call, in the order the mesh guarantees -- or, where
+it models the settings (all but the portfolio-VaR limit), its compiled twin
+:func:`backend.backtest.kernel_run.replay`, which gives the same fills to the bit; so a
 backtest's fills are the fills a mesh replay of the same data and settings produces
 (``tests/e2e/test_run_replay.py`` checks ``simulate`` against the mesh).  Trades are
 :func:`backend.performance.report.extract_trades` of those fills, and the curves are those of the
@@ -18,6 +20,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from backend.backtest.kernel_run import KernelReplay, replay, supported
 from backend.backtest.models import BacktestResult, BacktestTrade, Curve
 from backend.backtest.stats import compute_stats, infer_periods_per_year
 from backend.marketdata.candles import Candles
@@ -81,12 +84,18 @@ def run_risk(
         (``initial_cash`` + its mark-to-market P&L); ``extra`` holds the signal,
         decision and order counts and the bar seq where the circuit breaker tripped.
     """
-    res = simulate(settings, candles, strategies=strategies)
+    res: SimResult | KernelReplay
+    if supported(settings) is None:  # the compiled model: same fills, to the bit
+        res = replay(settings, candles, strategies=strategies)
+        marks = res.equity_frame()
+    else:
+        res = simulate(settings, candles, strategies=strategies)
+        marks = equity_frame(res)
     rows = {seq: i for seq, (_, _, i) in enumerate(merge_bars(candles), start=1)}
     closed, still_open = extract_trades(res.fills)
     trades = [to_backtest_trade(t, rows) for t in closed]
     opened = [to_backtest_trade(t, rows) for t in still_open]
-    tl, curves = symbol_curves(res.fills, equity_frame(res))
+    tl, curves = symbol_curves(res.fills, marks)
     t = tl["bar_time"].to_numpy(np.int64)
     eq = tl["equity"].to_numpy(float)
     ppy = float(periods_per_year or infer_periods_per_year(t))
@@ -119,7 +128,7 @@ def run_risk(
     )
 
 
-def _rejections(res: SimResult) -> dict[str, int]:
+def _rejections(res: SimResult | KernelReplay) -> dict[str, int]:
     """Rejected signals by ``stage:rule``."""
     out: dict[str, int] = {}
     for _, stage, ok, rule in res.decisions:

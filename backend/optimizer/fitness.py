@@ -5,7 +5,15 @@ cash, commission, objective, sizing) and is small enough to ship once to each wo
 process or Dask worker.  A :class:`Window` names a half-open time range ``[start, end)``
 and, per symbol, the bar rows inside it.
 
-All-in sizing (the default)
+``risk`` sizing (the default)
+    The mesh's own trading model (:mod:`backend.optimizer.risk_fitness`): compliance,
+    risk sizing from the stop distance, the circuit breaker, paper fills with stops and
+    targets, on the candles cut to the window (indicators warm up inside the window),
+    through the compiled kernel (:mod:`backend.backtest.kernel`) or, with ``engine =
+    "python"`` or settings the kernel does not model, :func:`backend.mesh.simulate.
+    simulate` -- the same scores to the bit.  The account's equity is scored by
+    :func:`~backend.backtest.fast.score_equity`.
+All-in sizing (for comparison with backtesting.py)
     The fast vectorised evaluator (:mod:`backend.backtest.fast`): the strategy's
     direction signals are computed **over the whole series** once per parameter set
     (a signal at bar ``i`` only uses bars ``0..i``, so the window's signals see the
@@ -13,11 +21,6 @@ All-in sizing (the default)
     window; the account starts flat with ``cash`` at the window's first bar, trades
     all-in at next-bar opens (:func:`~backend.backtest.fast.allin_vectorised`) and is
     scored by :func:`~backend.backtest.fast.score_equity`.
-``risk`` sizing (slow)
-    :func:`backend.backtest.run_backtest` with ``sizing="risk"`` (the mesh's compliance,
-    risk sizing and paper fills) on the candles cut to the window: indicators warm up
-    inside the window.  Scored on the symbol's statistics (``return_dd`` = total return
-    / max drawdown).
 
 With several symbols the fitness is the **mean of the per-symbol scores**, each symbol
 trading its own account of ``cash`` (so one undefined score, ``-inf``, makes the mean
@@ -45,6 +48,7 @@ from backend.backtest.signals import SignalSource, signal_source
 from backend.backtest.stats import infer_periods_per_year
 from backend.marketdata.candles import Candles
 from backend.optimizer.names import GA_OBJECTIVES, SIZINGS
+from backend.optimizer.risk_fitness import RiskScorer
 from backend.strategies.base import Strategy
 from backend.strategies.registry import get_strategy
 
@@ -99,13 +103,18 @@ class FitnessContext:
         Fee, fraction of notional per side.
     objective : str
         One of :data:`GA_OBJECTIVES`.
-    sizing : {"all-in", "risk"}
+    sizing : {"risk", "all-in"}
+        ``risk``: the mesh's trading model (default); ``all-in``: buy with the whole
+        equity on a crossing, reverse on the next.
     whole_units : bool
         All-in only: whole base units.
     periods_per_year : float or None
         Annualisation; inferred from each symbol's bar spacing when ``None``.
     settings : Any
         ``risk`` only: the :class:`backend.settings.Settings` (compliance, risk, paper).
+    engine : {"kernel", "python"}
+        ``risk`` only: the compiled kernel or :func:`backend.mesh.simulate.simulate`
+        (same scores; see :mod:`backend.optimizer.risk_fitness`).
     token : str
         Unique id of this context (the workers' cache key).
     """
@@ -115,10 +124,11 @@ class FitnessContext:
     cash: float
     commission: float
     objective: str = "sharpe"
-    sizing: Literal["all-in", "risk"] = "all-in"
+    sizing: Literal["all-in", "risk"] = "risk"
     whole_units: bool = False
     periods_per_year: float | None = None
     settings: Any = None
+    engine: Literal["kernel", "python"] = "kernel"
     token: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     def __post_init__(self) -> None:
@@ -172,6 +182,16 @@ class Scorer:
         self.ppy = [float(ctx.periods_per_year or infer_periods_per_year(c.time))
                     for c in ctx.candles]
         self._lock = threading.Lock()
+        self._risk: RiskScorer | None = None
+
+    @property
+    def risk(self) -> RiskScorer:
+        """The ``risk`` fitness of this context (built on first use)."""
+        if self._risk is None:
+            self._risk = RiskScorer(self.strategy, self.ctx.candles, self.ctx.cash,
+                                    self.ctx.commission, self.ctx.settings,
+                                    self.ctx.objective, self.ppy, self.ctx.engine)
+        return self._risk
 
     def score(self, window: Window, params: Mapping[str, Any]) -> float:
         """Fitness of ``params`` on ``window`` (``-inf``: infeasible or undefined)."""
@@ -195,24 +215,7 @@ class Scorer:
         return _mean(scores)
 
     def _score_risk(self, window: Window, params: dict[str, int | float]) -> float:
-        from backend.backtest import run_backtest  # heavy path, imported on use
-
-        scores = []
-        for k, (a, b) in enumerate(window.rows):
-            c = self.ctx.candles[k]
-            if b - a < 2:
-                return float("-inf")
-            res = run_backtest({c.symbol: c.slice(a, b)}, self.strategy, params,
-                               sizing="risk", cash=self.ctx.cash,
-                               commission=self.ctx.commission, settings=self.ctx.settings,
-                               periods_per_year=self.ppy[k])
-            st = res.stats
-            val = {"sharpe": st.sharpe, "sortino": st.sortino, "calmar": st.calmar,
-                   "return_dd": (st.total_return / st.max_drawdown
-                                 if st.total_return is not None and st.max_drawdown
-                                 else None)}[self.ctx.objective]
-            scores.append(float("-inf") if val is None or not math.isfinite(val) else val)
-        return _mean(scores)
+        return self.risk.score(window.rows, params)
 
 
 def _mean(scores: Sequence[float]) -> float:

@@ -96,7 +96,7 @@ class OptimizeConfig(BaseModel):
     overfit_ratio: float = Field(default=0.5, ge=0, le=1)
     cash: float = Field(default=1.0, gt=0, allow_inf_nan=False)
     commission: float = Field(default=0.001, ge=0, lt=0.1)
-    sizing: Sizing = "all-in"
+    sizing: Sizing = "risk"
     whole_units: bool = False
     fixed: dict[str, float | int] = Field(default_factory=dict)
     workers: int = Field(default=1, ge=1, le=1024)

@@ -180,6 +180,15 @@ class Strategy(ABC):
         return None
 
     # ------------------------------------------------------------ signals
+    @property
+    def finite_memory(self) -> bool:
+        """Whether the signal at bar ``i`` depends only on the last ``warmup`` bars, so
+        ``generate`` over a whole series gives the signals of
+        :class:`~backend.strategies.runner.StrategyRunner` fed bar by bar (what the mesh
+        trades).  True for the built-in indicator strategies; a self-training
+        ``ml_classifier`` retrains on the runner's window and is not."""
+        return True
+
     @abstractmethod
     def warmup(self, params: Mapping[str, Any] | None = None) -> int:
         """Bars needed before the first possible signal: the earliest signal is at

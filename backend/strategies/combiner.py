@@ -158,6 +158,11 @@ class Combined(Strategy):
         for c in self.components:
             self._check_component(c, self.component_params(params, c))
 
+    @property
+    def finite_memory(self) -> bool:
+        """Finite when every component's is."""
+        return all(c.strategy.finite_memory for c in self.components)
+
     def warmup(self, params: Mapping[str, Any] | None = None) -> int:
         """``max(component warmups) + memory - 1`` bars."""
         p = self.resolve_params(params)

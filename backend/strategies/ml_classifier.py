@@ -132,6 +132,12 @@ class MlClassifier(Strategy):
         """The attached models by compact symbol (``"*"`` for a single shared model)."""
         return {}
 
+    @property
+    def finite_memory(self) -> bool:
+        """Only with attached models: self-training fits on the first ``train_bars`` of
+        the series it is given, which for the runner is its sliding window."""
+        return self.attached
+
     def model_for(self, bars: OHLCV) -> TrainedModel:
         """The attached model that predicts ``bars`` (ValueError: none attached)."""
         raise ValueError("ml_classifier: self-training instance, no model attached")

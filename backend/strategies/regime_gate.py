@@ -59,6 +59,11 @@ class RegimeGated(Strategy):
         """The inner strategy's constraints."""
         self.inner.check_params(params)
 
+    @property
+    def finite_memory(self) -> bool:
+        """The inner strategy's."""
+        return self.inner.finite_memory
+
     def warmup(self, params: Mapping[str, Any] | None = None) -> int:
         """The inner warmup; with a gate, at least :data:`backend.marketdata.regime.LOOKBACK`."""
         w = self.inner.warmup(params)

@@ -183,8 +183,9 @@ def optimize(
                                                   "[default: paper.initial_cash]."),
     commission: float | None = typer.Option(None, help="Fee per side, fraction of notional "
                                                         "[default: paper.fee_rate]."),
-    sizing: str = typer.Option("all-in", help="'all-in' (fast) or 'risk' (the mesh's "
-                                              "pipeline, much slower)."),
+    sizing: str = typer.Option("risk", help="'risk' (the mesh's trading model: risk "
+                                            "sizing, compliance, stops, breaker) or 'all-in' "
+                                            "(whole equity per crossing)."),
     whole_units: bool = typer.Option(False, help="all-in: trade whole base units."),
     fixed: str = typer.Option("", help="Parameters held fixed, e.g. stop_atr=2,reward_risk=2."),
     overfit_ratio: float = typer.Option(0.5, help="Flag overfit when OOS < ratio x IS "

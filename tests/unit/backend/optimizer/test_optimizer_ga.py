@@ -96,13 +96,15 @@ def test_defaults_seed_the_population(eth: Candles) -> None:
         assert (defaults in members) is seeded
 
 
+@pytest.mark.parametrize("sizing", ["all-in", "risk"])
 @pytest.mark.parametrize("objective", GA_OBJECTIVES)
-def test_objectives_match_the_backtest_statistics(eth: Candles, objective: str) -> None:
+def test_objectives_match_the_backtest_statistics(eth: Candles, objective: str,
+                                                  sizing: str) -> None:
     params = {"fast": 12, "slow": 40}
-    ctx = fitness_context([eth], cfg(objective=objective, cash=10.0))
+    ctx = fitness_context([eth], cfg(objective=objective, cash=10.0, sizing=sizing))
     got = InProcess(ctx).map(ctx.full_window(), [params])[0]
-    st = run_backtest({eth.symbol: eth}, "sma_cross", params, sizing="all-in", cash=10.0,
-                      commission=0.001).stats
+    st = run_backtest({eth.symbol: eth}, "sma_cross", params, sizing=sizing,  # type: ignore[arg-type]
+                      cash=10.0, commission=0.001).stats
     want = {"sharpe": st.sharpe, "sortino": st.sortino, "calmar": st.calmar,
             "return_dd": st.total_return / st.max_drawdown}[objective]
     assert got == pytest.approx(want, rel=1e-9)
