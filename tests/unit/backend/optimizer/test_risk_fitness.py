@@ -38,7 +38,6 @@ def test_risk_is_the_default_sizing() -> None:
     assert FitnessContext(strategy="sma_cross", candles=(load_candles(ETH).slice(0, 10),),
                           cash=1.0, commission=0.0).sizing == "risk"
     assert OptimizeConfig(strategy="sma_cross").sizing == "risk"
-    assert Settings().optimizer.sizing == "risk"
 
 
 @pytest.mark.parametrize("objective", ["sharpe", "return_dd", "calmar"])
