@@ -24,6 +24,8 @@ import numpy as np
 import talib
 from numpy.typing import ArrayLike
 
+from backend.indicator_memo import memoisable
+
 __all__ = [
     "atr",
     "atr_sma",
@@ -118,6 +120,7 @@ def rsi(x: ArrayLike, n: int = 14) -> np.ndarray:
     return talib.RSI(_f64(x), timeperiod=_period(n, 2))
 
 
+@memoisable
 def true_range(high: ArrayLike, low: ArrayLike, close: ArrayLike) -> np.ndarray:
     """True range ``max(high, close[i-1]) - min(low, close[i-1])`` (TA-Lib ``TRANGE``).
 
@@ -180,6 +183,7 @@ __all__ += [
 ]
 
 
+@memoisable
 def rolling_sum(x: ArrayLike, n: int) -> np.ndarray:
     """Exact finite-memory moving sum ``x[i-n+1] + ... + x[i]`` (summed left to right).
 
@@ -200,6 +204,7 @@ def rolling_sum(x: ArrayLike, n: int) -> np.ndarray:
     return out
 
 
+@memoisable
 def rolling_std(x: ArrayLike, n: int, ddof: int = 0) -> np.ndarray:
     """Exact finite-memory moving standard deviation of ``x[i-n+1 .. i]``.
 
@@ -226,6 +231,7 @@ def rolling_std(x: ArrayLike, n: int, ddof: int = 0) -> np.ndarray:
     return out
 
 
+@memoisable
 def rolling_min(x: ArrayLike, n: int) -> np.ndarray:
     """Lowest value of ``x[i-n+1 .. i]`` (exact).  Shape ``(m,)``; NaN for the first
     ``n-1`` bars and for windows containing a NaN."""

@@ -35,12 +35,10 @@ from backend.backtest.kernel_book import (
     _REL_EPS,
     NS_PER_DAY,
     execute,
-    mark,
     pymax,
     pymin,
     remove_order,
 )
-from backend.backtest.kernel_book import equity as equity_of
 
 __all__ = [
     "COMPLIANCE_RULES",
@@ -195,7 +193,11 @@ def run_kernel(  # type: ignore[no-untyped-def]  # noqa: PLR0912, PLR0915
         day = t // NS_PER_DAY
         if day != dse_day:
             dse_day = day
-            dse_val = equity_of(acct, ins, cnt[2], pos_q, mark_set, mark_val, pos_avg, pos_exists)
+            total = 0.0  # the book's equity(), in its insertion order
+            for k in range(cnt[2]):
+                u = ins[k]
+                total += pos_q[u] * (mark_val[u] if mark_set[u] else pos_avg[u])
+            dse_val = acct[0] + total
         j = 0
         while j < n_open:
             if o_sym[j] != s:
@@ -255,14 +257,18 @@ def run_kernel(  # type: ignore[no-untyped-def]  # noqa: PLR0912, PLR0915
                          f_real, f_reason, f_sig, f_kind)
         mark_set[s] = True
         mark_val[s] = cl
-        eq = equity_of(acct, ins, cnt[2], pos_q, mark_set, mark_val, pos_avg, pos_exists)
+        total = 0.0
+        for k in range(cnt[2]):
+            u = ins[k]
+            total += pos_q[u] * (mark_val[u] if mark_set[u] else pos_avg[u])
+        eq = acct[0] + total
         equity[i] = eq
         for k in range(cnt[2] if want_positions else 0):
             u = ins[k]
             if pos_q[u] != 0:
                 positions[i, u, 0] = pos_q[u]
                 positions[i, u, 1] = pos_avg[u]
-                positions[i, u, 2] = mark(u, mark_set, mark_val, pos_avg, pos_exists)
+                positions[i, u, 2] = mark_val[u] if mark_set[u] else pos_avg[u]
         # ---- 2. risk: the breaker on the mark
         if day != r_day or r_dse <= 0:
             r_day, r_dse = day, dse_val
@@ -329,7 +335,7 @@ def run_kernel(  # type: ignore[no-untyped-def]  # noqa: PLR0912, PLR0915
             if pos_q[u] != 0:
                 v_in[u] = True
                 v_q[u] = pos_q[u]
-                v_mark[u] = mark(u, mark_set, mark_val, pos_avg, pos_exists)
+                v_mark[u] = mark_val[u] if mark_set[u] else pos_avg[u]
                 v_order[n_v] = u
                 n_v += 1
         for u in range(n_sym):

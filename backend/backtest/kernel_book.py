@@ -1,10 +1,10 @@
 """The paper book of the compiled kernel (:mod:`backend.backtest.kernel`): fills and marks.
 
 The numba twins of :mod:`backend.venues.paper.engine`'s ``_execute`` (one fill into the
-positions, cash, fees and the day's traded notional), of the book's mark-to-market
-``equity`` (summed in the book's insertion order, as Python's ``sum`` over its dict) and
-of the removal of an open order; :func:`pymin`/:func:`pymax` are Python's ``min``/
-``max`` of two floats (the first kept on ties and NaN).  State lives in arrays the
+positions, cash, fees and the day's traded notional) and of the removal of an open order
+(the kernel sums the book's equity itself, in the book's insertion order: a call per bar
+with array arguments costs more than the whole bar); :func:`pymin`/:func:`pymax` are
+Python's ``min``/``max`` of two floats (the first kept on ties and NaN).  State lives in arrays the
 kernel owns (see ``run_kernel``'s locals).
 
 Units: prices quote/base, quantities base units (signed positions), cash, fees and
@@ -28,24 +28,6 @@ def pymin(a: float, b: float) -> float:
 @njit(cache=True, inline="always")
 def pymax(a: float, b: float) -> float:
     return b if b > a else a
-
-
-@njit(cache=True, inline="always")
-def mark(s, mark_set, mark_val, pos_avg, pos_exists):  # type: ignore[no-untyped-def]
-    if mark_set[s]:
-        return mark_val[s]
-    if pos_exists[s]:
-        return pos_avg[s]
-    return 0.0
-
-
-@njit(cache=True, inline="always")
-def equity(acct, ins, n_ins, pos_q, mark_set, mark_val, pos_avg, pos_exists):  # type: ignore[no-untyped-def]
-    total = 0.0
-    for k in range(n_ins):
-        s = ins[k]
-        total += pos_q[s] * mark(s, mark_set, mark_val, pos_avg, pos_exists)
-    return acct[0] + total
 
 
 @njit(cache=True)

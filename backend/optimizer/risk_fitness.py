@@ -11,7 +11,9 @@ Two engines give the same scores to the bit:
 
 * ``kernel`` (default): one vectorised ``generate`` of the strategy on the window, then
   the compiled loop :func:`backend.backtest.kernel.run_kernel`.  The settings'
-  arrays do not depend on the parameters, so they are built once per symbol.
+  arrays do not depend on the parameters, so they are built once per symbol, and the
+  window's indicators (a rolling mean of the close for each window length ...) once per
+  window (:mod:`backend.indicator_memo`).
 * ``python``: :func:`backend.mesh.simulate.simulate` (the reference, and the fall-back
   for what the kernel does not model, the portfolio-VaR limit, and for a strategy
   whose whole-series ``generate`` is not what the runner trades, a self-training
@@ -22,6 +24,7 @@ Units: cash quote currency, commission a fraction of notional per side, times ns
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -32,6 +35,7 @@ from backend.backtest.engine import backtest_settings
 from backend.backtest.fast import score_equity
 from backend.backtest.kernel_run import config_arrays, kernel_signals, supported
 from backend.channels import compact_symbol
+from backend.indicator_memo import IndicatorMemo, memoised
 from backend.marketdata.candles import Candles
 from backend.settings import Settings
 from backend.strategies.base import Strategy
@@ -42,6 +46,8 @@ __all__ = ["ENGINES", "RiskScorer"]
 
 #: How the risk fitness replays the model.
 ENGINES: tuple[str, ...] = ("kernel", "python")
+#: Windows whose candles and indicator memo a scorer keeps (walk-forward folds x symbols).
+_MAX_WINDOWS = 16
 _NO_ARRAY = np.zeros(0)
 
 
@@ -85,6 +91,8 @@ class RiskScorer:
                          for c in self.candles]
         slow = engine == "python" or supported(self.settings[0]) or not strategy.finite_memory
         self.engine = "python" if slow else "kernel"
+        self._windows: OrderedDict[tuple[int, int, int], tuple[Candles, IndicatorMemo]] = \
+            OrderedDict()
         self._arrays = []
         for c, s in zip(self.candles, self.settings, strict=True):
             fcfg, icfg = config_arrays(s, positions=False)
@@ -104,13 +112,29 @@ class RiskScorer:
             return float("-inf")
         return float(sum(scores) / len(scores))
 
+    def _window(self, k: int, a: int, b: int) -> tuple[Candles, IndicatorMemo]:
+        """Symbol ``k``'s candles ``[a, b)`` and their indicator memo (one per window:
+        the same arrays for every parameter set, so their indicators are computed once)."""
+        key = (k, a, b)
+        got = self._windows.get(key)
+        if got is None:
+            c = self.candles[k].slice(a, b)
+            got = (c, IndicatorMemo([c.open, c.high, c.low, c.close, c.volume]))
+            self._windows[key] = got
+            while len(self._windows) > _MAX_WINDOWS:
+                self._windows.popitem(last=False)
+        else:
+            self._windows.move_to_end(key)
+        return got
+
     def equity(self, k: int, a: int, b: int, params: dict[str, Any]) -> np.ndarray:
         """Equity (quote) of symbol ``k``'s account after each bar of rows ``[a, b)``."""
-        c = self.candles[k].slice(a, b)
         settings = self.settings[k]
         if self.engine == "python":
-            return self._equity_python(settings, c, params)
-        frame = self.strategy.generate(c, params)
+            return self._equity_python(settings, self.candles[k].slice(a, b), params)
+        c, memo = self._window(k, a, b)
+        with memoised(memo):
+            frame = self.strategy.generate(c, params)
         side, conf, stop, tp = kernel_signals(frame, self.strategy.warmup(params))
         n = len(side)
         fcfg, icfg, restricted = self._arrays[k]
