@@ -116,10 +116,9 @@ class OptimizerAgentConfig(BaseModel):
     generations: int = Field(default=10, ge=0, le=10_000)
     walk_forward: int = Field(default=3, ge=1, le=100)
     seed: int = Field(default=0, ge=0)
-    #: ``all-in`` (buy with the whole equity on a crossing) or ``risk`` (the mesh's own
-    #: trading model, compiled: the default of ``tradingmesh optimize``).  The optimizer
-    #: agent keeps ``all-in`` until its tests and drills are re-tuned for risk sizing.
-    sizing: Literal["all-in", "risk"] = "all-in"
+    #: ``risk`` (the mesh's own trading model, compiled: what the mesh trades) or
+    #: ``all-in`` (buy with the whole equity on a crossing; for comparison).
+    sizing: Literal["all-in", "risk"] = "risk"
     #: Most recent bars of the symbol a run uses.
     max_bars: int = Field(default=5000, ge=100)
     #: Fewest bars a run needs (besides 50 per walk-forward window); else it fails.

@@ -103,7 +103,7 @@ class RunOptimizer(Message):
     generations: int = Field(default=10, ge=0, le=10_000)
     walk_forward: int = Field(default=3, ge=1, le=100)
     seed: int = Field(default=0, ge=0)
-    sizing: Literal["all-in", "risk"] = "all-in"
+    sizing: Literal["all-in", "risk"] = "risk"
     max_bars: int = Field(default=5000, ge=2)
     until_seq: int = Field(default=0, ge=0)
     requested_by: str = Field(default="", max_length=128)

@@ -74,6 +74,13 @@ def _proposal(run: OptimizerRunDetail) -> None:
                f"{_score(p.score)} vs running {_score(p.baseline)} (margin {p.margin:g})")
 
 
+def scoring_model(sizing: object) -> str:
+    """Which model scored a run, from its ``config["sizing"]``."""
+    return {"risk": "the mesh's trading model (risk sizing, compliance, stops, breaker)",
+            "all-in": "all-in (the whole equity on each crossing, no stops or limits)",
+            }.get(str(sizing), f"sizing {sizing}")
+
+
 def _run(run: OptimizerRunDetail) -> None:
     c = st.columns(5)
     c[0].metric("Status", run.status)
@@ -81,7 +88,8 @@ def _run(run: OptimizerRunDetail) -> None:
     c[2].metric("Out-of-sample score", _score(run.mean_out_of_sample))
     c[3].metric("Overfit", _flag(run.overfit))
     c[4].metric("Generations", len({(g.fold, g.generation) for g in run.generations}))
-    st.caption(f"{run.strategy} {run.symbol or ''} · objective {run.objective} · started "
+    st.caption(f"{run.strategy} {run.symbol or ''} · objective {run.objective} · scored by "
+               f"{scoring_model(run.config.get('sizing'))} · started "
                f"{fmt_ts(run.started_ts)} · finished {fmt_ts(run.finished_ts)} · "
                f"{run.evaluations} evaluations")
     _chart(run)

@@ -37,6 +37,10 @@ __all__ = ["format_params", "optimize", "register"]
 
 #: Hall-of-fame entries shown for the last fold.
 SHOW_HOF = 5
+#: Which model scores a run, by sizing.
+_MODELS = {"risk": "the mesh's trading model (risk sizing, compliance, stops, breaker; "
+                   "compiled)",
+           "all-in": "all-in (the whole equity on each crossing; no stops or limits)"}
 
 
 def format_params(params: dict[str, Any], sep: str = ",") -> str:
@@ -264,7 +268,8 @@ def optimize(
     console.print(
         f"optimize {cfg.strategy} for {cfg.objective} on {', '.join(candles)}: population "
         f"{cfg.population}, {cfg.generations} generations, {wf}, seed {cfg.seed}, sizing "
-        f"{cfg.sizing}, cash {cfg.cash:g}, commission {cfg.commission:g}",
+        f"{cfg.sizing}, cash {cfg.cash:g}, commission {cfg.commission:g}; scored by "
+        f"{_MODELS.get(cfg.sizing, cfg.sizing)}",
         soft_wrap=True, highlight=False)
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), console=console)

@@ -82,8 +82,10 @@ async def _optimize_and_apply(settings: Settings, store: Store) -> str:
 def test_optimizer_result_is_hot_reloaded_into_the_running_strategy_agent(
     redis_url: str, tmp_path: Path
 ) -> None:
+    # all-in: on these 800 bars the mesh's model (min confidence 0.85) trades too rarely to
+    # score every fold, and this test is about the hot reload, not the fitness
     opt = OptimizerAgentConfig(population=8, generations=2, walk_forward=2, seed=0, margin=0.0,
-                          reject_overfit=False, min_bars=200, auto_apply=True)
+                          reject_overfit=False, min_bars=200, auto_apply=True, sizing="all-in")
     settings = make_settings(tmp_path, redis_url, symbols=["ETH/BTC"], optimizer=opt)
     candles = load_dir(settings.data_dir, ["ETH/BTC"])["ETH/BTC"]
     r = redis.Redis.from_url(redis_url)

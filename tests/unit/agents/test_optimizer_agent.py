@@ -20,7 +20,9 @@ from backend.settings import OptimizerAgentConfig
 from backend.strategies.registry import get_strategy
 from tests.support.agent_fixtures import drain, eth_candles, publish_bars, settings_for, wire
 
-GA = {"population": 6, "generations": 1, "walk_forward": 2, "seed": 3}
+# all-in: these tests are about the agent's runs and proposals, on 800 bars, where the
+# mesh's model (min confidence 0.85) trades too rarely to score every fold
+GA = {"population": 6, "generations": 1, "walk_forward": 2, "seed": 3, "sizing": "all-in"}
 
 
 async def new_agent(tmp_path: Path, redis, **opt: object) -> OptimizerAgent:  # noqa: ANN001
@@ -166,5 +168,29 @@ def test_the_schedule_queues_one_request_per_symbol_and_skips_while_busy(
         assert int(await fake_redis.get(channels.OPTIMIZER_SCHEDULE_KEY)) >= 1_000 + period
         assert await agent.enqueue_scheduled(2_000, period) == []  # the first is queued
         assert await fake_redis.xlen(channels.OPTIMIZER_REQUESTS) == 1
+
+    asyncio.run(go())
+
+
+def test_by_default_a_run_is_scored_by_the_meshs_own_trading_model(
+    tmp_path: Path, fake_redis  # noqa: ANN001
+) -> None:
+    async def go() -> None:
+        cfg = OptimizerAgentConfig(min_bars=200, margin=0.0, reject_overfit=False)
+        agent = OptimizerAgent(settings_for(
+            tmp_path, optimizer=cfg,
+            risk={"min_confidence": 0.3, "daily_drawdown_limit": 0.5}))
+        await wire(agent, fake_redis)
+        await agent.setup()
+        assert agent.settings.optimizer.sizing == "risk"
+        await publish_bars(fake_redis, eth_candles(agent.settings), range(2400), 1)
+        await queue(fake_redis, make_request(
+            agent.settings, "ETH/BTC", "sma_cross", run_id="r-risk", until_seq=0,
+            requested_by="api@test", reason="unit test", population=6, generations=1,
+            walk_forward=2, seed=3))
+        await drain(agent)
+        run = agent.store.optimizer_run("r-risk")
+        assert run["status"] == "finished" and run["config"]["sizing"] == "risk"
+        assert run["mean_in_sample"] is not None and run["evaluations"] > 0
 
     asyncio.run(go())

@@ -166,7 +166,7 @@ def optimizer_run(run_id: str = "ga-1") -> OptimizerRunDetail:
         generations=[GenerationView(fold=f, generation=g, best=1.0 + g, mean=0.5 + g)
                      for f in (0, 1) for g in range(5)],
         best_params={"fast": 9, "slow": 42}, mean_in_sample=1.25, mean_out_of_sample=0.75,
-        overfit=False, proposed=True, appliable=True,
+        overfit=False, proposed=True, appliable=True, config={"sizing": "risk"},
         proposal=ProposalView(status="proposed", reason="beats the running parameters",
                               strategy="sma_cross", params={"fast": 9, "slow": 42},
                               current_strategy="sma_cross", current_params={"fast": 10},
@@ -182,6 +182,7 @@ def test_optimizer_page_without_and_with_runs(api: FakeApi) -> None:
     text = texts(at)
     assert "Out-of-sample score=0.7500" in text and "Overfit=no" in text
     assert "Proposed, waiting for approval" in text and "vs running 0.2000" in text
+    assert "scored by the mesh's trading model (risk sizing" in text
     assert "slow" in frames(at)
     assert "fast=9, slow=42" in frames(at) and "optimizer" in frames(at)  # the agent table
     assert len(at.get("vega_lite_chart")) == 1  # best and mean fitness per generation, fold

@@ -53,10 +53,12 @@ def test_walk_forward_run_prints_table_writes_report_and_stores_the_run(
     out = res.stdout
     for word in ("optimize sma_cross for sortino on ETH/BTC", "walk-forward 2 folds", "seed 5",
                  "in-sample window", "out-of-sample window", "IS", "OOS", "overfit", "mean",
-                 "hall of fame", "best parameters: fast=", "evaluations", "report written"):
+                 "hall of fame", "best parameters: fast=", "evaluations", "report written",
+                 "sizing risk", "scored by the mesh's trading model"):
         assert word in out, word
     rep = orjson.loads(report.read_bytes())
     assert rep["status"] == "finished" and rep["config"]["objective"] == "sortino"
+    assert rep["config"]["sizing"] == "risk"  # the default
     assert rep["config"]["fixed"] == {"stop_atr": 2, "reward_risk": 2}
     assert len(rep["folds"]) == 2 and len(rep["folds"][0]["generations"]) == 4
     for f in rep["folds"]:
