@@ -11,6 +11,11 @@ n2 in 10..70, n1 < n2: 1,355 parameter sets), same cash (10,000) and commission 
   every core) with the README's ``SmaCross`` example, maximising final equity (it
   computes the full statistics of every run whatever it maximises).
 
+* ours, ``risk`` sizing: the optimizer's default fitness, the mesh's own trading model
+  (:mod:`backend.optimizer.risk_fitness`: compliance, risk sizing, stops, breaker; the
+  compiled kernel), scored by Sharpe; a different model from backtesting.py's, so only
+  its speed is compared.
+
 It also checks agreement over the whole grid: our whole-unit final equity of every
 parameter set against backtesting.py's.  Prints the figures and writes
 ``benchmarks/results/backtest_speed.json``.
@@ -41,6 +46,7 @@ from backtesting.test import SMA  # noqa: E402
 
 from backend.backtest import AllInEvaluator  # noqa: E402
 from backend.marketdata.candles import load_candles  # noqa: E402
+from backend.optimizer.fitness import FitnessContext, Scorer  # noqa: E402
 
 CASH, COMMISSION = 10_000, 0.002
 N1, N2 = range(5, 31), range(10, 71)
@@ -95,6 +101,31 @@ def ours(candles, points: list[tuple[int, int]], repeat: int) -> dict:
     }
 
 
+def ours_risk(candles, points: list[tuple[int, int]], repeat: int) -> dict:
+    """Time the ``risk`` fitness (the mesh's trading model, compiled) over the grid:
+    Sharpe of each parameter set's account, default risk/compliance settings, the
+    same cash and fee; a cold pass (indicators computed), then ``repeat`` warm passes."""
+    ctx = FitnessContext(strategy="sma_cross", candles=(candles,), cash=CASH,
+                         commission=COMMISSION, sizing="risk")
+    scorer = Scorer(ctx)
+    window = ctx.full_window()
+    times = []
+    for _ in range(repeat + 1):
+        t0 = time.perf_counter()
+        scores = [scorer.score(window, {"fast": a, "slow": b}) for a, b in points]
+        times.append(time.perf_counter() - t0)
+    warm = statistics.median(times[1:])
+    best = points[int(np.argmax(scores))]
+    return {
+        "cold_pass_s": round(times[0], 4),
+        "warm_pass_s": round(warm, 4),
+        "evals_per_s": round(len(points) / warm, 1),
+        "us_per_eval": round(warm / len(points) * 1e6, 1),
+        "finite_scores": int(np.isfinite(scores).sum()),
+        "best_by_sharpe": {"n1": best[0], "n2": best[1]},
+    }
+
+
 def theirs(df, max_tries: int | None) -> dict:
     """Time one ``Backtest.run`` and ``Backtest.optimize`` over the grid."""
     with warnings.catch_warnings():
@@ -132,6 +163,7 @@ def main() -> int:
     points = grid()
     load = os.getloadavg()[0]
     o = ours(candles, points, args.repeat)
+    r = ours_risk(candles, points, args.repeat)
     t = theirs(df, args.bt_max_tries)
     finals, heat = o.pop("_finals"), t.pop("_heat")
     rel = [abs(finals[p] / v - 1) for p, v in heat.items()]
@@ -145,8 +177,10 @@ def main() -> int:
         "cash": CASH,
         "commission": COMMISSION,
         "ours": o,
+        "ours_risk_sizing": r,
         "backtesting_py": t,
         "ratio_evals_per_s": round(o["evals_per_s"] / t["evals_per_s"], 1),
+        "ratio_risk_evals_per_s": round(r["evals_per_s"] / t["evals_per_s"], 1),
         "agreement": {
             "points_compared": len(rel),
             "max_rel_diff_final_equity": float(f"{max(rel):.3g}"),
